@@ -1,0 +1,39 @@
+# The two set-up commands for a fresh machine: `make demo` and `make test`.
+PY     ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.oskit-installed
+TSTAMP := $(VENV)/.oskit-test-installed
+
+.PHONY: setup setup-test demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# PyPI's default torch + torchvision (CUDA build, runs on CPU): the machine's local CPU wheel
+	# of torch has no torchvision that imports with it, and PyPI's newest release sorts above it.
+	$(BIN)/pip install -q torch torchvision
+	$(BIN)/pip install -q -e '.[all]'
+	touch $@
+
+setup-test: $(TSTAMP)
+
+$(TSTAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[all,test]'
+	# Headless Chromium for the search-page tests (Debian's package; Playwright only drives it).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	touch $@
+
+demo: setup
+	$(BIN)/oskit demo
+
+test: setup-test
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	@echo "benchmarks are run by hand: see bench/README.md"
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,159 @@
+"""The only module that opens connections to a cluster.
+
+:func:`connect` builds a :class:`Client` over opensearch-py (basic auth, TLS, SigV4 for Amazon
+OpenSearch Service). :meth:`Client.request` is the single choke point: it logs method, path,
+status and milliseconds, and maps every opensearch-py exception to :mod:`kit.errors`, keeping the
+server's ``root_cause`` reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+from kit.errors import AuthError, ClusterError, Conflict, NotFound, Unreachable
+
+log = logging.getLogger("kit.cluster")
+
+__all__ = ["Client", "connect", "map_error"]
+
+
+def _root_cause(info: Any) -> tuple[str | None, str | None]:
+    """(type, reason) of the first root cause in an OpenSearch error body."""
+    if isinstance(info, dict):
+        err = info.get("error", info)
+        if isinstance(err, dict):
+            causes = err.get("root_cause") or []
+            first = causes[0] if causes and isinstance(causes[0], dict) else err
+            return first.get("type") or err.get("type"), first.get("reason") or err.get("reason")
+        if isinstance(err, str):
+            return None, err
+    if isinstance(info, str) and info:
+        return None, info
+    return None, None
+
+
+def map_error(exc: Exception, method: str, path: str) -> ClusterError:
+    """Translate an opensearch-py exception into the kit's tree (a test checks every class is mapped)."""
+    from opensearchpy import exceptions as ose
+
+    if isinstance(exc, (ose.ConnectionTimeout,)):
+        return Unreachable("request timed out", method=method, path=path,
+                           hint="raise --timeout, or check that the cluster is up")
+    if isinstance(exc, ose.SSLError):
+        return Unreachable(f"TLS error: {exc.info if hasattr(exc, 'info') else exc}", method=method, path=path,
+                           hint="pass --ca-certs with the cluster's CA bundle, or --insecure for a test cluster")
+    if isinstance(exc, ose.ConnectionError):
+        return Unreachable("cannot connect to the cluster", method=method, path=path,
+                           hint="check --url / OPENSEARCH_URL; for the embedded node run `oskit node start`")
+    if isinstance(exc, ose.TransportError):
+        status = exc.status_code if isinstance(exc.status_code, int) else None
+        etype, reason = _root_cause(exc.info)
+        kw: dict[str, Any] = dict(method=method, path=path, status=status, error_type=etype, reason=reason,
+                                  body=exc.info)
+        if status in (401, 403):
+            return AuthError("the cluster refused the request", hint="check OPENSEARCH_USER / OPENSEARCH_PASSWORD "
+                             "or the IAM role", **kw)
+        if status == 404:
+            return NotFound("not found", **kw)
+        if status == 409:
+            return Conflict("conflict", **kw)
+        return ClusterError("the cluster answered with an error", **kw)
+    if isinstance(exc, ose.ImproperlyConfigured):
+        return ClusterError(f"client misconfigured: {exc}", method=method, path=path)
+    if isinstance(exc, ose.SerializationError):
+        return ClusterError(f"could not (de)serialize: {exc}", method=method, path=path)
+    if isinstance(exc, ose.OpenSearchException):
+        return ClusterError(f"client error: {exc}", method=method, path=path)
+    raise exc
+
+
+class Client:
+    """A connection to one cluster. All HTTP goes through :meth:`request`."""
+
+    def __init__(self, os_client: Any, url: str) -> None:
+        self.os = os_client
+        self.url = url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        ignore: tuple[int, ...] = (),
+    ) -> Any:
+        """Perform one request; returns the decoded JSON body. Statuses in ``ignore`` return ``None``."""
+        from opensearchpy import exceptions as ose
+
+        start = time.perf_counter()
+        status: Any = "ERR"
+        try:
+            result = self.os.transport.perform_request(method, path, params=params, body=body, headers=headers)
+            status = 200
+            return result
+        except ose.TransportError as exc:
+            status = exc.status_code
+            if isinstance(exc.status_code, int) and exc.status_code in ignore:
+                return None
+            raise map_error(exc, method, path) from None
+        except ose.OpenSearchException as exc:
+            raise map_error(exc, method, path) from None
+        finally:
+            log.info("%s %s -> %s (%.0f ms)", method, path, status, (time.perf_counter() - start) * 1000)
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/")
+        return result
+
+    def close(self) -> None:
+        self.os.close()
+
+
+def connect(
+    url: str = "http://127.0.0.1:9200",
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    ca_certs: str | None = None,
+    verify: bool = True,
+    aws_region: str | None = None,
+    aws_service: str = "es",
+    timeout: float = 30.0,
+    max_retries: int = 3,
+    **_: Any,
+) -> Client:
+    """Build a client. Nothing is sent until the first request."""
+    from opensearchpy import OpenSearch, RequestsHttpConnection
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise Unreachable(f"invalid cluster URL {url!r}", hint="use e.g. http://127.0.0.1:9200")
+    kwargs: dict[str, Any] = dict(
+        hosts=[url],
+        timeout=timeout,
+        max_retries=max_retries,
+        retry_on_timeout=True,
+        retry_on_status=(502, 503, 504),
+        connection_class=RequestsHttpConnection,
+        verify_certs=verify if parsed.scheme == "https" else False,
+        ssl_show_warn=False,
+    )
+    if ca_certs:
+        kwargs["ca_certs"] = ca_certs
+    if aws_region:
+        try:
+            import boto3
+            from opensearchpy import AWSV4SignerAuth
+        except ImportError as exc:  # pragma: no cover - depends on extras
+            raise ClusterError("SigV4 needs boto3: pip install 'oskit[aws]'") from exc
+        creds = boto3.Session().get_credentials()
+        if creds is None:
+            raise AuthError("no AWS credentials found for SigV4", hint="configure AWS credentials (env, profile or role)")
+        kwargs["http_auth"] = AWSV4SignerAuth(creds, aws_region, aws_service)
+    elif user:
+        kwargs["http_auth"] = (user, password or "")
+    return Client(OpenSearch(**kwargs), url)

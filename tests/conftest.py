@@ -1,0 +1,31 @@
+"""Hermetic tests: no OSKIT_*/OPENSEARCH_* from the caller's environment, data dirs under tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+SPEC_DIR = SHARED / "opensearch-api-spec"
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith(("OSKIT_", "OPENSEARCH_")):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OSKIT_DATA_DIR", str(tmp_path / "oskit-data"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    yield
+
+
+@pytest.fixture(scope="session")
+def spec_dir() -> Path:
+    if not SPEC_DIR.is_dir():
+        pytest.fail(f"the OpenSearch API spec is missing at {SPEC_DIR} (it lives in ../shared)")
+    return SPEC_DIR
