@@ -1,0 +1,369 @@
+"""Text search over an image index: ``vector`` (neural ``query_text``), ``hybrid`` (BM25 + vectors) and
+``tags`` (the lexical baseline).
+
+Model ids never appear here: the index's search pipeline (``neural_query_enricher``) fills them in,
+and its ``normalization-processor`` combines the sub-query scores of a hybrid query.
+
+    >>> from kit.cluster.client import connect
+    >>> result = search(connect(), "red dress", k=30)  # doctest: +SKIP
+    >>> [(h.score, h.source["file_name"]) for h in result.hits]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from kit.errors import ClusterError, KitError, NotFound
+
+__all__ = [
+    "DEFAULT_PROMPT_TEMPLATE",
+    "FIELDS",
+    "MODES",
+    "Hit",
+    "SearchResult",
+    "VECTOR_FIELDS",
+    "apply_template",
+    "build_search",
+    "parse_filters",
+    "run_query",
+    "search",
+]
+
+log = logging.getLogger("kit.search")
+
+DEFAULT_PROMPT_TEMPLATE = "a picture of a {term}"
+MODES = ("vector", "hybrid", "tags")
+FIELDS = ("image", "ocr_text", "caption")
+#: the k-NN field searched for each ``--field``
+VECTOR_FIELDS: dict[str, str] = {"image": "image_embedding", "ocr_text": "ocr_embedding", "caption": "caption_embedding"}
+#: the text fields matched lexically (``tags`` mode and the BM25 half of ``hybrid``) for each ``--field``
+LEXICAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "image": ("tags", "ocr_text", "caption"),
+    "ocr_text": ("ocr_text",),
+    "caption": ("caption",),
+}
+#: never sent back to the user: vectors and image bytes
+EXCLUDED_SOURCE = ("image", "image_embedding", "ocr_embedding", "caption_embedding")
+_TOP_LEVEL_FIELDS = ("file_name", "source_uri", "sha256", "format", "width", "height", "bytes", "tags",
+                     "tags.raw", "ocr_text", "caption")
+
+
+@dataclass
+class Hit:
+    """One result: ``source`` holds the indexed fields except vectors and image bytes."""
+
+    id: str
+    score: float
+    source: dict[str, Any]
+    label: str | None = None
+
+    @property
+    def thumbnail(self) -> str | None:
+        value = self.source.get("thumbnail")
+        return value if isinstance(value, str) else None
+
+    def to_json(self, *, thumbnail: bool = False) -> dict[str, Any]:
+        src = {k: v for k, v in self.source.items() if thumbnail or k != "thumbnail"}
+        out: dict[str, Any] = {"id": self.id, "score": self.score}
+        if self.label is not None:
+            out["label"] = self.label
+        out["source"] = src
+        return out
+
+
+@dataclass
+class SearchResult:
+    """Hits plus what was asked, for rendering and debugging."""
+
+    hits: list[Hit]
+    query: str
+    mode: str
+    field: str
+    took_ms: float
+    body: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, *, thumbnail: bool = False) -> dict[str, Any]:
+        return {"hits": [h.to_json(thumbnail=thumbnail) for h in self.hits]}
+
+
+# ----------------------------------------------------------------------------------------- building
+
+
+def apply_template(text: str, template: str | None) -> str:
+    """Wrap a single-word query in ``template`` (``{term}`` marks the word); longer queries pass unchanged."""
+    text = text.strip()
+    if not template or len(text.split()) != 1:
+        return text
+    if "{term}" not in template:
+        raise KitError(f"prompt template {template!r} has no {{term}} placeholder",
+                       hint='e.g. --prompt-template "a picture of a {term}"')
+    return template.replace("{term}", text)
+
+
+def parse_filters(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``["color=red", "metadata.year=2020"]`` → ``{"color": "red", "metadata.year": "2020"}``."""
+    if items is None:
+        return {}
+    if isinstance(items, Mapping):
+        return dict(items)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise KitError(f"bad filter {item!r}", hint="use key=value, e.g. --filter category=shoes")
+        out[key.strip()] = value
+    return out
+
+
+def _mapping_type(mapping: Mapping[str, Any] | None, path: str) -> tuple[str | None, bool]:
+    """(type, has a .keyword sub-field) of a dotted field path in an index mapping's ``properties``."""
+    node: Any = {"properties": mapping or {}}
+    for part in path.split("."):
+        props = node.get("properties") if isinstance(node, dict) else None
+        if not isinstance(props, dict) or part not in props:
+            return None, False
+        node = props[part]
+    if not isinstance(node, dict):
+        return None, False
+    fields = node.get("fields") or {}
+    has_kw = isinstance(fields, dict) and fields.get("keyword", {}).get("type") == "keyword"
+    return node.get("type", "object"), has_kw
+
+
+def filter_clauses(filters: Mapping[str, Any], mapping: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Exact-match clauses for ``key=value`` filters.
+
+    A key that is not a top-level field means ``metadata.<key>``. Keyword, numeric and boolean fields
+    get ``term``; a text field with a ``.keyword`` sub-field (OpenSearch's dynamic mapping of strings)
+    gets ``term`` on the sub-field; other text fields get ``match_phrase``.
+    """
+    clauses: list[dict[str, Any]] = []
+    for key, value in filters.items():
+        path = key if (key in _TOP_LEVEL_FIELDS or key.startswith("metadata.")) else f"metadata.{key}"
+        ftype, has_kw = _mapping_type(mapping, path)
+        if path == "tags":
+            clauses.append({"term": {"tags.raw": value}})
+        elif ftype == "text" and has_kw:
+            clauses.append({"term": {f"{path}.keyword": value}})
+        elif ftype == "text":
+            clauses.append({"match_phrase": {path: value}})
+        else:
+            clauses.append({"term": {path: value}})
+    return clauses
+
+
+def _lexical(text: str, fields: Sequence[str], all_terms: bool) -> dict[str, Any]:
+    operator = "and" if all_terms else "or"
+    if len(fields) == 1:
+        return {"match": {fields[0]: {"query": text, "operator": operator}}}
+    return {"multi_match": {"query": text, "fields": list(fields), "operator": operator,
+                            "type": "most_fields" if not all_terms else "cross_fields"}}
+
+
+def _with_filter(query: dict[str, Any], clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    if not clauses:
+        return query
+    return {"bool": {"must": [query], "filter": clauses}}
+
+
+def _neural(vector_field: str, k: int, clauses: list[dict[str, Any]], **inputs: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {**inputs, "k": k}
+    if clauses:
+        spec["filter"] = clauses[0] if len(clauses) == 1 else {"bool": {"filter": clauses}}
+    return {"neural": {vector_field: spec}}
+
+
+def build_search(
+    text: str,
+    *,
+    k: int = 30,
+    mode: str = "vector",
+    field: str = "image",
+    filters: Mapping[str, Any] | None = None,
+    prompt_template: str | None = DEFAULT_PROMPT_TEMPLATE,
+    all_terms: bool = False,
+    mapping: Mapping[str, Any] | None = None,
+    thumbnails: bool = False,
+) -> dict[str, Any]:
+    """The ``_search`` body for a text query (pure; no I/O).
+
+    The prompt template applies only to the vector half on ``--field image`` (CLIP was trained on
+    sentences; OCR and caption text are matched as typed).
+    """
+    if mode not in MODES:
+        raise KitError(f"unknown search mode {mode!r}", hint=f"one of: {', '.join(MODES)}")
+    if field not in FIELDS:
+        raise KitError(f"unknown search field {field!r}", hint=f"one of: {', '.join(FIELDS)}")
+    if k < 1 or k > 10_000:
+        raise KitError(f"-k must be between 1 and 10000 (got {k})")
+    text = text.strip()
+    if not text:
+        raise KitError("empty query", hint='pass the words to look for, e.g. oskit search "red dress"')
+    clauses = filter_clauses(filters or {}, mapping)
+    # the baseline matches tags only; hybrid's BM25 half also reads the OCR text and the caption
+    lexical_fields = ("tags",) if (mode == "tags" and field == "image") else LEXICAL_FIELDS[field]
+    lexical = _lexical(text, lexical_fields, all_terms)
+    vector_text = apply_template(text, prompt_template) if field == "image" else text
+    neural = _neural(VECTOR_FIELDS[field], k, clauses, query_text=vector_text)
+    if mode == "tags":
+        query = _with_filter(lexical, clauses)
+    elif mode == "vector":
+        query = neural
+    else:
+        query = {"hybrid": {"queries": [_with_filter(lexical, clauses), neural]}}
+    excludes = list(EXCLUDED_SOURCE) + ([] if thumbnails else ["thumbnail"])
+    return {"size": k, "query": query, "_source": {"excludes": excludes}}
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+class _IndexInfo:
+    """Per-(cluster, index) cache of the mapping and the default search pipeline (read once)."""
+
+    _lock = threading.Lock()
+    _cache: dict[tuple[int, str], tuple[dict[str, Any], str | None]] = {}
+
+    @classmethod
+    def get(cls, client: Any, index: str) -> tuple[dict[str, Any], str | None]:
+        key = (id(client), index)
+        with cls._lock:
+            if key in cls._cache:
+                return cls._cache[key]
+        try:
+            resp = client.request("GET", f"/{index}")
+        except NotFound:
+            raise KitError(f"index {index!r} does not exist",
+                           hint="create it with `oskit apply` and load images with `oskit ingest`") from None
+        body = resp.get(index) if isinstance(resp, dict) else None
+        if not isinstance(body, dict):  # an alias: take the first concrete index
+            body = next(iter(resp.values())) if isinstance(resp, dict) and resp else {}
+        mapping = (body.get("mappings") or {}).get("properties") or {}
+        settings = (body.get("settings") or {}).get("index") or {}
+        pipeline = (settings.get("search") or {}).get("default_pipeline") or settings.get("search.default_pipeline")
+        info = (mapping, pipeline if pipeline not in (None, "_none") else None)
+        with cls._lock:
+            cls._cache[key] = info
+        return info
+
+    @classmethod
+    def forget(cls, client: Any | None = None) -> None:
+        with cls._lock:
+            if client is None:
+                cls._cache.clear()
+            else:
+                for key in [k for k in cls._cache if k[0] == id(client)]:
+                    del cls._cache[key]
+
+
+def forget_index_info(client: Any | None = None) -> None:
+    """Drop cached mappings/pipelines (after an apply changed them)."""
+    _IndexInfo.forget(client)
+
+
+def run_query(
+    client: Any,
+    index: str,
+    body: dict[str, Any],
+    *,
+    search_pipeline: str | None = None,
+    query_text: str = "",
+    mode: str = "vector",
+    field: str = "image",
+) -> SearchResult:
+    """POST ``body`` to ``/{index}/_search`` and turn the response into a :class:`SearchResult`."""
+    params: dict[str, Any] = {}
+    if search_pipeline:
+        params["search_pipeline"] = search_pipeline
+    start = time.perf_counter()
+    try:
+        resp = client.request("POST", f"/{index}/_search", body=body, params=params or None)
+    except ClusterError as exc:
+        if exc.reason and "model id must be provided" in exc.reason:
+            exc.hint = (f"index {index!r} has no search pipeline with a neural_query_enricher; "
+                        "`oskit apply` sets it (pipelines/images-search.yaml)")
+        raise
+    took = (time.perf_counter() - start) * 1000
+    hits = []
+    for h in (resp.get("hits") or {}).get("hits") or []:
+        src = {k: v for k, v in (h.get("_source") or {}).items() if k not in EXCLUDED_SOURCE}
+        hits.append(Hit(id=h["_id"], score=float(h.get("_score") or 0.0), source=src))
+    return SearchResult(hits=hits, query=query_text, mode=mode, field=field, took_ms=took, body=body, params=params)
+
+
+def search(
+    client: Any,
+    text: str,
+    *,
+    index: str = "images",
+    k: int = 30,
+    mode: str = "vector",
+    field: str = "image",
+    filters: Mapping[str, Any] | Iterable[str] | None = None,
+    prompt_template: str | None = DEFAULT_PROMPT_TEMPLATE,
+    all_terms: bool = False,
+    thumbnails: bool = False,
+    search_pipeline: str | None = None,
+) -> SearchResult:
+    """Search ``index`` for ``text``; see :func:`build_search` for the modes.
+
+    ``hybrid`` needs a search pipeline with a ``normalization-processor``: the index's default one, or
+    ``search_pipeline``. Without one OpenSearch returns raw, meaningless scores, so we refuse.
+    """
+    flt = parse_filters(filters)
+    mapping, default_pipeline = _IndexInfo.get(client, index)
+    pipeline = search_pipeline or default_pipeline
+    if mode == "hybrid":
+        _check_hybrid_pipeline(client, index, pipeline)
+    body = build_search(text, k=k, mode=mode, field=field, filters=flt, prompt_template=prompt_template,
+                        all_terms=all_terms, mapping=mapping, thumbnails=thumbnails)
+    return run_query(client, index, body, search_pipeline=search_pipeline, query_text=text, mode=mode, field=field)
+
+
+_HYBRID_OK: set[tuple[int, str]] = set()
+
+
+def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> None:
+    if pipeline is None:
+        raise KitError(f"hybrid search needs a search pipeline with a normalization-processor; index {index!r} "
+                       "has no default search pipeline",
+                       hint="`oskit apply` sets one (pipelines/images-search.yaml), or pass --search-pipeline")
+    key = (id(client), pipeline)
+    if key in _HYBRID_OK:
+        return
+    try:
+        resp = client.request("GET", f"/_search/pipeline/{pipeline}")
+    except NotFound:
+        raise KitError(f"search pipeline {pipeline!r} does not exist", hint="run `oskit apply`") from None
+    body = (resp or {}).get(pipeline) or {}
+    procs = body.get("phase_results_processors") or []
+    names = {name for p in procs if isinstance(p, dict) for name in p}
+    if not names & {"normalization-processor", "score-ranker-processor"}:
+        raise KitError(f"search pipeline {pipeline!r} has no normalization-processor, so hybrid scores would "
+                       "be meaningless", hint="add one to the pipeline (see pipelines/images-search.yaml)")
+    _HYBRID_OK.add(key)
+
+
+def short_metadata(source: Mapping[str, Any], limit: int = 4) -> str:
+    """A few ``key=value`` pairs of a hit's metadata for one table cell."""
+    meta = source.get("metadata") or {}
+    parts: list[str] = []
+    if isinstance(meta, dict):
+        for key, value in meta.items():
+            if isinstance(value, (str, int, float, bool)) and len(str(value)) <= 60:
+                parts.append(f"{key}={value}")
+            if len(parts) >= limit:
+                break
+    tags = source.get("tags")
+    if tags:
+        parts.append("tags=" + (",".join(tags[:6]) if isinstance(tags, list) else str(tags)))
+    text = source.get("ocr_text")
+    if isinstance(text, str) and text.strip():
+        parts.append("ocr=" + re.sub(r"\s+", " ", text.strip())[:40])
+    return " ".join(parts)
