@@ -1,0 +1,368 @@
+"""The model server's ASGI app: ``create_app(ServeConfig)``.
+
+Endpoints (documented with examples in docs/model-server.md)::
+
+    GET  /health            {"status": "ok", "models": {...}}
+    GET  /metrics           Prometheus text
+    POST /clip/embed        {"inputText": str|null, "inputImage": b64|null} → {"embedding": [...]}
+    POST /clip/embed-texts  {"input": [str, ...]} or [str, ...] → [[...], ...]
+    POST /ocr               {"inputImage": b64} → {"text", "lines": [{"text", "box", "confidence"}]}
+    POST /tags              {"inputImage": b64} → {"tags": [...], "scores": {...}}
+    POST /captions          {"inputImage": b64} → {"caption": "..."}  (503 when not configured)
+
+Every error: ``{"error": {"code": "...", "message": "...", "status": N}}``.
+Models load and warm up in the app's lifespan (uvicorn runs it; tests enter
+``app.router.lifespan_context(app)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import anyio
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from kit.errors import KitError, ModelError, ServeError
+from kit.serve.batching import Batcher, QueueFull
+from kit.serve.captions import Captioner, CaptionsUnavailable, UpstreamError
+from kit.serve.config import ServeConfig
+from kit.serve.images import PREPROCESS_VERSION, BadImage, decode_b64, open_image, preprocess
+from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics
+
+__all__ = ["ApiError", "Runtime", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(ServeError):
+    """An error with an HTTP status and a stable ``code`` for the JSON error shape."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status,
+                        headers=headers)
+
+
+def _as_api_error(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, BadImage):
+        return ApiError(exc.status, exc.code, exc.message)
+    if isinstance(exc, QueueFull):
+        return ApiError(429, "overloaded", exc.message, headers={"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, CaptionsUnavailable):
+        return ApiError(503, "captions_not_configured", exc.message)
+    if isinstance(exc, UpstreamError):
+        return ApiError(502, "upstream_error", exc.message)
+    if isinstance(exc, KitError):
+        return ApiError(500, "model_error" if isinstance(exc, ModelError) else "server_error", exc.message)
+    log.exception("unexpected error", exc_info=exc)
+    return ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+class Runtime:
+    """Loaded models, batchers and metrics for one app. ``start()`` loads and warms up everything."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.metrics = _make_metrics()
+        self.device = "cpu"
+        self.clip: Any = None  # kit.serve.clip.ClipEngine
+        self.image_batcher: Batcher[np.ndarray, np.ndarray] | None = None
+        self.text_batcher: Batcher[str, np.ndarray] | None = None
+        self.tagger: Any = None  # kit.serve.tags.Tagger
+        self.ocr: Any = None  # kit.serve.ocr.OcrEngine
+        self.ocr_batcher: Batcher[bytes, Any] | None = None
+        self.captioner = Captioner(config.captions)
+        self.ready = False
+        self.started_at = 0.0
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.clip is not None:
+            from kit.serve.clip import ClipEngine, load_open_clip, resolve_device
+
+            self.device = resolve_device(cfg.device)
+            precision = cfg.clip.precision
+            if precision == "auto":
+                precision = "fp16" if self.device.startswith("cuda") else "fp32"
+            loaded = await anyio.to_thread.run_sync(
+                lambda: load_open_clip(cfg.clip.model, cfg.clip.pretrained, device=self.device, precision=precision))
+            self.clip = ClipEngine(loaded)
+            b, tb = cfg.clip.batching, cfg.clip.text_batching
+            self.image_batcher = Batcher("clip-image", self.clip.embed_pixels, max_batch=b.max_batch,
+                                         max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, metrics=self.metrics)
+            self.text_batcher = Batcher("clip-text", self.clip.embed_texts, max_batch=tb.max_batch,
+                                        max_wait_ms=tb.max_wait_ms, max_queue=tb.max_queue, metrics=self.metrics)
+            await self.image_batcher.start()
+            await self.text_batcher.start()
+        if cfg.tags is not None:
+            if self.clip is None:
+                raise ServeError("tags need a CLIP model: the config has tags but no clip")
+            from kit.serve.tags import Tagger, parse_vocabulary
+
+            groups = parse_vocabulary(cfg.tags.vocabulary)
+            prompts = [p for g in groups for p in g.prompts]
+            vectors = await anyio.to_thread.run_sync(self.clip.embed_texts, prompts)
+            scale = float(self.clip.loaded.model.logit_scale.exp().item())
+            self.tagger = Tagger(groups, vectors, scale, cfg.tags.threshold, cfg.tags.top_k)
+        if cfg.ocr is not None:
+            from kit.serve.ocr import OcrEngine
+
+            self.ocr = await anyio.to_thread.run_sync(
+                lambda: OcrEngine(cfg.ocr.min_confidence, cfg.max_image_pixels))  # type: ignore[union-attr]
+            self.ocr_batcher = Batcher("ocr", self.ocr.read_batch, max_batch=1, max_wait_ms=0,
+                                       max_queue=cfg.ocr.max_queue, metrics=self.metrics)
+            await self.ocr_batcher.start()
+        for batcher in self.batchers():
+            self.metrics.gauge_callback("oskit_serve_queue_depth", lambda b=batcher: b.inflight, {"batcher": batcher.name})
+        await self.captioner.start()
+        if cfg.warmup:
+            await self.warmup()
+        self.ready = True
+        self.started_at = time.time()
+
+    def batchers(self) -> list[Batcher[Any, Any]]:
+        return [b for b in (self.image_batcher, self.text_batcher, self.ocr_batcher) if b is not None]
+
+    async def warmup(self) -> None:
+        """Run each model once so the first real request does not pay for lazy initialisation."""
+        if self.clip is not None and self.image_batcher is not None and self.text_batcher is not None:
+            size = self.clip.image_size
+            grey = np.full((size, size, 3), 127, dtype=np.uint8)
+            await self.image_batcher.run_now([grey])
+            await self.text_batcher.run_now(["warm up sentence"])
+        if self.ocr is not None and self.ocr_batcher is not None:
+            from PIL import Image
+            import io
+
+            buf = io.BytesIO()
+            Image.new("RGB", (64, 32), "white").save(buf, "PNG")
+            await self.ocr_batcher.run_now([buf.getvalue()])
+
+    async def stop(self) -> None:
+        for batcher in self.batchers():
+            await batcher.stop()
+        await self.captioner.stop()
+        self.ready = False
+
+    def describe(self) -> dict[str, Any]:
+        models: dict[str, Any] = {}
+        if self.clip is not None:
+            loaded = self.clip.loaded
+            assert self.config.clip is not None and self.image_batcher is not None
+            models["clip"] = {
+                "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,
+                "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
+                "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
+                "batching": self.config.clip.batching.model_dump(),
+            }
+        if self.tagger is not None:
+            assert self.config.tags is not None
+            models["tags"] = {"vocabulary": str(self.config.tags.vocabulary), "size": self.tagger.size,
+                              "threshold": self.tagger.threshold, "top_k": self.tagger.top_k}
+        if self.ocr is not None:
+            models["ocr"] = {"engine": "rapidocr-onnxruntime", "min_confidence": self.ocr.min_confidence}
+        models["captions"] = {"configured": self.captioner.configured,
+                              **({"model": self.config.captions.model} if self.captioner.configured else {})}
+        return models
+
+
+def _make_metrics() -> Metrics:
+    m = Metrics()
+    m.counter("oskit_serve_requests_total", "HTTP requests by endpoint and status code.")
+    m.histogram("oskit_serve_request_seconds", "Request latency by endpoint, seconds.", LATENCY_BUCKETS)
+    m.histogram("oskit_serve_batch_size", "Items per model batch.", BATCH_BUCKETS)
+    m.histogram("oskit_serve_batch_seconds", "Model time per batch, seconds.", LATENCY_BUCKETS)
+    m.counter("oskit_serve_rejected_total", "Requests refused with 429 because the queue was full.")
+    m.gauge("oskit_serve_queue_depth", "Requests inside a batcher (preprocessing, waiting or running).")
+    m.counter("oskit_serve_images_total", "Images decoded, by outcome.")
+    return m
+
+
+# --- request helpers ---------------------------------------------------------------------------
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "request_too_large", f"request body is {length} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "request_too_large", f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise ApiError(400, "bad_request", "empty request body; send JSON")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from exc
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "request body must be a JSON object")
+    return body
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def _vec(v: np.ndarray) -> list[float]:
+    return [float(x) for x in v]
+
+
+def create_app(config: ServeConfig) -> Starlette:
+    """Build the model server for ``config``; models load when the app's lifespan starts."""
+    rt = Runtime(config)
+
+    def need(part: str, ok: bool) -> None:
+        if not ok:
+            raise ApiError(503, "not_configured",
+                           f"{part} is not configured on this server: add a model spec with 'serve: {{kind: {part}}}'")
+
+    async def image_vector(data: bytes) -> np.ndarray:
+        assert rt.image_batcher is not None and rt.clip is not None
+        async with rt.image_batcher.slot():
+            try:
+                pixels = await anyio.to_thread.run_sync(preprocess, data, rt.clip.image_size, config.max_image_pixels)
+            except BadImage:
+                rt.metrics.inc("oskit_serve_images_total", {"outcome": "bad"})
+                raise
+            rt.metrics.inc("oskit_serve_images_total", {"outcome": "ok"})
+            return await rt.image_batcher.submit(pixels)
+
+    async def text_vectors(texts: list[str]) -> list[np.ndarray]:
+        assert rt.text_batcher is not None
+        async with rt.text_batcher.slot():
+            return list(await asyncio.gather(*(rt.text_batcher.submit(t) for t in texts)))
+
+    def image_field(body: dict[str, Any]) -> bytes:
+        if not _present(body.get("inputImage")):
+            raise ApiError(400, "bad_request", "inputImage (base64 image) is required")
+        return decode_b64(body["inputImage"])
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok" if rt.ready else "starting", "preprocess": PREPROCESS_VERSION,
+                             "models": rt.describe()}, status_code=200 if rt.ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def clip_embed(request: Request) -> Response:
+        need("clip", rt.clip is not None)
+        body = _object(await _read_json(request, config.max_body_bytes))
+        text, image = body.get("inputText"), body.get("inputImage")
+        if not _present(text) and not _present(image):
+            raise ApiError(400, "bad_request", "No input text or image provided (send inputText and/or inputImage)")
+        if _present(text) and not isinstance(text, str):
+            raise ApiError(400, "bad_request", "inputText must be a string")
+        vectors: list[np.ndarray] = []
+        if _present(image):
+            vectors.append(await image_vector(decode_b64(image)))
+        if _present(text):
+            vectors.extend(await text_vectors([text]))
+        vec = vectors[0] if len(vectors) == 1 else vectors[0] + vectors[1]
+        vec = vec / max(float(np.linalg.norm(vec)), 1e-12)  # both → normalised mean (the sum, renormalised)
+        return JSONResponse({"embedding": _vec(vec)})
+
+    async def clip_embed_texts(request: Request) -> Response:
+        need("clip", rt.clip is not None)
+        body = await _read_json(request, config.max_body_bytes)
+        texts = body.get("input") if isinstance(body, dict) else body
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ApiError(400, "bad_request", 'send {"input": ["text", ...]} or ["text", ...] (strings only)')
+        if not texts:
+            raise ApiError(400, "bad_request", "no texts given")
+        if len(texts) > config.max_texts:
+            raise ApiError(413, "too_many_inputs", f"{len(texts)} texts in one request; the limit is {config.max_texts}")
+        return JSONResponse([_vec(v) for v in await text_vectors(texts)])
+
+    async def ocr(request: Request) -> Response:
+        need("ocr", rt.ocr_batcher is not None)
+        assert rt.ocr_batcher is not None
+        data = image_field(_object(await _read_json(request, config.max_body_bytes)))
+        async with rt.ocr_batcher.slot():
+            result = await rt.ocr_batcher.submit(data)
+        if isinstance(result, Exception):
+            raise result
+        return JSONResponse(result)
+
+    async def tags(request: Request) -> Response:
+        need("tags", rt.tagger is not None)
+        data = image_field(_object(await _read_json(request, config.max_body_bytes)))
+        return JSONResponse(rt.tagger.tag(await image_vector(data)))
+
+    async def captions(request: Request) -> Response:
+        data = image_field(_object(await _read_json(request, config.max_body_bytes)))
+        if not rt.captioner.configured:
+            raise CaptionsUnavailable(
+                "no captioner is configured: set OSKIT_CAPTIONS_URL (an OpenAI-compatible base URL such as "
+                "http://127.0.0.1:8000/v1) and OSKIT_CAPTIONS_MODEL; oskit never invents a caption")
+        decoded = await anyio.to_thread.run_sync(lambda: open_image(data, max_pixels=config.max_image_pixels))
+        return JSONResponse(await rt.captioner.caption(data, decoded.format))
+
+    def endpoint(name: str, fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapped(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await fn(request)
+            except Exception as exc:  # every error leaves in the one JSON shape
+                err = _as_api_error(exc)
+                response = error_response(err.status, err.code, err.message, err.headers)
+            rt.metrics.inc("oskit_serve_requests_total", {"endpoint": name, "status": str(response.status_code)})
+            rt.metrics.observe("oskit_serve_request_seconds", time.perf_counter() - started, {"endpoint": name})
+            return response
+
+        return wrapped
+
+    routes = [
+        Route("/health", endpoint("/health", health), methods=["GET"]),
+        Route("/metrics", endpoint("/metrics", metrics), methods=["GET"]),
+        Route("/clip/embed", endpoint("/clip/embed", clip_embed), methods=["POST"]),
+        Route("/clip/embed-texts", endpoint("/clip/embed-texts", clip_embed_texts), methods=["POST"]),
+        Route("/ocr", endpoint("/ocr", ocr), methods=["POST"]),
+        Route("/tags", endpoint("/tags", tags), methods=["POST"]),
+        Route("/captions", endpoint("/captions", captions), methods=["POST"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"no endpoint {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    app.state.runtime = rt
+    return app

@@ -1,0 +1,156 @@
+"""Dynamic batching across concurrent requests, with admission control.
+
+Requests first take a *slot* (:meth:`Batcher.slot`): at most ``max_queue`` requests may be inside
+the batcher's part of the server at once — preprocessing, waiting or running. One more is refused
+with :class:`QueueFull` (HTTP 429 + ``Retry-After``) before any work is spent on it.
+
+Inside a slot, :meth:`Batcher.submit` queues one item; a single worker takes the first waiting
+item, keeps collecting until ``max_batch`` items or ``max_wait_ms`` after that first item, then runs
+the batch function in a worker thread (torch releases the GIL) and hands each caller its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
+
+from kit.errors import ServeError
+from kit.serve.metrics import Metrics
+
+__all__ = ["Batcher", "QueueFull"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class QueueFull(ServeError):
+    """The batcher is at ``max_queue``; ``retry_after`` is a whole-second estimate of the backlog."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, hint="retry later or raise serve batching.max_queue")
+        self.retry_after = retry_after
+
+
+class Batcher(Generic[T, R]):
+    """Groups single items from concurrent callers into batches for ``fn``."""
+
+    def __init__(self, name: str, fn: Callable[[list[T]], Sequence[R]], *, max_batch: int = 32,
+                 max_wait_ms: float = 5.0, max_queue: int = 256, metrics: Metrics | None = None) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ServeError(f"batcher {name}: max_batch and max_queue must be ≥ 1 and max_wait_ms ≥ 0")
+        self.name = name
+        self.fn = fn
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._inflight = 0
+        self._batch_seconds = 0.05  # running estimate for Retry-After
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._queue = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{self.name}")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        assert self._queue is not None
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(ServeError(f"batcher {self.name} stopped"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Admission: raise :class:`QueueFull` when ``max_queue`` requests are already inside."""
+        if self._inflight >= self.max_queue:
+            batches_ahead = math.ceil(self._inflight / self.max_batch)
+            retry = max(1, math.ceil(batches_ahead * self._batch_seconds))
+            if self.metrics is not None:
+                self.metrics.inc("oskit_serve_rejected_total", {"batcher": self.name})
+            raise QueueFull(f"{self.name}: {self._inflight} requests queued (max_queue {self.max_queue})",
+                            retry_after=retry)
+        self._inflight += 1
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+
+    async def submit(self, item: T) -> R:
+        """Queue one item and wait for its result (call inside :meth:`slot`)."""
+        if self._queue is None or self._task is None:
+            raise ServeError(f"batcher {self.name} is not running")
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, fut))
+        return await fut
+
+    async def run_now(self, items: list[T]) -> Sequence[R]:
+        """Run ``fn`` on ``items`` directly in the batch thread (warm-up, multi-item requests)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.fn, items)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                if not queue.empty():
+                    batch.append(queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            live = [(item, fut) for item, fut in batch if not fut.done()]  # drop callers that went away
+            if not live:
+                continue
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in live])
+                if len(results) != len(live):
+                    raise ServeError(f"batcher {self.name}: batch function returned {len(results)} results "
+                                     f"for {len(live)} items")
+            except Exception as exc:  # the whole batch failed: every caller gets the error
+                log.exception("batch of %d failed in %s", len(live), self.name)
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            elapsed = time.perf_counter() - started
+            self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
+            if self.metrics is not None:
+                self.metrics.observe("oskit_serve_batch_size", len(live), {"batcher": self.name})
+                self.metrics.observe("oskit_serve_batch_seconds", elapsed, {"batcher": self.name})
+            for (_, fut), res in zip(live, results):
+                if not fut.done():
+                    fut.set_result(res)

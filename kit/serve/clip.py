@@ -1,0 +1,135 @@
+"""CLIP through open_clip's normal API: load once, embed batches of images (uint8) and texts.
+
+Any open_clip architecture works: ``oskit-clip-tiny`` with the project's weights (after
+``kit.models.clip_arch.register_oskit_configs()``), or ``ViT-B-32`` with a pretrained tag/path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from kit.errors import ModelError
+
+__all__ = ["ClipEngine", "LoadedClip", "load_open_clip", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but no CUDA GPU is visible", hint="use --device auto or cpu")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise ModelError(f"unknown device {device!r} (known: auto, cpu, cuda)")
+    return device
+
+
+@dataclass
+class LoadedClip:
+    """An open_clip model ready for inference plus what preprocessing needs to know."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    pretrained: str | None
+    device: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    dim: int
+    dtype: Any
+
+
+def load_open_clip(model_name: str, pretrained: str | None, *, device: str = "cpu",
+                   precision: str = "fp32") -> LoadedClip:
+    """Load ``model_name`` (+ ``pretrained`` tag or local checkpoint; ``None`` = random weights)."""
+    import torch
+
+    try:
+        import open_clip
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on extras
+        raise ModelError("open_clip_torch is not installed", hint="pip install 'oskit[ml]'") from exc
+    try:  # the project's own architectures (oskit-clip-tiny …), written by the offline-CLIP part
+        from kit.models.clip_arch import register_oskit_configs
+    except ModuleNotFoundError:
+        pass
+    else:
+        register_oskit_configs()
+    if model_name not in open_clip.list_models():
+        raise ModelError(f"open_clip has no model config {model_name!r}",
+                         hint="see open_clip.list_models(); project architectures live in kit/models/clip_configs/")
+    if not pretrained:
+        log.warning("CLIP %s has no pretrained weights configured: using RANDOM weights", model_name)
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained or None, device=device, precision=precision,
+        )
+        tokenizer = open_clip.get_tokenizer(model_name)
+    except Exception as exc:  # open_clip raises RuntimeError/FileNotFoundError/HF errors
+        raise ModelError(f"could not load open_clip {model_name} (pretrained={pretrained!r}): {exc}",
+                         hint="a pretrained tag needs the weights in the local cache (no downloads here); "
+                              "a path must point at a checkpoint file") from exc
+    model.eval()
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    size = cfg.get("size", 224)
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    with torch.no_grad():
+        probe = tokenizer(["a"]).to(device)
+        dim = int(model.encode_text(probe).shape[-1])
+    dtype = next(model.parameters()).dtype
+    return LoadedClip(model=model, tokenizer=tokenizer, name=model_name, pretrained=pretrained, device=device,
+                      image_size=size, mean=tuple(cfg.get("mean")), std=tuple(cfg.get("std")),  # type: ignore[arg-type]
+                      dim=dim, dtype=dtype)
+
+
+class ClipEngine:
+    """Thread-safe batched inference on a :class:`LoadedClip` (one forward pass at a time)."""
+
+    def __init__(self, loaded: LoadedClip) -> None:
+        import torch
+
+        self.loaded = loaded
+        self._lock = threading.Lock()
+        self._mean = torch.tensor(loaded.mean, device=loaded.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(loaded.std, device=loaded.device).view(1, 3, 1, 1)
+
+    @property
+    def dim(self) -> int:
+        return self.loaded.dim
+
+    @property
+    def image_size(self) -> int:
+        return self.loaded.image_size
+
+    def embed_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """``uint8 [H, W, 3]`` arrays (already ``oskit-image-v1``-preprocessed) → L2-normalised vectors."""
+        import torch
+
+        if not pixels:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = torch.from_numpy(np.stack(pixels))
+        with self._lock, torch.inference_mode():
+            x = batch.to(self.loaded.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+            x = ((x - self._mean) / self._std).to(self.loaded.dtype)
+            out = self.loaded.model.encode_image(x, normalize=True)
+            return out.float().cpu().numpy()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → L2-normalised vectors (open_clip's tokenizer: 77 tokens, truncated)."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            tokens = self.loaded.tokenizer(list(texts)).to(self.loaded.device)
+            out = self.loaded.model.encode_text(tokens, normalize=True)
+            return out.float().cpu().numpy()

@@ -1,0 +1,287 @@
+"""Model-server configuration: :class:`ServeConfig`, built from model specs' ``serve:`` blocks.
+
+Only the ``serve:`` block of each model spec is read here (strictly, unknown keys are errors); the
+rest of a spec belongs to the provisioning side. Block shapes (``kind`` picks one)::
+
+    serve: {kind: clip, open_clip: {model: oskit-clip-tiny, pretrained: weights/oskit-clip-tiny.pt},
+            preprocess: oskit-image-v1, precision: auto,
+            batching: {max_batch: 32, max_wait_ms: 5, max_queue: 256}, text_batching: {...}}
+    serve: {kind: tags, open_clip: {...same model...}, vocabulary: vocabulary.txt, threshold: 0.5, top_k: 5}
+    serve: {kind: ocr, min_confidence: 0.5, max_queue: 64}
+    serve: {kind: captions, endpoint: "${env:OSKIT_CAPTIONS_URL:-}", model: ..., api_key: ...,
+            prompt: "...", max_tokens: 80, timeout_s: 60}
+
+``preprocess``, when given, must be the server's version (``oskit-image-v1``): a spec written for
+another preprocessing would silently mix vector spaces. Captions' ``endpoint``/``model``/``api_key``
+default to ``OSKIT_CAPTIONS_URL`` / ``OSKIT_CAPTIONS_MODEL`` / ``OSKIT_CAPTIONS_API_KEY``.
+
+Relative paths are relative to the spec's folder. ``${env:NAME}`` / ``${env:NAME:-default}`` are
+resolved when the server starts; in a ``captions`` block an unset variable means "not configured".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from kit.errors import ConfigError
+from kit.serve.images import PREPROCESS_VERSION
+
+__all__ = [
+    "BatchingConfig",
+    "CaptionsConfig",
+    "ClipConfig",
+    "OcrConfig",
+    "ServeConfig",
+    "TagsConfig",
+    "load_serve_config",
+]
+
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+DEFAULT_VOCABULARY = Path(__file__).resolve().parents[2] / "models" / "vocabulary.txt"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchingConfig(_Strict):
+    """Dynamic batching: at most ``max_batch`` items, waiting at most ``max_wait_ms`` after the first."""
+
+    max_batch: int = Field(32, ge=1, le=4096)
+    max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    max_queue: int = Field(256, ge=1)
+
+
+class OpenClipRef(_Strict):
+    model: str
+    pretrained: str | None = None
+
+
+class ClipConfig(_Strict):
+    """Which open_clip model to serve. ``pretrained``: a tag, a checkpoint path, or None (random)."""
+
+    model: str
+    pretrained: str | None = None
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    text_batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
+class TagsConfig(_Strict):
+    """Zero-shot tags: softmax within each vocabulary group, keep ≥ ``threshold``, at most ``top_k``."""
+
+    vocabulary: Path = DEFAULT_VOCABULARY
+    threshold: float = Field(0.5, ge=0, le=1)
+    top_k: int = Field(5, ge=1, le=100)
+
+
+class OcrConfig(_Strict):
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    max_queue: int = Field(64, ge=1)
+
+
+class CaptionsConfig(_Strict):
+    """An OpenAI-compatible vision chat endpoint (``url`` is the base, e.g. ``http://host:8000/v1``)."""
+
+    url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    prompt: str = "Describe this image in one short sentence."
+    max_tokens: int = Field(80, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url and self.model)
+
+
+class ServeConfig(_Strict):
+    """Everything :func:`kit.serve.app.create_app` needs."""
+
+    clip: ClipConfig | None = None
+    tags: TagsConfig | None = None
+    ocr: OcrConfig | None = None
+    captions: CaptionsConfig = Field(default_factory=CaptionsConfig)
+    device: str = "auto"
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(64_000_000, ge=1)
+    max_texts: int = Field(256, ge=1)
+    warmup: bool = True
+    sources: list[str] = Field(default_factory=list)
+
+
+# --- the serve: blocks of model specs --------------------------------------------------------
+
+
+class _ClipBlock(_Strict):
+    kind: Literal["clip"]
+    open_clip: OpenClipRef
+    preprocess: str | None = None
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    text_batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
+class _TagsBlock(_Strict):
+    kind: Literal["tags"]
+    open_clip: OpenClipRef | None = None  # must name the same model as the clip block (one CLIP is loaded)
+    preprocess: str | None = None
+    vocabulary: str | None = None
+    threshold: float = Field(0.5, ge=0, le=1)
+    top_k: int = Field(5, ge=1, le=100)
+
+
+class _OcrBlock(_Strict):
+    kind: Literal["ocr"]
+    min_confidence: float = Field(0.5, ge=0, le=1)
+    max_queue: int = Field(64, ge=1)
+
+
+class _CaptionsBlock(_Strict):
+    kind: Literal["captions"]
+    endpoint: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    prompt: str | None = None
+    max_tokens: int = Field(80, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class _Spec(_Strict):
+    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _CaptionsBlock], Field(discriminator="kind")]
+
+
+def _resolve_env(value: Any, *, lenient: bool, where: str, problems: list[tuple[str, str, str, str | None]]) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, lenient=lenient, where=f"{where}.{k}", problems=problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, lenient=lenient, where=f"{where}[{i}]", problems=problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    missing: list[str] = []
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    out = _ENV.sub(sub, value)
+    if missing:
+        if lenient:
+            return None
+        file, _, path = where.partition(":")
+        problems.append((file, path, f"environment variable {missing[0]} is not set",
+                         f"export {missing[0]}=... or write ${{env:{missing[0]}:-default}}"))
+    return out
+
+
+def _local_or_tag(value: str | None, base: Path) -> str | None:
+    """A relative path that exists next to the spec wins; otherwise the value is an open_clip tag."""
+    if not value:
+        return None
+    candidate = (base / value).expanduser()
+    if candidate.exists():
+        return str(candidate.resolve())
+    if "/" in value or value.endswith((".pt", ".pth", ".bin", ".safetensors")):
+        raise FileNotFoundError(str(candidate))
+    return value
+
+
+def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
+    """Read every ``*.yaml`` with a ``serve:`` block in ``models`` (a file or a folder).
+
+    All problems are reported at once as one :class:`ConfigError`. Captions fall back to the
+    environment (``OSKIT_CAPTIONS_URL``, ``OSKIT_CAPTIONS_MODEL``, ``OSKIT_CAPTIONS_API_KEY``).
+    """
+    models = Path(models)
+    if models.is_dir():
+        files = sorted(p for p in models.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    elif models.is_file():
+        files = [models]
+    else:
+        raise ConfigError(f"{models}: no such model spec file or folder", hint="pass --models models/ or a spec file")
+    problems: list[tuple[str, str, str, str | None]] = []
+    cfg: dict[str, Any] = {"device": device, "sources": []}
+    seen: dict[str, str] = {}
+    tags_clip: tuple[str, str | None] | None = None
+    for path in files:
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            problems.append((str(path), "", f"cannot read YAML: {exc}", None))
+            continue
+        if not isinstance(doc, dict) or "serve" not in doc:
+            continue
+        raw = doc["serve"]
+        kind = raw.get("kind") if isinstance(raw, dict) else None
+        raw = _resolve_env(raw, lenient=kind == "captions", where=f"{path}:serve", problems=problems)
+        try:
+            block = _Spec.model_validate({"serve": raw}).serve
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = ".".join(str(x) for x in err["loc"][2:])  # skip "serve" and the union tag
+                problems.append((str(path), f"serve.{loc}" if loc else "serve", err["msg"], None))
+            continue
+        if block.kind in seen:
+            problems.append((str(path), "serve.kind", f"a second '{block.kind}' block (first in {seen[block.kind]})", None))
+            continue
+        seen[block.kind] = str(path)
+        cfg["sources"].append(str(path))
+        base = path.parent
+        pre = getattr(block, "preprocess", None)
+        if pre is not None and pre != PREPROCESS_VERSION:
+            problems.append((str(path), "serve.preprocess",
+                             f"this server implements {PREPROCESS_VERSION!r}, not {pre!r}", None))
+            continue
+        try:
+            if isinstance(block, _ClipBlock):
+                cfg["clip"] = ClipConfig(model=block.open_clip.model,
+                                         pretrained=_local_or_tag(block.open_clip.pretrained, base),
+                                         precision=block.precision, batching=block.batching,
+                                         text_batching=block.text_batching)
+            elif isinstance(block, _TagsBlock):
+                vocab = (base / block.vocabulary) if block.vocabulary else DEFAULT_VOCABULARY
+                if not vocab.is_file():
+                    raise FileNotFoundError(str(vocab))
+                cfg["tags"] = TagsConfig(vocabulary=vocab, threshold=block.threshold, top_k=block.top_k)
+                if block.open_clip is not None:
+                    tags_clip = (block.open_clip.model, _local_or_tag(block.open_clip.pretrained, base))
+            elif isinstance(block, _OcrBlock):
+                cfg["ocr"] = OcrConfig(min_confidence=block.min_confidence, max_queue=block.max_queue)
+            else:
+                kw: dict[str, Any] = {
+                    "url": block.endpoint or os.environ.get("OSKIT_CAPTIONS_URL") or None,
+                    "model": block.model or os.environ.get("OSKIT_CAPTIONS_MODEL") or None,
+                    "api_key": block.api_key or os.environ.get("OSKIT_CAPTIONS_API_KEY") or None,
+                    "max_tokens": block.max_tokens, "timeout_s": block.timeout_s,
+                }
+                if block.prompt:
+                    kw["prompt"] = block.prompt
+                cfg["captions"] = CaptionsConfig(**kw)
+        except FileNotFoundError as exc:
+            problems.append((str(path), "serve", f"file not found: {exc}", "paths are relative to the spec's folder"))
+    if tags_clip is not None:
+        clip_cfg = cfg.get("clip")
+        if clip_cfg is None:
+            cfg["clip"] = ClipConfig(model=tags_clip[0], pretrained=tags_clip[1])
+        elif (clip_cfg.model, clip_cfg.pretrained) != tags_clip:
+            problems.append((seen["tags"], "serve.open_clip",
+                             f"tags name CLIP {tags_clip[0]} ({tags_clip[1]}) but the clip block serves "
+                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP", None))
+    if "tags" in cfg and "clip" not in cfg:
+        problems.append((seen["tags"], "serve.kind", "tags need a CLIP model: no spec has a 'serve: {kind: clip}' block", None))
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in the model specs' serve blocks", problems=problems)
+    if not seen:
+        raise ConfigError(f"{models}: no model spec has a serve: block", hint="see docs/model-server.md")
+    return ServeConfig(**cfg)

@@ -1,0 +1,140 @@
+"""The one image preprocessing spec, ``oskit-image-v1``, used at ingest and at query time alike.
+
+Steps, in order (changing any of them means a new version string, and re-embedding the index):
+
+1. Decode with Pillow; only JPEG, PNG, WebP, GIF (first frame), BMP and TIFF are accepted.
+2. JPEG only: ``draft()`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale, never below the model's
+   input size on the short side — most of the decode time for large photos is saved.
+3. EXIF orientation applied (``ImageOps.exif_transpose``).
+4. RGB: alpha is composited over white; palette/greyscale/CMYK converted.
+5. Square centre crop on the short side.
+6. Resize to the model's input size (bicubic).
+7. The model's normalisation ``(x/255 - mean) / std`` — done on the batch in :mod:`kit.serve.clip`
+   so the uint8 pixels travel to the GPU (4× less data than float32).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from kit.errors import ServeError
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "PREPROCESS_VERSION",
+    "BadImage",
+    "DecodedImage",
+    "decode_b64",
+    "open_image",
+    "preprocess",
+]
+
+PREPROCESS_VERSION = "oskit-image-v1"
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+# Images above this many pixels are refused (a decompression bomb guard; 64 MP covers big photos).
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class BadImage(ServeError):
+    """The bytes are not an image we can read (corrupt, unsupported, too large). Rendered as 400."""
+
+    def __init__(self, message: str, *, code: str = "bad_image", status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A checked image: the Pillow object and its original format and size."""
+
+    image: object  # PIL.Image.Image (kept untyped so importing this module stays cheap for mypy users)
+    format: str
+    width: int
+    height: int
+
+
+def decode_b64(value: object, field: str = "inputImage") -> bytes:
+    """Base64 (standard or URL-safe, optional ``data:`` URL prefix) → bytes, or :class:`BadImage`."""
+    if not isinstance(value, str) or not value:
+        raise BadImage(f"{field} must be a non-empty base64 string")
+    text = value
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    text = "".join(text.split())
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadImage(f"{field} is not valid base64: {exc}") from exc
+
+
+def open_image(data: bytes, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Open and fully decode ``data`` (steps 1–2), raising :class:`BadImage` with the reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise BadImage("empty image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = (img.format or "").upper()
+            if fmt not in ALLOWED_FORMATS:
+                raise BadImage(f"unsupported image format {fmt or 'unknown'} (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                               code="unsupported_image")
+            width, height = img.size
+            if width * height > max_pixels:
+                raise BadImage(f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}",
+                               code="image_too_large", status=413)
+            if fmt in ("JPEG", "MPO") and draft_size:
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+    except BadImage:
+        raise
+    except UnidentifiedImageError as exc:
+        raise BadImage("not an image Pillow can identify (corrupt or unsupported format)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImage(f"image too large: {exc}", code="image_too_large", status=413) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadImage(f"corrupt image: {exc}") from exc
+    return DecodedImage(image=img, format=fmt, width=width, height=height)
+
+
+def to_rgb(img: object) -> object:
+    """EXIF orientation + RGB (steps 3–4)."""
+    from PIL import Image, ImageOps
+
+    assert isinstance(img, Image.Image)
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block must not lose the image; orientation is then left as stored
+        pass
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def preprocess(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``oskit-image-v1``: bytes → ``uint8`` array ``[size, size, 3]`` (normalisation happens per batch)."""
+    from PIL import Image
+
+    decoded = open_image(data, draft_size=size, max_pixels=max_pixels)
+    img = to_rgb(decoded.image)
+    assert isinstance(img, Image.Image)
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    box = (left, top, left + side, top + side)
+    if side != size or (w, h) != (side, side):
+        img = img.resize((size, size), Image.Resampling.BICUBIC, box=box)
+    return np.asarray(img, dtype=np.uint8)
