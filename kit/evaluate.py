@@ -464,3 +464,43 @@ def ks_from(text: str | Sequence[int]) -> list[int]:
 def summarise(report: EvalReport, group: str = "all") -> dict[str, dict[str, float]]:
     """``{config: metrics}`` for one group (handy for JSON and tests)."""
     return {r.config: r.metrics for r in report.rows if r.group == group}
+
+
+# ------------------------------------------------------------------------------ the set's own files
+
+
+def _set_images(queryset: QuerySet) -> Path:
+    folder = queryset.base_dir / "images"
+    if not folder.is_dir():
+        raise EvalError(f"no images/ folder next to {queryset.path}",
+                        hint="write the set with kit.models.synth.write_eval_set, or ingest the images yourself")
+    return folder
+
+
+def ingest_eval_set(client: Any, queryset: QuerySet, *, index: str = "images", **kwargs: Any) -> Any:
+    """Ingest the set's ``images/`` with its ``metadata.jsonl`` (ids are content hashes: reruns skip)."""
+    from kit.ingest import ingest
+
+    meta = queryset.base_dir / "metadata.jsonl"
+    return ingest(client, [_set_images(queryset)], index=index, metadata=meta if meta.is_file() else None, **kwargs)
+
+
+def calibrate_from_queries(client: Any, queryset: QuerySet, *, index: str = "images", limit: int = 100) -> Any:
+    """Calibrate the similar-photo bands on the set's image queries (see docs/similar-bands.md)."""
+    from kit.similar import calibrate_bands, collect_band_samples
+
+    folder = _set_images(queryset)
+    pairs: list[tuple[bytes, bytes, str]] = []
+    for q in queryset.queries:
+        if q.type != "image" or q.image is None or not q.source_id:
+            continue
+        original = next(iter(sorted(folder.glob(f"{q.source_id}.*"))), None)
+        if original is None:
+            continue
+        pairs.append((original.read_bytes(), q.image.read_bytes(), original.name))
+        if len(pairs) >= limit:
+            break
+    if not pairs:
+        raise EvalError(f"{queryset.path}: no image queries with a source_id whose original is in images/")
+    samples = collect_band_samples(client, pairs, index=index)
+    return calibrate_bands(samples, source=f"calibrated on {queryset.path.name} ({len(pairs)} photo queries)")

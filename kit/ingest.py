@@ -510,10 +510,8 @@ def ingest(
 
     result = IngestResult(index=index, total=len(files))
     report_path = Path(report) if report else None
-    if report_path:
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text("")
-        result.report = str(report_path)
+    if report_path:  # a stale report from an earlier run would mislead; it is recreated on the first failure
+        report_path.unlink(missing_ok=True)
     lock = threading.Lock()
     seen: dict[str, Path] = {}
     done = 0
@@ -524,6 +522,8 @@ def ingest(
             return
         result.failures.extend(failures)
         if report_path:
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            result.report = str(report_path)
             with report_path.open("a", encoding="utf-8") as fh:
                 for f in failures:
                     fh.write(json.dumps(f.to_json()) + "\n")
