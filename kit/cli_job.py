@@ -367,5 +367,27 @@ def demo(no_serve: bool, image_dirs: tuple[Path, ...], n_images: int, port: int,
     """
     from kit.demo import run_demo
 
+    out, err = _stdout(), _stderr()
+
+    def show(kind: str, data: dict[str, Any]) -> None:
+        if kind == "step":
+            err.print(f"[dim]… {data['message']}[/dim]")
+        elif kind == "ingest":
+            r = data["result"]
+            out.print(f"ingested {data['what']}: {r.indexed} indexed, {r.skipped} already indexed, {r.failed} failed "
+                      f"({r.rate:.1f} images/s)")
+            for f in r.failures[:5]:
+                out.print(f"  failed: {f.file}: {f.reason}")
+        elif kind == "search":
+            out.print(f"\n[bold]{data['title']}[/bold]")
+            _render_hits(data["result"], labels=data["result"].mode == "similar")
+        elif kind == "eval":
+            out.print("\n[bold]evaluation (sample queries; higher is better)[/bold]")
+            out.print(render_report(data["report"]))
+        elif kind == "ready":
+            out.print(f"\nsearch page: {data['url']}   (node: {data['node']})")
+            if data["serving"]:
+                err.print("serving until Ctrl-C")
+
     run_demo(project_dir=project_dir, images=list(image_dirs), n_images=n_images, serve=not no_serve, port=port,
-             data_dir=data_dir, out=_stdout(), err=_stderr())
+             data_dir=data_dir, events=show)

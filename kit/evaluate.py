@@ -159,6 +159,7 @@ def load_queries(path: str | Path) -> QuerySet:
         raise EvalError(f"{p}: invalid YAML: {exc}") from None
     if isinstance(raw, list):
         raw = {"queries": raw}
+    materialise_eval_set(p, raw)  # a shipped generated set: pixels are made on first use
     if not isinstance(raw, dict) or not isinstance(raw.get("queries"), list):
         raise EvalError(f"{p}: expected a mapping with a 'queries' list")
     problems: list[str] = []
@@ -467,6 +468,59 @@ def summarise(report: EvalReport, group: str = "all") -> dict[str, dict[str, flo
 
 
 # ------------------------------------------------------------------------------ the set's own files
+
+
+def materialise_eval_set(path: str | Path, raw: dict[str, Any] | None = None) -> bool:
+    """Write the images of a generated set (``generator: kit.models.synth.make_eval_set``) when missing.
+
+    The project ships only ``queries.yaml`` and ``metadata.jsonl``; pixels are regenerated from the
+    recorded seed. The regenerated queries must equal the shipped ones, otherwise the generator has
+    changed and the set is stale (:class:`EvalError`). Returns True when files were written.
+    """
+    import json
+
+    import yaml
+
+    path = Path(path)
+    if raw is None:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("generator") != "kit.models.synth.make_eval_set":
+        return False
+    base = path.parent
+    meta = base / "metadata.jsonl"
+    names: list[str] = []
+    if meta.is_file():
+        names = [json.loads(line)["file_name"] for line in meta.read_text(encoding="utf-8").splitlines() if line.strip()]
+    missing = [n for n in names if not (base / "images" / n).is_file()] if names else ["*"]
+    missing += [str(q["image_file"]) for q in raw.get("queries") or []
+                if isinstance(q, dict) and q.get("image_file") and not (base / str(q["image_file"])).is_file()]
+    if not missing:
+        return False
+    import shutil
+    import tempfile
+
+    from kit.models import synth
+
+    if int(raw.get("generator_version", -1)) != synth.GENERATOR_VERSION:
+        raise EvalError(f"{path} was made by generator version {raw.get('generator_version')}, "
+                        f"this build has {synth.GENERATOR_VERSION}", hint="regenerate the set (see data/eval/README.md)")
+    log.info("generating the images of %s (seed %s)", path, raw.get("seed"))
+    n_img_q = sum(1 for q in raw["queries"] if q.get("type") == "image")
+    es = synth.make_eval_set(int(raw["n_images"]), int(raw["seed"]), image_size=int(raw.get("image_size", 256)),
+                             n_image_queries=n_img_q)
+    shipped = [(q.get("id"), q.get("type"), q.get("text"), q.get("source_id"), q.get("relevant")) for q in raw["queries"]]
+    fresh = [(q.get("id"), q.get("type"), q.get("text"), q.get("source_id"), q.get("relevant")) for q in es.queries]
+    if shipped != fresh:
+        raise EvalError(f"{path}: the generator no longer reproduces these queries",
+                        hint="regenerate the set (see data/eval/README.md)")
+    with tempfile.TemporaryDirectory() as tmp:
+        synth.write_eval_set(es, Path(tmp))
+        for sub in ("images", "query_images"):
+            if (Path(tmp) / sub).is_dir():
+                shutil.copytree(Path(tmp) / sub, base / sub, dirs_exist_ok=True)
+        if not meta.is_file():
+            shutil.copy(Path(tmp) / "metadata.jsonl", meta)
+    return True
 
 
 def _set_images(queryset: QuerySet) -> Path:
