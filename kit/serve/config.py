@@ -232,17 +232,17 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
                 loc = ".".join(str(x) for x in err["loc"][2:])  # skip "serve" and the union tag
                 problems.append((str(path), f"serve.{loc}" if loc else "serve", err["msg"], None))
             continue
+        pre = getattr(block, "preprocess", None)
+        if pre is not None and pre != PREPROCESS_VERSION:
+            problems.append((str(path), "serve.preprocess",
+                             f"this server implements {PREPROCESS_VERSION!r}, not {pre!r}", None))
+            continue
         if block.kind in seen:
             problems.append((str(path), "serve.kind", f"a second '{block.kind}' block (first in {seen[block.kind]})", None))
             continue
         seen[block.kind] = str(path)
         cfg["sources"].append(str(path))
         base = path.parent
-        pre = getattr(block, "preprocess", None)
-        if pre is not None and pre != PREPROCESS_VERSION:
-            problems.append((str(path), "serve.preprocess",
-                             f"this server implements {PREPROCESS_VERSION!r}, not {pre!r}", None))
-            continue
         try:
             if isinstance(block, _ClipBlock):
                 cfg["clip"] = ClipConfig(model=block.open_clip.model,
