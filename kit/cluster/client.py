@@ -9,6 +9,7 @@ server's ``root_cause`` reason.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 from urllib.parse import urlparse
@@ -73,9 +74,11 @@ def map_error(exc: Exception, method: str, path: str) -> ClusterError:
 class Client:
     """A connection to one cluster. All HTTP goes through :meth:`request`."""
 
-    def __init__(self, os_client: Any, url: str) -> None:
+    def __init__(self, os_client: Any, url: str, *, aws_service: str | None = None) -> None:
         self.os = os_client
         self.url = url
+        self.aws_service = aws_service
+        self._retry_lock = threading.Lock()
 
     def request(
         self,
@@ -85,14 +88,29 @@ class Client:
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         ignore: tuple[int, ...] = (),
+        retry: bool = True,
     ) -> Any:
-        """Perform one request; returns the decoded JSON body. Statuses in ``ignore`` return ``None``."""
+        """Perform one request; returns the decoded JSON body. Statuses in ``ignore`` return ``None``.
+
+        ``retry=False`` for requests that are not idempotent (creating connectors, registering models):
+        a transport-level retry after a lost response would create a duplicate.
+        """
         from opensearchpy import exceptions as ose
 
         start = time.perf_counter()
         status: Any = "ERR"
         try:
-            result = self.os.transport.perform_request(method, path, params=params, body=body, headers=headers)
+            transport = self.os.transport
+            if retry:
+                result = transport.perform_request(method, path, params=params, body=body, headers=headers)
+            else:
+                with self._retry_lock:
+                    saved = transport.max_retries
+                    transport.max_retries = 0
+                    try:
+                        result = transport.perform_request(method, path, params=params, body=body, headers=headers)
+                    finally:
+                        transport.max_retries = saved
             status = 200
             return result
         except ose.TransportError as exc:
@@ -124,9 +142,14 @@ def connect(
     aws_service: str = "es",
     timeout: float = 30.0,
     max_retries: int = 3,
+    connection_class: Any = None,
     **_: Any,
 ) -> Client:
-    """Build a client. Nothing is sent until the first request."""
+    """Build a client. Nothing is sent until the first request.
+
+    ``connection_class`` replaces opensearch-py's HTTP connection (tests inject faults there, at the
+    HTTP boundary).
+    """
     from opensearchpy import OpenSearch, RequestsHttpConnection
 
     parsed = urlparse(url)
@@ -138,7 +161,7 @@ def connect(
         max_retries=max_retries,
         retry_on_timeout=True,
         retry_on_status=(502, 503, 504),
-        connection_class=RequestsHttpConnection,
+        connection_class=connection_class or RequestsHttpConnection,
         verify_certs=verify if parsed.scheme == "https" else False,
         ssl_show_warn=False,
     )
@@ -156,4 +179,4 @@ def connect(
         kwargs["http_auth"] = AWSV4SignerAuth(creds, aws_region, aws_service)
     elif user:
         kwargs["http_auth"] = (user, password or "")
-    return Client(OpenSearch(**kwargs), url)
+    return Client(OpenSearch(**kwargs), url, aws_service=aws_service if aws_region else None)

@@ -1,0 +1,302 @@
+"""Plan: compare the project with the cluster, read-only, and list the ordered changes.
+
+A :class:`Plan` is a value: the changes in dependency order (cluster settings → model groups →
+connectors → models → ingest pipelines → search pipelines → index templates → indices, then
+destroys in reverse order), each labelled ``create``, ``update``, ``replace``, ``redeploy``, ``reindex``
+or ``destroy``, plus a fingerprint of the live state it saw (:func:`kit.cluster.apply.apply` refuses a
+stale plan). Plans never contain secrets.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from kit.cluster.capabilities import Target, check, detect
+from kit.cluster.client import Client
+from kit.cluster.desired import Desired, build_desired, parse_marker, resolve_models
+from kit.cluster.diff import STATIC_INDEX_SETTINGS, FieldDiff, compare_exact, compare_mappings, compare_settings
+from kit.cluster.state import LiveModel, LiveState, doc_count, read_state
+from kit.config.envsubst import mask
+from kit.config.loader import Project, version_tuple
+from kit.errors import Conflict
+
+log = logging.getLogger("kit.cluster")
+
+__all__ = ["ACTIONS", "KINDS", "Change", "Plan", "plan", "destroy_plan"]
+
+ACTIONS = ("create", "update", "replace", "redeploy", "reindex", "destroy")
+KINDS = ("cluster-settings", "model-group", "connector", "model", "ingest-pipeline", "search-pipeline",
+         "index-template", "index")
+GOOD_STATES = ("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "REGISTERED", "UNDEPLOYED", "DEPLOY_FAILED",
+               "LOADED", "UNLOADED", "PARTIALLY_LOADED", "LOAD_FAILED", "UPLOADED")
+STATE_RANK = {"DEPLOYED": 0, "LOADED": 0, "PARTIALLY_DEPLOYED": 1, "DEPLOYING": 2, "REGISTERED": 3, "UPLOADED": 3,
+              "UNDEPLOYED": 4, "UNLOADED": 4, "DEPLOY_FAILED": 5, "LOAD_FAILED": 5}
+
+
+@dataclass
+class Change:
+    action: str
+    kind: str
+    name: str
+    reason: str
+    details: list[FieldDiff] = field(default_factory=list)
+    internal: dict[str, Any] = field(default_factory=dict)  # ids apply needs; never rendered
+
+    @property
+    def destructive(self) -> bool:
+        return self.action == "destroy" or (self.action == "reindex" and bool(self.internal.get("docs")))
+
+    def to_dict(self, secrets: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+        return mask({"action": self.action, "kind": self.kind, "name": self.name, "reason": self.reason,
+                     "details": [d.to_dict() for d in self.details]}, set(secrets))
+
+
+@dataclass
+class Plan:
+    project: Project
+    desired: Desired
+    target: Target
+    fingerprint: str
+    changes: list[Change]
+    model_ids: dict[str, str | None]
+    notes: list[str] = field(default_factory=list)
+    destroy: bool = False
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    def summary(self) -> dict[str, int]:
+        counts = {a: 0 for a in ACTIONS}
+        for c in self.changes:
+            counts[c.action] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, without secrets (values that came from secret environment variables are masked)."""
+        return {
+            "format_version": 1,
+            "project": self.project.name,
+            "environment": self.project.env,
+            "target": self.target.to_dict(),
+            "fingerprint": self.fingerprint,
+            "in_sync": self.in_sync,
+            "summary": self.summary(),
+            "changes": [c.to_dict(self.desired.secrets) for c in self.changes],
+            "notes": mask(list(self.notes), self.desired.secrets),
+        }
+
+
+def _connector_urls(desired: Desired) -> dict[str, list[str]]:
+    return {n: [a["url"] for a in (m.connector or {}).get("actions", [])] for n, m in desired.models.items()}
+
+
+def plan(project: Project, client: Client, *, environ: Mapping[str, str] | None = None) -> Plan:
+    """Read the cluster (never writes) and return the ordered changes that converge it to ``project``."""
+    desired = build_desired(project, environ)
+    target = detect(client)
+    check(project, target, _connector_urls(desired))
+    live = read_state(client, desired)
+    changes, ids = _changes(desired, live, target, client)
+    notes = list(desired.dropped)
+    return Plan(project=project, desired=desired, target=target, fingerprint=live.fingerprint(),
+                changes=changes, model_ids=ids, notes=notes)
+
+
+def destroy_plan(project: Project, client: Client, *, environ: Mapping[str, str] | None = None) -> Plan:
+    """A plan that removes everything this project created (cluster settings are left as they are)."""
+    desired = build_desired(project, environ)
+    target = detect(client)
+    live = read_state(client, desired)
+    empty = copy.copy(desired)
+    empty.groups, empty.models, empty.ingest, empty.search, empty.indices, empty.settings = {}, {}, {}, {}, {}, {}
+    changes, ids = _changes(empty, live, target, client)
+    # A destroy plan is re-checked against the full desired state at apply time.
+    return Plan(project=project, desired=desired, target=target, fingerprint=live.fingerprint(), changes=changes,
+                model_ids=ids, notes=["cluster settings are left as they are"], destroy=True)
+
+
+def _changes(desired: Desired, live: LiveState, target: Target, client: Client) -> tuple[list[Change], dict[str, str | None]]:
+    project = desired.project
+    pname = project.name
+    version = version_tuple(target.version) if target.distribution != "aoss" else (3, 0, 0)
+    out: list[Change] = []
+    destroys: list[Change] = []
+
+    # cluster settings
+    if desired.settings:
+        diffs = compare_settings(desired.settings, live.settings)
+        if diffs:
+            action = "update" if any(d.live != "<absent>" for d in diffs) else "create"
+            out.append(Change(action, "cluster-settings", "persistent",
+                              f"{len(diffs)} of {len(desired.settings)} setting{'s' if len(desired.settings) != 1 else ''} "
+                              "differ", diffs))
+
+    # model groups
+    for gname, gdesc in sorted(desired.groups.items()):
+        g = live.groups.get(gname)
+        if g is None:
+            out.append(Change("create", "model-group", gname, "not in the cluster"))
+        elif g.project != pname:
+            raise Conflict(f"model group '{gname}' exists (id {g.id}) and was not created by oskit project '{pname}'",
+                           hint="rename the group (group: in the model spec) or delete the existing one; "
+                           "oskit never changes resources it did not create")
+    for gname, g in sorted(live.groups.items()):
+        if g.project == pname and gname not in desired.groups:
+            destroys.append(Change("destroy", "model-group", gname, "no model of the project uses it",
+                                   internal={"id": g.id}))
+
+    # connectors and models
+    ids: dict[str, str | None] = {}
+    conn_changes: list[Change] = []
+    model_changes: list[Change] = []
+    for name, md in sorted(desired.models.items()):
+        mine = [m for m in live.models if m.logical == name]
+        current = sorted((m for m in mine if m.fingerprint == md.fingerprint and m.state in GOOD_STATES),
+                         key=lambda m: (STATE_RANK.get(m.state, 9), m.id))
+        chosen: LiveModel | None = current[0] if current else None
+        leftovers = [m.id for m in mine if m is not chosen]
+        broken = [m for m in mine if m.fingerprint == md.fingerprint and m.state not in GOOD_STATES]
+        stale = [m for m in mine if m.fingerprint != md.fingerprint]
+        conns = [c for c in live.connectors if c.logical == name]
+        conn = next((c for c in sorted(conns, key=lambda c: c.id) if c.fingerprint == md.fingerprint), None)
+        conn_leftovers = [c.id for c in conns if c is not conn]
+        if md.spec.type == "remote":
+            if conn is None:
+                conn_changes.append(Change("replace" if conns else "create", "connector", name,
+                                           "model spec changed" if conns else "not in the cluster",
+                                           internal={"cleanup": conn_leftovers}))
+            elif conn_leftovers and chosen is not None:
+                conn_changes.append(Change("update", "connector", name,
+                                           f"remove {len(conn_leftovers)} old connector(s) left by an earlier run",
+                                           internal={"cleanup": conn_leftovers}))
+        kind_text = _model_text(md)
+        internal = {"model_id": chosen.id if chosen else None, "cleanup": leftovers,
+                    "connector_id": conn.id if conn else None}
+        if chosen is None:
+            if stale:
+                fps = ", ".join(sorted({m.fingerprint or "?" for m in stale}))
+                reason = f"model spec changed (fingerprint {fps} → {md.fingerprint}); {kind_text}"
+                model_changes.append(Change("replace", "model", name, reason, internal=internal))
+            elif broken:
+                states = ", ".join(sorted({m.state for m in broken}))
+                model_changes.append(Change("replace", "model", name, f"an earlier registration is incomplete "
+                                            f"({states}); register again", internal=internal))
+            else:
+                model_changes.append(Change("create", "model", name, kind_text, internal=internal))
+            ids[name] = None
+            continue
+        ids[name] = chosen.id
+        if chosen.state not in ("DEPLOYED", "LOADED"):
+            model_changes.append(Change("redeploy", "model", name, f"model {chosen.id} is {chosen.state}",
+                                        internal=internal))
+        elif chosen.description != md.description:
+            model_changes.append(Change("update", "model", name, "description changed",
+                                        [FieldDiff("description", chosen.description, md.description)],
+                                        internal=internal))
+        elif leftovers:
+            model_changes.append(Change("update", "model", name, f"remove {len(leftovers)} old cop"
+                                        f"{'ies' if len(leftovers) > 1 else 'y'} left by an earlier run",
+                                        internal=internal))
+    for m in live.models:
+        if m.logical not in desired.models:
+            why = "disabled in its spec" if m.logical in desired.disabled else "no longer in the project"
+            destroys.append(Change("destroy", "model", m.logical or m.name, f"{why} (model {m.id}, {m.state})",
+                                   internal={"id": m.id}))
+    for c in live.connectors:
+        if c.logical not in desired.models:
+            destroys.append(Change("destroy", "connector", c.logical or c.name, f"its model is gone (connector {c.id})",
+                                   internal={"id": c.id}))
+    out += conn_changes + model_changes
+
+    # pipelines
+    for kind, wanted, have in (("ingest-pipeline", desired.ingest, live.ingest),
+                               ("search-pipeline", desired.search, live.search)):
+        for name, body in sorted(wanted.items()):
+            resolved = resolve_models(body, ids)
+            cur = have.get(name)
+            if cur is None:
+                out.append(Change("create", kind, name, "not in the cluster"))
+                continue
+            mk = parse_marker(cur.get("description"))
+            if not mk or mk[0] != pname:
+                raise Conflict(f"{kind.replace('-', ' ')} '{name}' exists and was not created by oskit project "
+                               f"'{pname}'", hint="rename the pipeline file or delete the existing pipeline; "
+                               "oskit never changes resources it did not create")
+            diffs = compare_exact(resolved, cur)
+            if diffs:
+                out.append(Change("update", kind, name, _diff_reason(diffs), diffs))
+        for name, cur in sorted(have.items()):
+            mk = parse_marker(cur.get("description") if isinstance(cur, dict) else None)
+            if mk and mk[0] == pname and name not in wanted:
+                destroys.append(Change("destroy", kind, name, "no longer in the project"))
+
+    # index templates and indices
+    for name, idesired in sorted(desired.indices.items()):
+        if idesired.kind == "index_template":
+            cur_t = live.templates.get(name)
+            if cur_t is None:
+                out.append(Change("create", "index-template", name, "not in the cluster"))
+            elif cur_t.project != pname:
+                raise Conflict(f"index template '{name}' exists and was not created by oskit project '{pname}'")
+            else:
+                diffs = compare_exact(idesired.body, cur_t.raw)
+                if diffs:
+                    out.append(Change("update", "index-template", name, _diff_reason(diffs), diffs))
+            continue
+        cur = live.indices.get(name)
+        if cur is None:
+            out.append(Change("create", "index", name, "not in the cluster"))
+            continue
+        if cur.project != pname:
+            raise Conflict(f"index '{name}' exists and was not created by oskit project '{pname}'",
+                           hint="rename the mapping file or delete/reindex the existing index yourself; "
+                           "oskit never changes resources it did not create")
+        desired_flat = idesired.settings_flat
+        diffs = compare_settings(desired_flat, cur.settings, static=STATIC_INDEX_SETTINGS)
+        diffs += compare_mappings(idesired.body["mappings"], cur.mappings, version)
+        diffs += [FieldDiff(f"aliases.{d.path}", d.live, d.desired, True)
+                  for d in compare_exact(idesired.body.get("aliases") or {}, cur.aliases)]
+        if not diffs:
+            continue
+        if all(d.in_place for d in diffs):
+            out.append(Change("update", "index", name, _diff_reason(diffs), diffs))
+        else:
+            docs = doc_count(client, name) or 0
+            fixed = [d.path for d in diffs if not d.in_place]
+            out.append(Change("reindex", "index", name,
+                              f"{', '.join(fixed[:3])}{' …' if len(fixed) > 3 else ''} cannot change in place; the "
+                              f"index is recreated ({docs} document{'s' if docs != 1 else ''} must be ingested again)",
+                              diffs, internal={"docs": docs}))
+    for name, cur in sorted(live.indices.items()):
+        if cur.project == pname and name not in desired.indices:
+            docs = doc_count(client, name) or 0
+            destroys.append(Change("destroy", "index", name, f"no longer in the project ({docs} documents)"))
+    for name, cur_t in sorted(live.templates.items()):
+        if cur_t.project == pname and name not in desired.indices:
+            destroys.append(Change("destroy", "index-template", name, "no longer in the project"))
+
+    order = {k: i for i, k in enumerate(KINDS)}
+    destroys.sort(key=lambda c: (-order[c.kind], c.name))
+    return out + destroys, ids
+
+
+def _model_text(md: Any) -> str:
+    spec = md.spec
+    parts = [spec.type.replace("_", " ")]
+    if spec.task == "embedding":
+        parts.append(f"{spec.modality}, {spec.dimension}-d, {spec.space_type}")
+    else:
+        parts.append(f"{spec.modality} → JSON (ml_inference)")
+    return ", ".join(parts)
+
+
+def _diff_reason(diffs: list[FieldDiff]) -> str:
+    paths = [d.path for d in diffs]
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return f"{shown} differ{'s' if len(paths) == 1 else ''}"
+
+
