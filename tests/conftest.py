@@ -29,3 +29,30 @@ def spec_dir() -> Path:
     if not SPEC_DIR.is_dir():
         pytest.fail(f"the OpenSearch API spec is missing at {SPEC_DIR} (it lives in ../shared)")
     return SPEC_DIR
+
+
+# ---------------------------------------------------------------------------------------------- embedded node
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One embedded node for the whole session (NodeServer on a free port, tmp data dir); has ``.url``."""
+    from kit.node.server import NodeServer
+
+    server = NodeServer(tmp_path_factory.mktemp("node-data"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def fresh_node(tmp_path: Path) -> Iterator[object]:
+    """A node of its own for one test (empty data dir); has ``.url``."""
+    from kit.node.server import NodeServer
+
+    server = NodeServer(tmp_path / "fresh-node-data")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

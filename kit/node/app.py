@@ -1,0 +1,713 @@
+"""The node's REST layer: ``create_app(data_dir)`` → a Starlette app speaking OpenSearch's API subset.
+
+Every error leaves as OpenSearch's envelope (``{"error": {...}, "status": N}``). Plugin routes
+(ML Commons, ingest and search pipelines) are mounted when their modules are present.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import inspect
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+
+from kit.node.engine import Engine, nest
+from kit.node.errors import ApiError, bad_request, parsing_error
+from kit.node.routing import NodeRequest, Route, Router, dumps, json_response
+
+__all__ = ["PLUGINS", "build_router", "create_app"]
+
+log = logging.getLogger(__name__)
+
+# What `_cat/plugins` lists: the plugins whose APIs this node implements (component, version follows node).
+PLUGINS = ["opensearch-knn", "opensearch-ml", "opensearch-neural-search"]
+LUCENE_FOR = {"3": "10.3.1", "2": "9.12.2"}
+_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
+
+
+def create_app(data_dir: Path, *, version: str = "3.3.0", auth: tuple[str, str] | None = None) -> Starlette:
+    """The node as an ASGI app; the engine lives on ``app.state.engine``."""
+    engine = Engine(Path(data_dir), version=version)
+    router = build_router(engine)
+
+    async def endpoint(request: Request) -> Response:
+        return await handle(request, engine, router, auth)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    app = Starlette(routes=[StarletteRoute("/{path:path}", endpoint, methods=_METHODS)], lifespan=lifespan)
+    app.state.engine = engine
+    app.state.router = router
+    return app
+
+
+async def handle(request: Request, engine: Engine, router: Router, auth: tuple[str, str] | None) -> Response:
+    method = request.method
+    path = request.url.path
+    t0 = time.perf_counter()
+    try:
+        if auth is not None:
+            _check_auth(request, auth)
+        route, params = router.match(method, path)
+        body = await request.body()
+        query = dict(request.query_params)
+        req = NodeRequest(method, path, params, query, body, engine, dict(request.headers))
+        if route.is_async:
+            result = await route.handler(req)  # type: ignore[misc]
+        else:
+            result = await run_in_threadpool(route.handler, req)
+        if isinstance(result, Response):
+            resp = result
+        else:
+            resp = _render(result, 200, query)
+    except ApiError as exc:
+        resp = _render(exc.body(), exc.status, dict(request.query_params))
+        if exc.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="OpenSearch Security"'
+    except Exception as exc:  # noqa: BLE001 - last resort: never drop the connection, answer like OpenSearch
+        log.exception("unhandled error on %s %s", method, path)
+        err = ApiError(500, "exception", f"{type(exc).__name__}: {exc}")
+        resp = _render(err.body(), 500, {})
+    log.debug("%s %s -> %s (%.1f ms)", method, path, resp.status_code, (time.perf_counter() - t0) * 1000)
+    if method == "HEAD":
+        return Response(b"", status_code=resp.status_code, headers={"content-type": resp.media_type or "application/json"})
+    return resp
+
+
+def _render(obj: Any, status: int, query: dict[str, str]) -> Response:
+    if "filter_path" in query:
+        obj = _filter_path(obj, query["filter_path"])
+    if query.get("pretty") in ("", "true"):
+        data = json.dumps(json.loads(dumps(obj)), indent=2, ensure_ascii=False).encode() + b"\n"
+        return Response(data, status_code=status, media_type="application/json; charset=UTF-8")
+    return json_response(obj, status)
+
+
+def _filter_path(obj: Any, spec: str) -> Any:
+    import fnmatch
+
+    pats = [p.split(".") for p in spec.split(",") if p]
+
+    def walk(o: Any, pats: list[list[str]]) -> Any:
+        if not pats:
+            return None
+        if any(not p for p in pats):
+            return o
+        if isinstance(o, list):
+            items = [walk(x, pats) for x in o]
+            items = [x for x in items if x is not None]
+            return items or None
+        if not isinstance(o, dict):
+            return None
+        out = {}
+        for k, v in o.items():
+            sub = []
+            for p in pats:
+                if p[0] == "**":
+                    sub.append(p)
+                    sub.append(p[1:])
+                elif fnmatch.fnmatchcase(k, p[0]):
+                    sub.append(p[1:])
+            if sub:
+                r = walk(v, sub)
+                if r is not None:
+                    out[k] = r
+        return out or None
+
+    if isinstance(obj, dict) and "error" in obj:
+        return obj
+    res = walk(json.loads(dumps(obj)), pats)
+    return res if res is not None else {}
+
+
+def _check_auth(request: Request, auth: tuple[str, str]) -> None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            user, _, pw = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            user, pw = "", ""
+        if hmac.compare_digest(user, auth[0]) and hmac.compare_digest(pw, auth[1]):
+            return
+    raise ApiError(401, "security_exception", "Unauthorized")
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _refresh(req: NodeRequest) -> bool | str:
+    v = req.query.get("refresh")
+    if v is None or v == "false":
+        return False
+    if v in ("", "true"):
+        return True
+    if v == "wait_for":
+        return "wait_for"
+    raise bad_request(f"Unknown value for refresh: [{v}].")
+
+
+def _opt_int(req: NodeRequest, name: str) -> int | None:
+    v = req.query.get(name)
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise bad_request(f"Failed to parse int parameter [{name}] with value [{v}]") from None
+
+
+def _body_obj(req: NodeRequest, *, required: bool = False) -> dict[str, Any]:
+    data = req.json()
+    if data is None:
+        if required:
+            raise parsing_error("request body is required")
+        return {}
+    if not isinstance(data, dict):
+        raise parsing_error("request body must be a JSON object")
+    return data
+
+
+def _with_status(pair: tuple[dict[str, Any], int]) -> Response:
+    return json_response(pair[0], pair[1])
+
+
+# ---------------------------------------------------------------------------------------- cluster
+def info(req: NodeRequest) -> dict[str, Any]:
+    e = req.engine
+    major = e.version.split(".")[0]
+    return {
+        "name": e.node_name, "cluster_name": e.cluster_name, "cluster_uuid": e.cluster_uuid,
+        "version": {"distribution": "opensearch", "number": e.version, "build_type": "tar",
+                    "build_hash": "oskit-embedded-node", "build_date": "2025-10-01T00:00:00.000000Z",
+                    "build_snapshot": False, "lucene_version": LUCENE_FOR.get(major, "10.3.1"),
+                    "minimum_wire_compatibility_version": "2.19.0" if major == "3" else "7.10.0",
+                    "minimum_index_compatibility_version": "2.0.0" if major == "3" else "7.0.0"},
+        "tagline": "The OpenSearch Project: https://opensearch.org/",
+    }
+
+
+def _health_of(ix: Any) -> str:
+    reps = str(ix.settings.get("index.number_of_replicas", "1"))
+    auto = ix.settings.get("index.auto_expand_replicas")
+    return "green" if reps == "0" or (auto and str(auto).startswith("0")) else "yellow"
+
+
+def cluster_health(req: NodeRequest) -> Response:
+    e = req.engine
+    targets = e.resolve(req.path_params.get("index"), expand_hidden=True) if req.path_params.get("index") \
+        else list(e.indices.values())
+    statuses = [_health_of(ix) for ix in targets]
+    status = "yellow" if "yellow" in statuses else "green"
+    primaries = sum(int(ix.settings.get("index.number_of_shards", "1")) for ix in targets)
+    unassigned = sum(int(ix.settings.get("index.number_of_shards", "1")) for ix, s in zip(targets, statuses)
+                     if s == "yellow")
+    rank = {"green": 0, "yellow": 1, "red": 2}
+    want = req.query.get("wait_for_status")
+    timed_out = bool(want) and rank.get(status, 2) > rank.get(want, 2)
+    body = {"cluster_name": e.cluster_name, "status": status, "timed_out": timed_out, "number_of_nodes": 1,
+            "number_of_data_nodes": 1, "discovered_master": True, "discovered_cluster_manager": True,
+            "active_primary_shards": primaries, "active_shards": primaries, "relocating_shards": 0,
+            "initializing_shards": 0, "unassigned_shards": unassigned, "delayed_unassigned_shards": 0,
+            "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0, "task_max_waiting_in_queue_millis": 0,
+            "active_shards_percent_as_number": 100.0 if not primaries else
+            round(100.0 * primaries / (primaries + unassigned), 1)}
+    if req.query.get("level") == "indices":
+        body["indices"] = {ix.name: {"status": s, "number_of_shards": 1, "number_of_replicas":
+                                     int(ix.settings.get("index.number_of_replicas", "1")),
+                                     "active_primary_shards": 1, "active_shards": 1, "relocating_shards": 0,
+                                     "initializing_shards": 0, "unassigned_shards": 1 if s == "yellow" else 0}
+                           for ix, s in zip(targets, statuses)}
+    return json_response(body, 408 if timed_out else 200)
+
+
+def get_cluster_settings(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.settings.render(flat=req.flag("flat_settings"), include_defaults=req.flag("include_defaults"))
+
+
+def put_cluster_settings(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.settings.update(_body_obj(req, required=True))
+
+
+def _cat(req: NodeRequest, columns: list[str], rows: list[dict[str, Any]]) -> Response:
+    wanted = [c.strip() for c in req.query["h"].split(",")] if req.query.get("h") else columns
+    if req.query.get("s"):
+        for key in reversed(req.query["s"].split(",")):
+            col, _, order = key.partition(":")
+            rows.sort(key=lambda r: str(r.get(col, "")), reverse=order == "desc")
+    if req.query.get("format") == "json":
+        return json_response([{c: _cat_val(r.get(c)) for c in wanted} for r in rows])
+    table = [[_cat_val(r.get(c)) or "" for c in wanted] for r in rows]
+    if req.flag("v"):
+        table.insert(0, wanted)
+    widths = [max((len(str(row[i])) for row in table), default=0) for i in range(len(wanted))]
+    text = "".join(" ".join(str(v).ljust(widths[i]) for i, v in enumerate(row)).rstrip() + "\n" for row in table)
+    return Response(text.encode(), media_type="text/plain; charset=UTF-8")
+
+
+def _cat_val(v: Any) -> Any:
+    return None if v is None else str(v)
+
+
+def cat_plugins(req: NodeRequest) -> Response:
+    e = req.engine
+    rows = [{"id": e.node_id[:4], "name": e.node_name, "component": p, "version": e.version,
+             "description": "implemented by the oskit embedded node", "type": "isolated"} for p in PLUGINS]
+    return _cat(req, ["name", "component", "version"], rows)
+
+
+def cat_indices(req: NodeRequest) -> Response:
+    e = req.engine
+    expr = req.path_params.get("index")
+    targets = e.resolve(expr, expand_hidden=req.query.get("expand_wildcards") in ("all", "hidden"))
+    rows = []
+    for ix in targets:
+        n = ix.doc_count()
+        rows.append({"health": _health_of(ix), "status": "open", "index": ix.name, "uuid": ix.uuid,
+                     "pri": ix.settings.get("index.number_of_shards", "1"),
+                     "rep": ix.settings.get("index.number_of_replicas", "1"), "docs.count": n, "docs.deleted": 0,
+                     "store.size": "0b", "pri.store.size": "0b",
+                     "creation.date": ix.settings.get("index.creation_date")})
+    return _cat(req, ["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted",
+                      "store.size", "pri.store.size"], rows)
+
+
+def cat_health(req: NodeRequest) -> Response:
+    e = req.engine
+    statuses = [_health_of(ix) for ix in e.indices.values()]
+    status = "yellow" if "yellow" in statuses else "green"
+    rows = [{"epoch": int(time.time()), "timestamp": time.strftime("%H:%M:%S"), "cluster": e.cluster_name,
+             "status": status, "node.total": 1, "node.data": 1, "shards": len(statuses), "pri": len(statuses),
+             "relo": 0, "init": 0, "unassign": statuses.count("yellow"), "pending_tasks": 0,
+             "max_task_wait_time": "-", "active_shards_percent": "100.0%"}]
+    return _cat(req, list(rows[0]), rows)
+
+
+def cat_aliases(req: NodeRequest) -> Response:
+    rows = [{"alias": a, "index": ix.name, "filter": "-", "routing.index": spec.get("index_routing", "-"),
+             "routing.search": spec.get("search_routing", "-"),
+             "is_write_index": str(spec.get("is_write_index", "-")).lower()}
+            for ix in req.engine.indices.values() for a, spec in ix.aliases.items()]
+    return _cat(req, ["alias", "index", "filter", "routing.index", "routing.search", "is_write_index"], rows)
+
+
+def nodes_info(req: NodeRequest) -> dict[str, Any]:
+    import os
+    import platform
+
+    e = req.engine
+    plugins = [{"name": p, "version": e.version, "opensearch_version": e.version, "java_version": "21",
+                "description": "implemented by the oskit embedded node", "classname": p, "custom_foldername": "",
+                "extended_plugins": [], "has_native_controller": False} for p in PLUGINS]
+    node = {"name": e.node_name, "transport_address": "127.0.0.1:9300", "host": "127.0.0.1", "ip": "127.0.0.1",
+            "version": e.version, "build_type": "tar", "build_hash": "oskit-embedded-node",
+            "total_indexing_buffer": 0, "roles": ["cluster_manager", "data", "ingest", "ml", "remote_cluster_client"],
+            "attributes": {"shard_indexing_pressure_enabled": "true"},
+            "os": {"name": platform.system(), "arch": platform.machine(), "available_processors": os.cpu_count() or 1,
+                   "allocated_processors": os.cpu_count() or 1},
+            "process": {"id": os.getpid(), "mlockall": False}, "plugins": plugins, "modules": []}
+    return {"_nodes": {"total": 1, "successful": 1, "failed": 0}, "cluster_name": e.cluster_name,
+            "nodes": {e.node_id: node}}
+
+
+# ---------------------------------------------------------------------------------------- indices
+def create_index(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.create_index(req.path_params["index"], _body_obj(req))
+
+
+def index_exists(req: NodeRequest) -> Response:
+    e = req.engine
+    name = req.path_params["index"]
+    try:
+        found = bool(e.resolve(name, allow_no_indices=False, expand_hidden=True))
+    except ApiError:
+        found = False
+    return Response(b"", status_code=200 if found else 404)
+
+
+def get_index(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.get_index(req.path_params["index"], flat=req.flag("flat_settings"),
+                                include_defaults=req.flag("include_defaults"),
+                                ignore_unavailable=req.flag("ignore_unavailable"))
+
+
+def delete_index(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.delete_index(req.path_params["index"], ignore_unavailable=req.flag("ignore_unavailable"))
+
+
+def get_mapping(req: NodeRequest) -> dict[str, Any]:
+    targets = req.engine.resolve(req.path_params.get("index"), expand_hidden=bool(req.path_params.get("index")))
+    return {ix.name: {"mappings": ix.mapping.to_dict()} for ix in targets}
+
+
+def put_mapping(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.put_mapping(req.path_params["index"], _body_obj(req, required=True))
+
+
+def get_settings(req: NodeRequest) -> dict[str, Any]:
+    import fnmatch
+
+    e = req.engine
+    targets = e.resolve(req.path_params.get("index"), expand_hidden=bool(req.path_params.get("index")))
+    names = req.path_params.get("name")
+    out = {}
+    for ix in targets:
+        flat = dict(ix.settings)
+        if names:
+            pats = names.split(",")
+            flat = {k: v for k, v in flat.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+        out[ix.name] = {"settings": dict(sorted(flat.items())) if req.flag("flat_settings") else nest(flat)}
+    return out
+
+
+def put_settings(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.put_settings(req.path_params.get("index", "_all"), _body_obj(req, required=True))
+
+
+def refresh(req: NodeRequest) -> dict[str, Any]:
+    # Writes are visible as soon as they are acknowledged; refresh only validates the target.
+    targets = req.engine.resolve(req.path_params.get("index"), ignore_unavailable=req.flag("ignore_unavailable"))
+    n = len(targets)
+    return {"_shards": {"total": 2 * n, "successful": n, "failed": 0}}
+
+
+def put_alias(req: NodeRequest) -> dict[str, Any]:
+    body = _body_obj(req)
+    spec = {"index": req.path_params["index"], "alias": req.path_params["name"], **body}
+    return req.engine.update_aliases([{"add": spec}])
+
+
+def delete_alias(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.update_aliases([{"remove": {"index": req.path_params["index"],
+                                                  "aliases": req.path_params["name"].split(",")}}])
+
+
+def post_aliases(req: NodeRequest) -> dict[str, Any]:
+    body = _body_obj(req, required=True)
+    return req.engine.update_aliases(body.get("actions"))  # type: ignore[arg-type]
+
+
+def get_alias(req: NodeRequest) -> Response:
+    import fnmatch
+
+    e = req.engine
+    index = req.path_params.get("index")
+    name = req.path_params.get("name")
+    targets = e.resolve(index, expand_hidden=bool(index))
+    pats = name.split(",") if name else None
+    out: dict[str, Any] = {}
+    found_any = False
+    for ix in targets:
+        al = {a: s for a, s in ix.aliases.items() if pats is None or any(fnmatch.fnmatchcase(a, p) for p in pats)}
+        if al or (pats is None):
+            out[ix.name] = {"aliases": al}
+        found_any = found_any or bool(al)
+    if pats is not None and not found_any:
+        missing = ",".join(p for p in pats)
+        return json_response({"error": f"alias [{missing}] missing", "status": 404}, 404)
+    return json_response(out)
+
+
+def put_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.put_template(req.path_params["name"], _body_obj(req, required=True),
+                                   create=req.flag("create"))
+
+
+def get_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.get_templates(req.path_params.get("name"))
+
+
+def template_exists(req: NodeRequest) -> Response:
+    try:
+        req.engine.get_templates(req.path_params["name"])
+        return Response(b"", status_code=200)
+    except ApiError:
+        return Response(b"", status_code=404)
+
+
+def delete_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.delete_template(req.path_params["name"])
+
+
+def unsupported_legacy_template(req: NodeRequest) -> dict[str, Any]:
+    raise ApiError(400, "illegal_argument_exception",
+                   "[_template] (legacy index templates) is not supported by the oskit embedded node; use "
+                   "_index_template")
+
+
+# ---------------------------------------------------------------------------------------- documents
+def _source_json(req: NodeRequest) -> tuple[dict[str, Any], str | None]:
+    data = req.json()
+    if data is None:
+        raise parsing_error("request body is required")
+    if not isinstance(data, dict):
+        raise ApiError(400, "mapper_parsing_exception", "failed to parse",
+                       caused_by={"type": "not_x_content_exception",
+                                  "reason": "Compressor detection can only be called on some xcontent bytes or "
+                                            "compressed xcontent bytes"})
+    try:
+        raw = req.body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raw = None
+    return data, raw
+
+
+def index_doc(req: NodeRequest) -> Response:
+    src, raw = _source_json(req)
+    op_type = req.query.get("op_type", "index")
+    if req.path.rstrip("/").split("/")[-2:-1] == ["_create"]:
+        op_type = "create"
+    return _with_status(req.engine.index_doc_status(
+        req.path_params["index"], req.path_params.get("id"), src, op_type=op_type,
+        pipeline=req.query.get("pipeline"), refresh=_refresh(req), if_seq_no=_opt_int(req, "if_seq_no"),
+        if_primary_term=_opt_int(req, "if_primary_term"), version=_opt_int(req, "version"),
+        version_type=req.query.get("version_type"), source_json=raw))
+
+
+def get_doc(req: NodeRequest) -> Response:
+    q = req.query
+    fetch = q.get("_source") not in ("false",)
+    inc = q.get("_source_includes") or (q.get("_source") if q.get("_source") not in (None, "true", "false", "")
+                                        else None)
+    res = req.engine.get_doc(req.path_params["index"], req.path_params["id"], source_includes=inc,
+                             source_excludes=q.get("_source_excludes"), fetch_source=fetch)
+    return json_response(res, 200 if res.get("found") else 404)
+
+
+def get_source(req: NodeRequest) -> Response:
+    res = req.engine.get_doc(req.path_params["index"], req.path_params["id"],
+                             source_includes=req.query.get("_source_includes"),
+                             source_excludes=req.query.get("_source_excludes"))
+    if not res.get("found"):
+        raise ApiError(404, "resource_not_found_exception",
+                       f"Document not found [{res['_index']}]/[{req.path_params['id']}]")
+    return json_response(res["_source"])
+
+
+def delete_doc(req: NodeRequest) -> Response:
+    return _with_status(req.engine.delete_doc_status(req.path_params["index"], req.path_params["id"],
+                                                     refresh=_refresh(req), if_seq_no=_opt_int(req, "if_seq_no"),
+                                                     if_primary_term=_opt_int(req, "if_primary_term")))
+
+
+def update_doc(req: NodeRequest) -> Response:
+    return _with_status(req.engine.update_doc_status(req.path_params["index"], req.path_params["id"],
+                                                     _body_obj(req, required=True), refresh=_refresh(req),
+                                                     if_seq_no=_opt_int(req, "if_seq_no"),
+                                                     if_primary_term=_opt_int(req, "if_primary_term"),
+                                                     source_filter=req.query.get("_source")))
+
+
+def bulk(req: NodeRequest) -> dict[str, Any]:
+    body = req.body
+    if not body.strip():
+        raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
+    if not body.endswith(b"\n"):
+        raise bad_request("The bulk request must be terminated by a newline [\\n]")
+    raw_lines = body.split(b"\n")
+    lines: list[tuple[dict[str, Any], Any, str | None]] = []
+    i = 0
+    n = len(raw_lines)
+    while i < n:
+        line = raw_lines[i].strip()
+        i += 1
+        if not line:
+            continue
+        try:
+            action = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise bad_request(f"Malformed action/metadata line [{i}], expected START_OBJECT or END_OBJECT but "
+                              f"found [VALUE_STRING]") from None
+        if not isinstance(action, dict) or len(action) != 1:
+            raise bad_request(f"Malformed action/metadata line [{i}], expected START_OBJECT but found "
+                              f"[{type(action).__name__}]")
+        kind, meta = next(iter(action.items()))
+        if kind not in ("index", "create", "update", "delete"):
+            raise bad_request(f"Malformed action/metadata line [{i}], expected one of [create, delete, index, "
+                              f"update] but found [{kind}]")
+        if not isinstance(meta, dict):
+            raise bad_request(f"Malformed action/metadata line [{i}], expected START_OBJECT but found [{meta}]")
+        if kind == "delete":
+            lines.append((action, None, None))
+            continue
+        if i >= n or not raw_lines[i].strip():
+            raise bad_request(f"Validation Failed: 1: source is missing;" if kind != "update" else
+                              "Validation Failed: 1: script or doc is missing;")
+        src_line = raw_lines[i].strip()
+        i += 1
+        try:
+            source = json.loads(src_line)
+            raw = src_line.decode("utf-8")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            err = ApiError(400, "mapper_parsing_exception", "failed to parse",
+                           caused_by={"type": "json_parse_exception", "reason": str(exc)})
+            lines.append((action, err, None))
+            continue
+        lines.append((action, source, raw))
+    return req.engine.bulk(lines, default_index=req.path_params.get("index"),
+                                   default_pipeline=req.query.get("pipeline"), refresh=_refresh(req))
+
+
+def mget(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.mget(_body_obj(req, required=True), index=req.path_params.get("index"),
+                           source_includes=req.query.get("_source_includes"),
+                           source_excludes=req.query.get("_source_excludes"))
+
+
+def search(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.search(req.path_params.get("index"), _body_obj(req), req.query, raw_source=True)
+
+
+def count(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.count(req.path_params.get("index"), _body_obj(req), req.query)
+
+
+def delete_by_query(req: NodeRequest) -> dict[str, Any]:
+    body = _body_obj(req, required=True)
+    return req.engine.delete_by_query(req.path_params["index"], body.get("query"))
+
+
+def not_supported(feature: str) -> Callable[[NodeRequest], dict[str, Any]]:
+    def handler(req: NodeRequest) -> dict[str, Any]:
+        raise ApiError(400, "illegal_argument_exception",
+                       f"[{feature}] is not supported by the oskit embedded node (see COMPATIBILITY.md)")
+    return handler
+
+
+# ---------------------------------------------------------------------------------------- router
+def build_router(engine: Engine) -> Router:
+    r = Router()
+    add = lambda m, p, h: r.add(Route(m, p, h))  # noqa: E731
+    add("GET", "/", info)
+    add("HEAD", "/", lambda req: {})
+    add("GET", "/_cluster/health", cluster_health)
+    add("GET", "/_cluster/health/{index}", cluster_health)
+    add("GET", "/_cluster/settings", get_cluster_settings)
+    add("PUT", "/_cluster/settings", put_cluster_settings)
+    add("GET", "/_cat/plugins", cat_plugins)
+    add("GET", "/_cat/indices", cat_indices)
+    add("GET", "/_cat/indices/{index}", cat_indices)
+    add("GET", "/_cat/health", cat_health)
+    add("GET", "/_cat/aliases", cat_aliases)
+    for p in ("/_nodes", "/_nodes/{node_id}", "/_nodes/{node_id}/{metric}"):
+        add("GET", p, nodes_info)
+    # indices
+    add("PUT", "/{index}", create_index)
+    add("HEAD", "/{index}", index_exists)
+    add("GET", "/{index}", get_index)
+    add("DELETE", "/{index}", delete_index)
+    add("GET", "/_mapping", get_mapping)
+    add("GET", "/{index}/_mapping", get_mapping)
+    add("PUT", "/{index}/_mapping", put_mapping)
+    add("POST", "/{index}/_mapping", put_mapping)
+    add("GET", "/_settings", get_settings)
+    add("GET", "/{index}/_settings", get_settings)
+    add("GET", "/{index}/_settings/{name}", get_settings)
+    add("GET", "/_settings/{name}", get_settings)
+    add("PUT", "/{index}/_settings", put_settings)
+    add("PUT", "/_settings", put_settings)
+    for m in ("GET", "POST"):
+        add(m, "/_refresh", refresh)
+        add(m, "/{index}/_refresh", refresh)
+        add(m, "/_flush", refresh)
+        add(m, "/{index}/_flush", refresh)
+    for m in ("PUT", "POST"):
+        add(m, "/{index}/_alias/{name}", put_alias)
+        add(m, "/{index}/_aliases/{name}", put_alias)
+    add("DELETE", "/{index}/_alias/{name}", delete_alias)
+    add("DELETE", "/{index}/_aliases/{name}", delete_alias)
+    add("POST", "/_aliases", post_aliases)
+    add("GET", "/_alias", get_alias)
+    add("GET", "/_alias/{name}", get_alias)
+    add("GET", "/{index}/_alias", get_alias)
+    add("GET", "/{index}/_alias/{name}", get_alias)
+    add("GET", "/_aliases", get_alias)
+    add("GET", "/{index}/_aliases", get_alias)
+    add("PUT", "/_index_template/{name}", put_template)
+    add("POST", "/_index_template/{name}", put_template)
+    add("GET", "/_index_template", get_template)
+    add("GET", "/_index_template/{name}", get_template)
+    add("HEAD", "/_index_template/{name}", template_exists)
+    add("DELETE", "/_index_template/{name}", delete_template)
+    for m in ("GET", "PUT", "POST", "DELETE"):
+        add(m, "/_template/{name}", unsupported_legacy_template)
+    # documents
+    add("PUT", "/{index}/_doc/{id}", index_doc)
+    add("POST", "/{index}/_doc/{id}", index_doc)
+    add("POST", "/{index}/_doc", index_doc)
+    add("PUT", "/{index}/_create/{id}", index_doc)
+    add("POST", "/{index}/_create/{id}", index_doc)
+    add("GET", "/{index}/_doc/{id}", get_doc)
+    add("DELETE", "/{index}/_doc/{id}", delete_doc)
+    add("GET", "/{index}/_source/{id}", get_source)
+    add("POST", "/{index}/_update/{id}", update_doc)
+    for m in ("POST", "PUT"):
+        add(m, "/_bulk", bulk)
+        add(m, "/{index}/_bulk", bulk)
+    for m in ("GET", "POST"):
+        add(m, "/_mget", mget)
+        add(m, "/{index}/_mget", mget)
+        add(m, "/_search", search)
+        add(m, "/{index}/_search", search)
+        add(m, "/_count", count)
+        add(m, "/{index}/_count", count)
+        add(m, "/_msearch", not_supported("_msearch"))
+        add(m, "/{index}/_msearch", not_supported("_msearch"))
+        add(m, "/{index}/_explain/{id}", not_supported("_explain"))
+        add(m, "/_search/scroll", not_supported("scroll"))
+    add("POST", "/{index}/_delete_by_query", delete_by_query)
+    add("POST", "/{index}/_update_by_query", not_supported("_update_by_query"))
+    add("POST", "/_reindex", not_supported("_reindex"))
+    _mount_plugins(engine, r)
+    return r
+
+
+def _call_routes(fn: Callable[..., list[Route]], service: Any) -> list[Route]:
+    params = [p for p in inspect.signature(fn).parameters.values()
+              if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return fn(service) if params else fn()
+
+
+def _mount_plugins(engine: Engine, r: Router) -> None:
+    """ML Commons, ingest and search pipelines, each only if its module is present and complete."""
+    try:
+        from kit.node.ml import MLCommons
+
+        ml = MLCommons(engine)
+        routes = ml.routes()
+    except (ImportError, AttributeError) as exc:
+        log.warning("ML Commons routes not mounted (%s)", exc)
+    else:
+        engine.ml = ml
+        r.extend(routes, prefix="/_plugins/_ml")
+    try:
+        from kit.node import ingest as ingest_mod
+
+        svc = ingest_mod.IngestService(engine)
+        routes = _call_routes(ingest_mod.routes, svc)
+    except (ImportError, AttributeError) as exc:
+        log.warning("ingest pipeline routes not mounted (%s)", exc)
+    else:
+        engine.ingest = svc
+        r.extend(routes)
+    try:
+        from kit.node import searchpipe as sp_mod
+
+        sp = sp_mod.SearchPipelineService(engine)
+        routes = _call_routes(sp_mod.routes, sp)
+    except (ImportError, AttributeError) as exc:
+        log.warning("search pipeline routes not mounted (%s)", exc)
+    else:
+        engine.search_pipelines = sp
+        r.extend(routes)

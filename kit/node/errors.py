@@ -1,0 +1,104 @@
+"""OpenSearch's error envelope, raised anywhere inside the node and rendered by the app.
+
+Types and statuses follow the real server (``OpenSearchException#getExceptionName`` snake-cases the
+Java class name), so clients that branch on ``error.type`` behave the same against both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ApiError",
+    "bad_request",
+    "index_already_exists",
+    "json_parse_error",
+    "mapper_parsing",
+    "not_found_index",
+    "parsing_error",
+    "status_exception",
+    "unsupported",
+    "version_conflict",
+]
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {...}, "status": N}``; ``extra`` keys go into the error object."""
+
+    def __init__(self, status: int, type: str, reason: str, **extra: Any) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.type = type
+        self.reason = reason
+        self.extra = extra
+        self.caused_by: dict[str, Any] | None = extra.pop("caused_by", None)
+
+    def error_object(self) -> dict[str, Any]:
+        """The inner ``error`` object (also used for per-item ``_bulk`` errors)."""
+        cause: dict[str, Any] = {"type": self.type, "reason": self.reason, **self.extra}
+        err: dict[str, Any] = {"root_cause": [cause], **cause}
+        if self.caused_by is not None:
+            err["caused_by"] = self.caused_by
+        return err
+
+    def item_error(self) -> dict[str, Any]:
+        """The compact shape used inside ``_bulk`` items and ``_mget`` docs (no root_cause)."""
+        err: dict[str, Any] = {"type": self.type, "reason": self.reason, **self.extra}
+        if self.caused_by is not None:
+            err["caused_by"] = self.caused_by
+        return err
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.error_object(), "status": self.status}
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status}, {self.type!r}, {self.reason!r})"
+
+
+def bad_request(reason: str, **extra: Any) -> ApiError:
+    return ApiError(400, "illegal_argument_exception", reason, **extra)
+
+
+def status_exception(status: int, reason: str) -> ApiError:
+    return ApiError(status, "status_exception", reason)
+
+
+def not_found_index(name: str) -> ApiError:
+    return ApiError(
+        404, "index_not_found_exception", f"no such index [{name}]",
+        index=name, **{"resource.id": name, "resource.type": "index_or_alias", "index_uuid": "_na_"},
+    )
+
+
+def index_already_exists(name: str, uuid: str) -> ApiError:
+    return ApiError(
+        400, "resource_already_exists_exception", f"index [{name}/{uuid}] already exists",
+        index=name, index_uuid=uuid,
+    )
+
+
+def mapper_parsing(reason: str, caused_by: dict[str, Any] | None = None) -> ApiError:
+    return ApiError(400, "mapper_parsing_exception", reason, caused_by=caused_by)
+
+
+def parsing_error(reason: str, line: int = 1, col: int = 1) -> ApiError:
+    return ApiError(400, "parsing_exception", reason, line=line, col=col)
+
+
+def json_parse_error(reason: str) -> ApiError:
+    return ApiError(400, "json_parse_exception", reason)
+
+
+def version_conflict(index: str, doc_id: str, reason: str) -> ApiError:
+    return ApiError(
+        409, "version_conflict_engine_exception", f"[{doc_id}]: {reason}",
+        index=index, shard="0", index_uuid="_na_",
+    )
+
+
+def unsupported(feature: str) -> ApiError:
+    """Anything outside the node's subset: name the feature, never answer wrongly."""
+    return ApiError(
+        400, "illegal_argument_exception",
+        f"[{feature}] is not supported by the oskit embedded node (see COMPATIBILITY.md)",
+    )

@@ -1,0 +1,191 @@
+"""Routes with OpenSearch-style path patterns (``/{index}/_doc/{id}``) and the request object handlers get.
+
+A literal segment always beats a parameter at the same position, so ``/_search`` wins over
+``/{index}`` and ``/_cluster/health`` over ``/{index}/{id}``, as in OpenSearch's path trie.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
+from urllib.parse import unquote
+
+from kit.node.errors import ApiError, json_parse_error
+
+if TYPE_CHECKING:
+    from starlette.responses import Response
+
+    from kit.node.engine import Engine
+
+__all__ = ["NodeRequest", "RawJSON", "Route", "Router", "dumps", "json_response"]
+
+HandlerResult = Union["Response", dict[str, Any], list[Any]]
+Handler = Callable[["NodeRequest"], Union[Awaitable[HandlerResult], HandlerResult]]
+
+_PARAM = re.compile(r"^\{(\w+)\}$")
+
+
+class RawJSON(str):
+    """Already-serialised JSON (e.g. a stored ``_source``) spliced into a response without re-encoding."""
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON; RawJSON values are inserted verbatim (stored sources are never re-encoded)."""
+    raws: list[str] = []
+
+    def default(o: Any) -> Any:
+        if isinstance(o, (set, frozenset, tuple)):
+            return list(o)
+        if hasattr(o, "tolist"):  # numpy scalars/arrays
+            return o.tolist()
+        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+    def swap(o: Any) -> Any:
+        if isinstance(o, RawJSON):
+            raws.append(str(o))
+            return f"\x00RAW{len(raws) - 1}\x00"
+        if isinstance(o, dict):
+            return {k: swap(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [swap(v) for v in o]
+        return o
+
+    text = json.dumps(swap(obj), separators=(",", ":"), ensure_ascii=False, default=default)
+    if raws:
+        for i, raw in enumerate(raws):
+            text = text.replace(f'"\\u0000RAW{i}\\u0000"', raw, 1)
+    return text.encode("utf-8")
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Response":
+    from starlette.responses import Response
+
+    return Response(dumps(obj), status_code=status, media_type="application/json; charset=UTF-8",
+                    headers=headers)
+
+
+@dataclass
+class Route:
+    """``method`` (GET/PUT/POST/DELETE/HEAD) + pattern + handler (sync handlers run in a thread)."""
+
+    method: str
+    pattern: str
+    handler: Handler
+    segments: list[tuple[bool, str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.method = self.method.upper()
+        segs: list[tuple[bool, str]] = []
+        for part in self.pattern.strip("/").split("/") if self.pattern.strip("/") else []:
+            m = _PARAM.match(part)
+            segs.append((True, m.group(1)) if m else (False, part))
+        self.segments = segs
+        self.is_async = inspect.iscoroutinefunction(self.handler)
+
+    def match(self, parts: list[str]) -> dict[str, str] | None:
+        if len(parts) != len(self.segments):
+            return None
+        params: dict[str, str] = {}
+        for (is_param, name), part in zip(self.segments, parts):
+            if is_param:
+                if not part:
+                    return None
+                params[name] = part
+            elif name != part:
+                return None
+        return params
+
+    def specificity(self) -> tuple[int, ...]:
+        return tuple(0 if p else 1 for p, _ in self.segments)
+
+
+class Router:
+    """Finds the most specific route; distinguishes 404 (no path) from 405 (path, other method)."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, route: Route) -> None:
+        self.routes.append(route)
+
+    def extend(self, routes: list[Route], prefix: str = "") -> None:
+        for r in routes:
+            if prefix and not r.pattern.startswith(prefix):
+                r = Route(r.method, prefix.rstrip("/") + "/" + r.pattern.lstrip("/"), r.handler)
+            self.routes.append(r)
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        allowed: set[str] = set()
+        found: dict[str, tuple[tuple[int, ...], Route, dict[str, str]]] = {}
+        for r in self.routes:
+            params = r.match(parts)
+            if params is None:
+                continue
+            allowed.add(r.method)
+            key = r.specificity()
+            cur = found.get(r.method)
+            if cur is None or key > cur[0]:
+                found[r.method] = (key, r, params)
+        # HEAD falls back to GET (the app drops the body), as OpenSearch's exists APIs do.
+        hit = found.get(method) or (found.get("GET") if method == "HEAD" else None)
+        if hit is not None:
+            return hit[1], hit[2]
+        if allowed:
+            raise ApiError(
+                405, "method_not_allowed",
+                f"Incorrect HTTP method for uri [{path}] and method [{method}], allowed: "
+                f"[{', '.join(sorted(allowed))}]",
+            )
+        raise ApiError(400, "illegal_argument_exception",
+                       f"no handler found for uri [{path}] and method [{method}]")
+
+
+class NodeRequest:
+    """What a handler sees: method, path params, query params, raw body, parsed JSON, the engine."""
+
+    def __init__(self, method: str, path: str, path_params: dict[str, str], query: dict[str, str],
+                 body: bytes, engine: "Engine", headers: dict[str, str] | None = None) -> None:
+        self.method = method
+        self.path = path
+        self.path_params = path_params
+        self.query = query
+        self.body = body
+        self.engine = engine
+        self.headers = headers or {}
+        self._json: Any = None
+        self._parsed = False
+
+    def has_body(self) -> bool:
+        return bool(self.body.strip())
+
+    def json(self, default: Any = None) -> Any:
+        """Parsed body; ``default`` for an empty body; malformed JSON → json_parse_exception (400)."""
+        if not self._parsed:
+            self._parsed = True
+            if not self.has_body():
+                self._json = None
+            else:
+                self._json = parse_json(self.body)
+        return default if self._json is None else self._json
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        v = self.query.get(name)
+        if v is None:
+            return default
+        return v.lower() in ("", "true", "1", "yes", "wait_for")
+
+
+def parse_json(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise json_parse_error(f"Invalid UTF-8 in request body: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise json_parse_error(
+            f"Unexpected character or end-of-input: {exc.msg} at [Source: (byte[])\"...\"; "
+            f"line: {exc.lineno}, column: {exc.colno}]"
+        ) from None

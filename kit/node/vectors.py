@@ -1,0 +1,303 @@
+"""k-NN vector fields on FAISS, scored exactly as OpenSearch's k-NN plugin scores them.
+
+Per (index, field) one :class:`VectorField`. Like the k-NN plugin (``index.knn.advanced.
+approximate_threshold``, 15,000 by default since 2.18), no graph is built while the field holds
+fewer vectors than the threshold: search is exact. Above it, an HNSW graph (``m``,
+``ef_construction`` from the mapping, ``ef_search`` from the index setting) is grown by a background
+thread in small batches; vectors not yet in the graph are searched exactly and merged, so a
+document is searchable as soon as its write is acknowledged.
+
+Space types (``SpaceType.java``): l2 → squared distance d, score 1/(1+d); cosinesimil → vectors are
+normalised at index time (as faiss does from 2.19), score (1+cos)/2; innerproduct → score 1+dot when
+dot > 0 else 1/(1−dot).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from kit.node.errors import bad_request
+
+__all__ = ["APPROXIMATE_THRESHOLD", "VectorField", "score_from_distance"]
+
+log = logging.getLogger(__name__)
+
+APPROXIMATE_THRESHOLD = 15_000
+_GRAPH_BATCH = 512  # vectors added to the graph per lock hold, so searches wait at most one batch
+
+
+def score_from_distance(space: str, raw: np.ndarray) -> np.ndarray:
+    """raw is what we compute: squared L2 distance for l2, dot product for cosinesimil/innerproduct."""
+    raw = raw.astype(np.float32, copy=False)
+    if space == "l2":
+        return (1.0 / (1.0 + raw)).astype(np.float32)
+    if space == "cosinesimil":
+        return np.maximum((1.0 + raw) / 2.0, 0.0).astype(np.float32)
+    # innerproduct: faiss distance is -dot
+    return np.where(raw > 0, 1.0 + raw, 1.0 / (1.0 - raw)).astype(np.float32)
+
+
+def distance_from_raw(space: str, raw: np.ndarray) -> np.ndarray:
+    """The k-NN plugin's raw distance (what ``max_distance`` compares against)."""
+    if space == "l2":
+        return raw
+    if space == "cosinesimil":
+        return 1.0 - raw
+    return -raw
+
+
+class VectorField:
+    """Vectors of one knn_vector field: exact search below the threshold, FAISS HNSW above it."""
+
+    def __init__(self, dim: int, space: str = "l2", m: int = 16, ef_construction: int = 100,
+                 ef_search: int = 100, approximate_threshold: int = APPROXIMATE_THRESHOLD) -> None:
+        self.dim = dim
+        self.space = space
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.threshold = approximate_threshold
+        self._lock = threading.RLock()
+        self._buf = np.zeros((0, dim), dtype=np.float32)  # vectors not (yet) held by the graph
+        self._buf_n = 0
+        self._base = 0           # position of _buf[0]; positions < _base live in the graph
+        self._rids = np.zeros(0, dtype=np.int64)  # position → rid
+        self._alive = np.zeros(0, dtype=bool)
+        self._n = 0
+        self._pos: dict[int, int] = {}  # rid → position
+        self._graph: Any = None
+        self._bitmap: Any = None
+        self._worker: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ writing
+    def prepare(self, values: Any, field: str) -> np.ndarray:
+        """Validate one document's value → float32 vector (normalised for cosinesimil)."""
+        try:
+            vec = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise bad_request(f"Vector for field [{field}] must be an array of numbers") from None
+        if vec.ndim != 1:
+            raise bad_request(f"Vector for field [{field}] must be an array of numbers")
+        if vec.shape[0] != self.dim:
+            raise bad_request(f"Vector dimension mismatch. Expected: {self.dim}, Given: {vec.shape[0]}")
+        if not np.all(np.isfinite(vec)):
+            raise bad_request("KNN vector values cannot be NaN or Infinity")
+        if self.space == "cosinesimil":
+            norm = float(np.linalg.norm(vec))
+            if norm == 0.0:
+                raise bad_request(f"zero vector is not supported when space type is [{self.space}]")
+            vec = vec / norm
+        return vec
+
+    def add(self, rid: int, vec: np.ndarray) -> None:
+        self.add_many([rid], vec.reshape(1, -1))
+
+    def add_many(self, rids: list[int], vecs: np.ndarray) -> None:
+        if not rids:
+            return
+        with self._lock:
+            k = len(rids)
+            need = self._buf_n + k
+            if need > self._buf.shape[0]:
+                grown = np.zeros((max(need, self._buf.shape[0] * 2, 1024), self.dim), dtype=np.float32)
+                grown[: self._buf_n] = self._buf[: self._buf_n]
+                self._buf = grown
+            self._buf[self._buf_n: need] = vecs
+            self._buf_n = need
+            if self._n + k > self._rids.shape[0]:
+                cap = max(self._n + k, self._rids.shape[0] * 2, 1024)
+                r = np.zeros(cap, dtype=np.int64)
+                r[: self._n] = self._rids[: self._n]
+                a = np.zeros(cap, dtype=bool)
+                a[: self._n] = self._alive[: self._n]
+                self._rids, self._alive = r, a
+            for i, rid in enumerate(rids):
+                old = self._pos.get(rid)
+                if old is not None:
+                    self._alive[old] = False
+                self._pos[rid] = self._n + i
+            self._rids[self._n: self._n + k] = rids
+            self._alive[self._n: self._n + k] = True
+            self._n += k
+            self._bitmap = None
+        self._maybe_grow_graph()
+
+    def remove(self, rid: int) -> None:
+        with self._lock:
+            pos = self._pos.pop(rid, None)
+            if pos is not None:
+                self._alive[pos] = False
+                self._bitmap = None
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def memory_bytes(self) -> int:
+        graph = 0
+        if self._graph is not None:
+            graph = self._graph.ntotal * (4 * self.dim + 8 * self.m)
+        return graph + self._buf.nbytes + self._rids.nbytes + self._alive.nbytes
+
+    # ------------------------------------------------------------------ graph maintenance
+    def _maybe_grow_graph(self) -> None:
+        if len(self._pos) < self.threshold or (self._worker is not None and self._worker.is_alive()):
+            return
+        self._worker = threading.Thread(target=self._grow, name="knn-graph", daemon=True)
+        self._worker.start()
+
+    def _grow(self) -> None:
+        import faiss
+
+        while True:
+            with self._lock:
+                if self._buf_n == 0:
+                    return
+                if self._graph is None:
+                    metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
+                    g = faiss.IndexHNSWFlat(self.dim, self.m, metric)
+                    g.hnsw.efConstruction = self.ef_construction
+                    self._graph = g
+                take = min(_GRAPH_BATCH, self._buf_n)
+                self._graph.add(np.ascontiguousarray(self._buf[:take]))
+                self._buf[: self._buf_n - take] = self._buf[take: self._buf_n]
+                self._buf_n -= take
+                self._base += take
+                if self._buf_n == 0 and self._buf.shape[0] > 4096:
+                    self._buf = np.zeros((1024, self.dim), dtype=np.float32)
+
+    def wait_for_graph(self, timeout: float | None = None) -> None:
+        """Block until every vector is in the graph (benchmarks and tests)."""
+        w = self._worker
+        if w is not None:
+            w.join(timeout)
+
+    def _all_vectors(self) -> np.ndarray:
+        """Positions 0..n-1 as one array view (graph storage + buffer); call under the lock."""
+        parts = []
+        if self._graph is not None and self._graph.ntotal:
+            import faiss
+
+            st = faiss.downcast_index(self._graph.storage)
+            xb = faiss.rev_swig_ptr(st.get_xb(), self._graph.ntotal * self.dim)
+            parts.append(np.asarray(xb).reshape(-1, self.dim))
+        parts.append(self._buf[: self._buf_n])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    # ------------------------------------------------------------------ searching
+    def query_vector(self, values: Any, field: str) -> np.ndarray:
+        """Validate a query vector (k-NN's messages) and normalise it for cosinesimil."""
+        try:
+            arr = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise bad_request(f"[knn] failed to parse vector for field [{field}]") from None
+        if arr.ndim != 1 or arr.shape[0] != self.dim:
+            raise bad_request(f"Query vector has invalid dimension: {arr.size}. Dimension should be: {self.dim}")
+        return self.prepare(arr, field)
+
+    def _raw(self, q: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+        if self.space == "l2":
+            diff = vecs - q
+            return np.einsum("ij,ij->i", diff, diff)
+        return vecs @ q
+
+    def search(self, q: np.ndarray, k: int, candidates: set[int] | None = None,
+               ef_search: int | None = None) -> list[tuple[int, float]]:
+        """Top-k (rid, score), best first. ``candidates`` (rids) restricts the search (knn ``filter``)."""
+        with self._lock:
+            n = self._n
+            if n == 0 or k <= 0:
+                return []
+            if candidates is not None:
+                cand_pos = np.fromiter((p for r in candidates if (p := self._pos.get(r)) is not None),
+                                       dtype=np.int64)
+                if cand_pos.size == 0:
+                    return []
+                if self._graph is None or cand_pos.size <= max(k, 2000):
+                    return self._exact(q, k, cand_pos)
+                mask = np.zeros(n, dtype=bool)
+                mask[cand_pos] = True
+                return self._approx(q, k, mask, ef_search)
+            if self._graph is None:
+                return self._exact(q, k, None)
+            return self._approx(q, k, None, ef_search)
+
+    def _top(self, raw: np.ndarray, pos: np.ndarray, k: int) -> list[tuple[int, float]]:
+        # l2: smaller raw is better; cosine/inner: larger raw is better
+        key = raw if self.space == "l2" else -raw
+        if raw.shape[0] > k:
+            idx = np.argpartition(key, k - 1)[:k]
+        else:
+            idx = np.arange(raw.shape[0])
+        idx = idx[np.lexsort((pos[idx], key[idx]))]
+        scores = score_from_distance(self.space, raw[idx])
+        return [(int(self._rids[p]), float(s)) for p, s in zip(pos[idx], scores)]
+
+    def _exact(self, q: np.ndarray, k: int, pos: np.ndarray | None) -> list[tuple[int, float]]:
+        allv = self._all_vectors()
+        if pos is None:
+            pos = np.flatnonzero(self._alive[: self._n])
+            if pos.size == 0:
+                return []
+            vecs = allv if pos.size == self._n else allv[pos]
+        else:
+            vecs = allv[pos]
+        return self._top(self._raw(q, vecs), pos, k)
+
+    def _approx(self, q: np.ndarray, k: int, mask: np.ndarray | None,
+                ef_search: int | None) -> list[tuple[int, float]]:
+        import faiss
+
+        g = self._graph
+        gn = g.ntotal
+        alive = self._alive[: self._n]
+        use = alive if mask is None else (alive & mask)
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(int(ef_search or self.ef_search), k)
+        bm = None
+        if mask is not None or not alive[:gn].all():
+            bm = np.packbits(use[:gn], bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(gn, faiss.swig_ptr(bm))
+        dist, ids = g.search(q.reshape(1, -1), k, params=params)
+        ids = ids[0]
+        keep = ids >= 0
+        g_pos = ids[keep].astype(np.int64)
+        g_raw = dist[0][keep]  # L2: squared distance; IP: dot
+        results_pos = [g_pos]
+        results_raw = [g_raw]
+        if self._buf_n:
+            tail = np.arange(gn, self._n)
+            tail = tail[use[gn: self._n]]
+            if tail.size:
+                results_pos.append(tail)
+                results_raw.append(self._raw(q, self._buf[tail - gn]))
+        pos = np.concatenate(results_pos)
+        raw = np.concatenate(results_raw).astype(np.float32)
+        return self._top(raw, pos, k)
+
+    def radial(self, q: np.ndarray, *, max_distance: float | None = None, min_score: float | None = None,
+               candidates: set[int] | None = None) -> list[tuple[int, float]]:
+        """Every vector within ``max_distance`` (raw k-NN distance) or scoring ≥ ``min_score``; exact."""
+        with self._lock:
+            if self._n == 0:
+                return []
+            if candidates is not None:
+                pos = np.fromiter((p for r in candidates if (p := self._pos.get(r)) is not None), dtype=np.int64)
+            else:
+                pos = np.flatnonzero(self._alive[: self._n])
+            if pos.size == 0:
+                return []
+            raw = self._raw(q, self._all_vectors()[pos]).astype(np.float32)
+            scores = score_from_distance(self.space, raw)
+            if max_distance is not None:
+                keep = distance_from_raw(self.space, raw) <= max_distance
+            else:
+                keep = scores >= (min_score if min_score is not None else 0.0)
+            pos, scores = pos[keep], scores[keep]
+            order = np.lexsort((pos, -scores))
+            return [(int(self._rids[p]), float(scores[i])) for i, p in zip(order, pos[order])]
+
+
