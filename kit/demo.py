@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from kit.errors import KitError, NodeError, ServeError
 
@@ -43,7 +43,7 @@ class ServerThread:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *, name: str = "server") -> None:
         self.app = app
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port
         self.name = name
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -55,9 +55,20 @@ class ServerThread:
     def start(self, timeout: float = 60.0) -> str:
         import uvicorn
 
+        # bind here, so the port is ours before uvicorn starts (no window for another process to take it)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise ServeError(f"cannot listen on {self.host}:{self.port} for the {self.name}: {exc.strerror}",
+                             hint="pick another port (--port)") from None
+        self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"oskit-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
+                                        name=f"oskit-{self.name}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -105,27 +116,14 @@ def _wait_healthy(url: str, timeout: float) -> dict[str, Any]:
     raise ServeError(f"the model server at {url} was not ready within {timeout:.0f}s ({last})")
 
 
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
 def apply_project(project_dir: Path, client: Any, *, model_server_url: str) -> Any:
     """Plan and apply the project against ``client``; connectors point at ``model_server_url``."""
-    import kit
+    from kit.cluster.apply import apply
+    from kit.cluster.plan import plan
+    from kit.config import load_project
 
-    with _env("OSKIT_MODEL_SERVER_URL", model_server_url):
-        project = kit.load_project(project_dir)
-        plan = kit.plan(project, client)
-        return kit.apply(plan, client)
+    environ = {**os.environ, "OSKIT_MODEL_SERVER_URL": model_server_url}
+    return apply(plan(load_project(project_dir), client, environ=environ), client)
 
 
 @dataclass
