@@ -181,6 +181,8 @@ def _quiet_tracer() -> Iterator[None]:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+        # the TorchScript-based ONNX exporter is deprecated but is the one that needs no onnxscript
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX")
         yield
 
 
@@ -377,5 +379,8 @@ def emb_dim(clip_model: Any) -> int:
     """Embedding width of an open_clip model (its text output size)."""
     import torch
 
+    ctx = int(getattr(clip_model, "context_length", 77) or 77)
+    ids = torch.zeros((1, ctx), dtype=torch.long)
+    ids[0, :2] = torch.tensor([49406, 49407])
     with torch.no_grad():
-        return int(clip_model.encode_text(torch.tensor([[49406, 49407]])).shape[-1])
+        return int(clip_model.encode_text(ids).shape[-1])
