@@ -695,7 +695,7 @@ def _mount_plugins(engine: Engine, r: Router) -> None:
         from kit.node import ingest as ingest_mod
 
         svc = ingest_mod.IngestService(engine)
-        routes = _call_routes(ingest_mod.routes, svc)
+        routes = svc.routes() if hasattr(svc, "routes") else _call_routes(ingest_mod.routes, svc)
     except (ImportError, AttributeError) as exc:
         log.warning("ingest pipeline routes not mounted (%s)", exc)
     else:
@@ -705,7 +705,7 @@ def _mount_plugins(engine: Engine, r: Router) -> None:
         from kit.node import searchpipe as sp_mod
 
         sp = sp_mod.SearchPipelineService(engine)
-        routes = _call_routes(sp_mod.routes, sp)
+        routes = sp.routes() if hasattr(sp, "routes") else _call_routes(sp_mod.routes, sp)
     except (ImportError, AttributeError) as exc:
         log.warning("search pipeline routes not mounted (%s)", exc)
     else:

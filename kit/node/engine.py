@@ -1189,7 +1189,7 @@ class Engine:
         scored: list[tuple[float, int, int]] = []  # (score, index position, rid)
         with self.lock:
             if isinstance(q, Hybrid):
-                if pipeline is None or not hasattr(pipeline, "combine_hybrid"):
+                if pipeline is None or not getattr(pipeline, "has_hybrid_combiner", True):
                     raise bad_request("hybrid query requires a search pipeline with a normalization-processor or "
                                       "score-ranker-processor (the oskit node rejects it without one; see "
                                       "COMPATIBILITY.md)")
