@@ -1190,6 +1190,40 @@ class TextEmbeddingProcessor(Processor):
             self.write(slots, self.infer(texts, ctx))
         return doc
 
+    def execute_batch(self, docs: list[IngestDocument], ctx: ExecContext) -> list[ApiError | None]:
+        """One predict call for the texts of several documents (``AbstractBatchingProcessor``).
+
+        Per-document errors stay with their document; a failed predict fails every document of the
+        batch. Texts are sent sorted by length and mapped back, as neural-search does.
+        """
+        errors: list[ApiError | None] = [None] * len(docs)
+        plans: list[tuple[int, list[_Slot]]] = []
+        texts: list[str] = []
+        for i, doc in enumerate(docs):
+            try:
+                slots = self.reuse_existing(doc, self.prepare(doc), ctx)
+            except ApiError as exc:
+                errors[i] = exc
+                continue
+            plans.append((i, slots))
+            texts.extend(t for slot in slots for t in slot.texts)
+        if not texts:
+            return errors
+        order = sorted(range(len(texts)), key=lambda k: len(texts[k]))
+        try:
+            sorted_vectors = self.infer([texts[k] for k in order], ctx)
+        except ApiError as exc:
+            return [e if e is not None else exc for e in errors]
+        vectors: list[list[Any]] = [[] for _ in texts]
+        for pos, k in enumerate(order):
+            vectors[k] = sorted_vectors[pos]
+        start = 0
+        for _, slots in plans:
+            n = sum(len(slot.texts) for slot in slots)
+            self.write(slots, vectors[start:start + n])
+            start += n
+        return errors
+
 
 class TextImageEmbeddingProcessor(Processor):
     type = "text_image_embedding"
@@ -1736,6 +1770,66 @@ class IngestService:
         doc = IngestDocument(index, doc_id, source)
         result = self._run(pipe, doc, ExecContext(self))
         return None if result is None else result.source()
+
+    def execute_batch(self, pipeline_id: str, docs: list[tuple[str | None, str | None, Mapping[str, Any]]]
+                      ) -> list[dict[str, Any] | None | ApiError]:
+        """Run several documents (one ``_bulk`` request) through a pipeline, honouring ``batch_size``.
+
+        Each result is the new source, None (dropped) or the document's ``ApiError``. Top-level
+        ``text_embedding`` processors with ``batch_size`` > 1 embed up to that many documents per
+        predict call; every other processor runs per document, with the same failure handling as
+        :meth:`execute`.
+        """
+        pipe = self.pipeline(pipeline_id)
+        if pipe is None:
+            return [iae(f"pipeline with id [{pipeline_id}] does not exist") for _ in docs]
+        results: list[dict[str, Any] | None | ApiError] = [None] * len(docs)
+        ingest_docs = [IngestDocument(index, doc_id, source) for index, doc_id, source in docs]
+        ctx = ExecContext(self, pipeline_id=pipe.id)
+        for doc in ingest_docs:
+            doc.ingest["pipeline"] = pipe.id
+            doc.executed_pipelines.append(pipe.id)
+        live = list(range(len(docs)))
+
+        def fail(i: int, failure: ProcessorFailure) -> None:
+            doc = ingest_docs[i]
+            if not pipe.compound.on_failure:
+                results[i] = failure.cause
+                return
+            try:
+                pipe.compound._on_failure(doc, ctx, failure)
+                results[i] = doc.source()
+            except ProcessorFailure as again:
+                results[i] = again.cause
+            except _Dropped:
+                results[i] = None
+
+        for p in pipe.compound.processors:
+            done: set[int] = set()
+            if isinstance(p, TextEmbeddingProcessor) and p.batch_size > 1:
+                for start in range(0, len(live), p.batch_size):
+                    chunk = live[start:start + p.batch_size]
+                    errors = p.execute_batch([ingest_docs[i] for i in chunk], ctx)
+                    for i, err in zip(chunk, errors):
+                        if err is not None:
+                            fail(i, ProcessorFailure(err, p.type, p.tag, pipe.id))
+                            done.add(i)
+            else:
+                for i in live:
+                    try:
+                        if run_processor(p, ingest_docs[i], ctx) is None:
+                            results[i] = None
+                            done.add(i)
+                    except ProcessorFailure as failure:
+                        fail(i, failure)
+                        done.add(i)
+                    except _Dropped:
+                        results[i] = None
+                        done.add(i)
+            live = [i for i in live if i not in done]
+        for i in live:
+            results[i] = ingest_docs[i].source()
+        return results
 
     @staticmethod
     def _run(pipe: Pipeline, doc: IngestDocument, ctx: ExecContext) -> IngestDocument | None:

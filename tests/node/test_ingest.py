@@ -493,3 +493,37 @@ def test_ml_inference_nested_output_array() -> None:
 def test_pipeline_object_reusable() -> None:
     pipe = Pipeline("x", {"processors": [{"set": {"field": "a", "value": 1}}]})
     assert pipe.description is None and pipe.compound.processors[0].type == "set"
+
+
+# ---- batches (_bulk)
+
+
+def test_execute_batch_honours_batch_size_and_per_document_errors() -> None:
+    svc, ml = service()
+    put(svc, [{"text_embedding": {"model_id": "m", "field_map": {"t": "v"}, "batch_size": 2}},
+              {"set": {"field": "done", "value": True}}],
+        on_failure=[{"set": {"field": "error", "value": "{{_ingest.on_failure_message}}"}}])
+    docs = [("idx", str(i), src) for i, src in enumerate(
+        [{"t": "aaa"}, {"t": "b"}, {"t": 7}, {"t": "cc"}, {"x": 1}])]
+    out = svc.execute_batch("p", docs)
+    assert out[0] == {"t": "aaa", "v": embed("aaa"), "done": True}
+    assert out[1] == {"t": "b", "v": embed("b"), "done": True}
+    assert out[2] == {"t": 7, "error": "map type field [t] is neither string nor nested type, cannot process it"}
+    assert out[3] == {"t": "cc", "v": embed("cc"), "done": True}
+    assert out[4] == {"x": 1, "done": True}
+    # batches of two documents: [aaa, b] (sent shortest first), [7 → error, cc], [no text]
+    assert [c[1]["text_docs"] for c in ml.calls] == [["b", "aaa"], ["cc"]]
+    # same results as one document at a time
+    assert [svc.execute("p", *d) for d in docs] == out
+
+
+def test_execute_batch_predict_failure_fails_the_batch() -> None:
+    def boom(*_: Any) -> dict[str, Any]:
+        raise ApiError(400, "illegal_argument_exception", "Model not ready yet. Please deploy the model first.")
+
+    svc, _ = service(boom)
+    put(svc, [{"text_embedding": {"model_id": "m", "field_map": {"t": "v"}, "batch_size": 10}}])
+    out = svc.execute_batch("p", [("idx", "1", {"t": "a"}), ("idx", "2", {"t": "b"}), ("idx", "3", {"u": 1})])
+    # neural-search's updateWithExceptions marks every document of the failed batch, text or not
+    assert [getattr(o, "reason", o) for o in out] == ["Model not ready yet. Please deploy the model first."] * 3
+    assert isinstance(svc.execute_batch("nope", [("i", "1", {})])[0], ApiError)
