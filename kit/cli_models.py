@@ -99,9 +99,11 @@ def package(model: str, fmt: str, out: Path, name: str | None, pretrained: str |
 @click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = the GPU when one is visible.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes; each loads its own copy of the models (for many-core/GPU hosts).")
 @click.option("--no-warmup", is_flag=True, help="Skip running each model once at start.")
 @verbose_option
-def serve(models_path: Path, host: str, port: int, device: str, no_warmup: bool) -> None:
+def serve(models_path: Path, host: str, port: int, device: str, workers: int, no_warmup: bool) -> None:
     """Run the model server (CLIP embeddings, OCR, tags, captions) that the cluster's connectors call.
 
     \b
@@ -109,15 +111,20 @@ def serve(models_path: Path, host: str, port: int, device: str, no_warmup: bool)
       oskit serve --models models/ --port 8765
       curl -s localhost:8765/health
     """
+    import os
+
     import uvicorn
 
-    from kit.serve.app import create_app
+    from kit.serve.app import CONFIG_ENV, config_to_env, create_app
     from kit.serve.config import load_serve_config
 
     config = load_serve_config(models_path, device=device)
     if no_warmup:
         config = config.model_copy(update={"warmup": False})
-    app = create_app(config)
-    click.echo(f"oskit serve: http://{host}:{port} (models from {models_path})", err=True)
+    click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s))", err=True)
     kwargs: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "timeout_graceful_shutdown": 10}
-    uvicorn.run(app, **kwargs)
+    if workers == 1:
+        uvicorn.run(create_app(config), **kwargs)
+    else:  # uvicorn's workers import the app by name, so the config travels in the environment
+        os.environ[CONFIG_ENV] = config_to_env(config)
+        uvicorn.run("kit.serve.app:create_app_from_env", factory=True, workers=workers, **kwargs)

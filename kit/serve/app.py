@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -39,9 +40,12 @@ from kit.serve.config import ServeConfig
 from kit.serve.images import PREPROCESS_VERSION, BadImage, decode_b64, open_image, preprocess
 from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics
 
-__all__ = ["ApiError", "Runtime", "create_app"]
+__all__ = ["CONFIG_ENV", "ApiError", "Runtime", "config_to_env", "create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
+
+# ``oskit serve --workers N`` hands the config to each uvicorn worker process through this variable.
+CONFIG_ENV = "OSKIT_SERVE_CONFIG_JSON"
 
 
 class ApiError(ServeError):
@@ -366,3 +370,19 @@ def create_app(config: ServeConfig) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.runtime = rt
     return app
+
+
+def config_to_env(config: ServeConfig) -> str:
+    """Serialise ``config`` for :data:`CONFIG_ENV` (the captions API key included, for the workers)."""
+    data = config.model_dump(mode="json")
+    key = config.captions.api_key
+    data["captions"]["api_key"] = key.get_secret_value() if key is not None else None
+    return json.dumps(data)
+
+
+def create_app_from_env() -> Starlette:
+    """uvicorn factory for multi-worker serving: the config comes from :data:`CONFIG_ENV`."""
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise ServeError(f"{CONFIG_ENV} is not set; start the server with 'oskit serve'")
+    return create_app(ServeConfig.model_validate_json(raw))

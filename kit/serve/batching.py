@@ -7,6 +7,8 @@ with :class:`QueueFull` (HTTP 429 + ``Retry-After``) before any work is spent on
 Inside a slot, :meth:`Batcher.submit` queues one item; a single worker takes the first waiting
 item, keeps collecting until ``max_batch`` items or ``max_wait_ms`` after that first item, then runs
 the batch function in a worker thread (torch releases the GIL) and hands each caller its result.
+It waits only while other admitted requests (still decoding their image) may join: a lone request
+runs at once, so batching costs no latency when there is nothing to batch.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ class Batcher(Generic[T, R]):
                 if not queue.empty():
                     batch.append(queue.get_nowait())
                     continue
+                if self._inflight <= len(batch):
+                    break  # nobody else has been admitted: waiting could only add latency
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break

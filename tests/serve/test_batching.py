@@ -40,20 +40,35 @@ def test_concurrent_items_form_batches() -> None:
     assert sum(seen) == 20 and max(seen) == 8 and len(seen) <= 4
 
 
-def test_max_wait_bounds_a_lonely_request() -> None:
-    async def go() -> float:
-        b: Batcher[int, int] = Batcher("t", lambda xs: xs, max_batch=64, max_wait_ms=30, max_queue=10)
+def test_max_wait_bounds_waiting_and_a_lone_request_does_not_wait() -> None:
+    async def go() -> tuple[float, float, list[int]]:
+        sizes: list[int] = []
+
+        def fn(xs: list[int]) -> list[int]:
+            sizes.append(len(xs))
+            return xs
+
+        b: Batcher[int, int] = Batcher("t", fn, max_batch=64, max_wait_ms=100, max_queue=10)
         await b.start()
         try:
             t0 = time.perf_counter()
             async with b.slot():
                 await b.submit(1)
-            return time.perf_counter() - t0
+            lone = time.perf_counter() - t0
+            # a second admitted request that never submits (still "decoding"): the first waits max_wait
+            async with b.slot():
+                async with b.slot():
+                    t0 = time.perf_counter()
+                    await b.submit(2)
+                    waited = time.perf_counter() - t0
+            return lone, waited, sizes
         finally:
             await b.stop()
 
-    elapsed = asyncio.run(go())
-    assert 0.025 <= elapsed < 0.5
+    lone, waited, sizes = asyncio.run(go())
+    assert lone < 0.05
+    assert 0.09 <= waited < 1.0
+    assert sizes == [1, 1]
 
 
 def test_batch_error_reaches_every_caller() -> None:

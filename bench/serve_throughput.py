@@ -1,0 +1,304 @@
+"""Served vs offline CLIP image-embedding throughput, in one run, on one machine.
+
+What it measures (JPEG bytes → L2-normalised vectors, preprocessing ``oskit-image-v1``):
+
+1. **offline**: the same model + preprocessing in-process — a thread pool decodes/resizes, the
+   model runs batches of ``--max-batch`` (decode of later images overlaps the model).
+2. **time split**: single-threaded ms/image for decode (JPEG draft + full decode), resize
+   (EXIF/RGB/crop/resize) and model (batched forward), on a subset.
+3. **served**: ``oskit serve`` in a subprocess on a real socket, ``--clients`` concurrent HTTP
+   clients posting ``{"inputImage": b64}`` to ``/clip/embed``; images/s, p50/p95 latency, and the
+   served/offline ratio.
+4. **batching latency overhead**: one client, sequential requests: served p50 minus offline
+   single-image p50 (the HTTP + JSON + base64 cost is included in that difference).
+
+CPU (default): ``oskit-clip-tiny`` (the project's weights if present, else random).
+GPU: ``--gpu`` = ViT-B-32 shapes with random weights on CUDA, larger batches, more images.
+
+    python bench/serve_throughput.py --images 256
+    python bench/serve_throughput.py --gpu --json /tmp/serve-gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_jpegs(n: int, size: tuple[int, int], seed: int = 0, threads: int = 4) -> list[bytes]:
+    """Deterministic photo-like JPEGs (smooth gradients, shapes and noise), quality 90."""
+    from PIL import Image, ImageDraw
+
+    def one(i: int) -> bytes:
+        rng = np.random.default_rng(seed + i)
+        w, h = size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = np.stack([(xx / w) * rng.uniform(80, 255), (yy / h) * rng.uniform(80, 255),
+                         np.full_like(xx, rng.uniform(0, 255))], axis=-1)
+        base += rng.normal(0, 12, base.shape)
+        img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        for _ in range(6):
+            x0, y0 = int(rng.integers(0, w - 40)), int(rng.integers(0, h - 40))
+            x1, y1 = x0 + int(rng.integers(20, w // 3)), y0 + int(rng.integers(20, h // 3))
+            colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        return buf.getvalue()
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q)) if values else float("nan")
+
+
+# --- offline -------------------------------------------------------------------------------------
+
+
+def offline_throughput(engine: Any, jpegs: list[bytes], batch: int, threads: int) -> float:
+    from kit.serve.images import preprocess
+
+    size = engine.image_size
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        futures = [pool.submit(preprocess, data, size) for data in jpegs]
+        for start in range(0, len(futures), batch):
+            pixels = [f.result() for f in futures[start:start + batch]]
+            engine.embed_pixels(pixels)
+        _sync(engine)
+        return len(jpegs) / (time.perf_counter() - t0)
+
+
+def _sync(engine: Any) -> None:
+    if str(engine.loaded.device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def time_split(engine: Any, jpegs: list[bytes], batch: int) -> dict[str, float]:
+    """Single-threaded ms per image for decode, resize and model."""
+    from PIL import Image
+
+    from kit.serve.images import open_image, to_rgb
+
+    size = engine.image_size
+    t_decode = t_resize = t_model = 0.0
+    pixels: list[np.ndarray] = []
+    for data in jpegs:
+        t0 = time.perf_counter()
+        img = open_image(data, draft_size=size).image
+        t1 = time.perf_counter()
+        img = to_rgb(img)
+        assert isinstance(img, Image.Image)
+        w, h = img.size
+        side = min(w, h)
+        box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+        arr = np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=box), dtype=np.uint8)
+        t2 = time.perf_counter()
+        pixels.append(arr)
+        t_decode += t1 - t0
+        t_resize += t2 - t1
+    for start in range(0, len(pixels), batch):
+        t0 = time.perf_counter()
+        engine.embed_pixels(pixels[start:start + batch])
+        _sync(engine)
+        t_model += time.perf_counter() - t0
+    n = len(jpegs)
+    total = t_decode + t_resize + t_model
+    return {"decode_ms": 1000 * t_decode / n, "resize_ms": 1000 * t_resize / n, "model_ms": 1000 * t_model / n,
+            "decode_share": t_decode / total, "resize_share": t_resize / total, "model_share": t_model / total}
+
+
+def offline_single_latency(engine: Any, jpegs: list[bytes], n: int) -> list[float]:
+    from kit.serve.images import preprocess
+
+    out = []
+    for data in jpegs[:n]:
+        t0 = time.perf_counter()
+        engine.embed_pixels([preprocess(data, engine.image_size)])
+        _sync(engine)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# --- served --------------------------------------------------------------------------------------
+
+
+class Server:
+    """``oskit serve`` in a subprocess on a free port, for a one-file model spec."""
+
+    def __init__(self, args: argparse.Namespace, max_wait_ms: float) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tmp = tempfile.TemporaryDirectory(prefix="oskit-bench-")
+        spec = {"serve": {"kind": "clip", "open_clip": {"model": args.model, "pretrained": args.pretrained},
+                          "precision": args.precision,
+                          "batching": {"max_batch": args.max_batch, "max_wait_ms": max_wait_ms,
+                                       "max_queue": max(256, 4 * args.clients)}}}
+        self.spec = Path(self.tmp.name) / "clip.yaml"
+        self.spec.write_text(json.dumps(spec))  # JSON is YAML
+        cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
+               "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
+               "--workers", str(args.workers)]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def __enter__(self) -> "Server":
+        import httpx
+
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("oskit serve exited: " + (self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""))
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("oskit serve did not become ready")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.tmp.cleanup()
+
+
+async def served_run(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as c:
+        next_index = 0
+
+        async def worker() -> None:
+            nonlocal next_index, errors
+            while next_index < len(bodies):
+                i = next_index
+                next_index += 1
+                t0 = time.perf_counter()
+                r = await c.post("/clip/embed", content=bodies[i], headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return len(bodies) / wall, latencies, errors
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gpu", action="store_true", help="ViT-B-32 shapes, random weights, CUDA, larger run")
+    p.add_argument("--model", default=None)
+    p.add_argument("--pretrained", default=None, help="checkpoint path/tag (default: project weights if present)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--images", type=int, default=None)
+    p.add_argument("--image-size", default="640x480")
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--max-batch", type=int, default=None)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
+    p.add_argument("--workers", type=int, default=1, help="oskit serve --workers")
+    p.add_argument("--latency-requests", type=int, default=40)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.gpu:
+        args.model = args.model or "ViT-B-32"
+        args.device = args.device or "cuda"
+        args.images = args.images or 8192
+        args.max_batch = args.max_batch or 256
+    else:
+        args.model = args.model or "oskit-clip-tiny"
+        args.device = args.device or "cpu"
+        args.images = args.images or 256
+        args.max_batch = args.max_batch or 32
+        weights = ROOT / "models" / "weights" / "oskit-clip-tiny.pt"
+        if args.pretrained is None and args.model == "oskit-clip-tiny" and weights.is_file():
+            args.pretrained = str(weights)
+    threads = args.threads or os.cpu_count() or 2
+    w, h = (int(x) for x in args.image_size.split("x"))
+
+    from kit.serve.clip import ClipEngine, load_open_clip
+
+    print(f"making {args.images} JPEGs {w}x{h} …", file=sys.stderr)
+    jpegs = make_jpegs(args.images, (w, h), threads=threads)
+    precision = args.precision if args.precision != "auto" else ("fp16" if args.device.startswith("cuda") else "fp32")
+    engine = ClipEngine(load_open_clip(args.model, args.pretrained, device=args.device, precision=precision))
+    offline_throughput(engine, jpegs[: min(len(jpegs), 2 * args.max_batch)], args.max_batch, threads)  # warm-up
+    offline = max(offline_throughput(engine, jpegs, args.max_batch, threads) for _ in range(2))
+    split = time_split(engine, jpegs[: min(len(jpegs), 512)], args.max_batch)
+    single = offline_single_latency(engine, jpegs, args.latency_requests)
+    del engine
+    if args.device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+    bodies = [json.dumps({"inputText": None, "inputImage": base64.b64encode(j).decode()}).encode() for j in jpegs]
+    with Server(args, args.max_wait_ms) as server:
+        asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients))  # warm-up
+        served, lat, errors = asyncio.run(served_run(server.url, bodies, args.clients))
+        _, seq_lat, _ = asyncio.run(served_run(server.url, bodies[: args.latency_requests], 1))
+        metrics = __import__("httpx").get(server.url + "/metrics").text
+    batch_line = [ln for ln in metrics.splitlines() if ln.startswith("oskit_serve_batch_size_sum")]
+    count_line = [ln for ln in metrics.splitlines() if ln.startswith("oskit_serve_batch_size_count")]
+    mean_batch = (float(batch_line[0].split()[-1]) / float(count_line[0].split()[-1])) if batch_line and count_line else None
+
+    result = {
+        "device": args.device, "model": args.model, "random_weights": not args.pretrained, "precision": precision,
+        "images": args.images, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": args.workers,
+        "offline_images_per_s": round(offline, 1),
+        "served_images_per_s": round(served, 1),
+        "served_over_offline": round(served / offline, 3),
+        "served_errors": errors,
+        "served_latency_p50_ms": round(1000 * pct(lat, 50), 2),
+        "served_latency_p95_ms": round(1000 * pct(lat, 95), 2),
+        "served_mean_batch": round(mean_batch, 2) if mean_batch else None,
+        "single_offline_p50_ms": round(1000 * pct(single, 50), 2),
+        "single_served_p50_ms": round(1000 * pct(seq_lat, 50), 2),
+        "batching_overhead_p50_ms": round(1000 * (pct(seq_lat, 50) - pct(single, 50)), 2),
+        "time_split": {k: round(v, 3) for k, v in split.items()},
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
