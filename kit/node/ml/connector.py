@@ -470,7 +470,8 @@ def _check_ip(scheme: str, host: str, port: int | None, settings: MLSettings) ->
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror as exc:
-        raise status_error(500, f"Error communicating with remote model: {host}: {exc.strerror}") from None
+        # InetAddress.getAllByName's UnknownHostException, rethrown as IllegalArgumentException.
+        raise iae(f"{host}: {exc.strerror}") from None
     private = False
     for info in infos:
         addr = ipaddress.ip_address(info[4][0].split("%")[0])
