@@ -156,6 +156,47 @@ def test_embedded_node_predict_equals_sentence_transformers(minilm: Any, referen
     assert cosines(np.array(got), reference).min() >= 0.9999
 
 
+def test_deploy_on_embedded_node_over_rest(minilm: Any, reference: np.ndarray, tmp_path: Path) -> None:
+    """Upload the package to the embedded node in 10 MB chunks with the register fields of FILE.json,
+    deploy it, and predict through ``/_plugins/_ml/_predict/text_embedding`` — as any ML Commons client."""
+    import math
+    import time
+
+    import httpx
+
+    from kit.node.server import NodeServer
+
+    fields = json.loads(minilm.json_path.read_text())
+    blob = minilm.zip_path.read_bytes()
+    with NodeServer(tmp_path / "node") as node, httpx.Client(base_url=node.url, timeout=120) as c:
+        r = c.put("/_cluster/settings", json={"persistent": {
+            "plugins.ml_commons.allow_registering_model_via_local_file": True,
+            "plugins.ml_commons.only_run_on_ml_node": False}})
+        assert r.status_code == 200, r.text
+        chunk = 10_000_000
+        total = math.ceil(len(blob) / chunk)
+        r = c.post("/_plugins/_ml/models/_register_meta", json={**fields, "total_chunks": total})
+        assert r.status_code == 200, r.text
+        model_id = r.json()["model_id"]
+        for i in range(total):
+            r = c.post(f"/_plugins/_ml/models/{model_id}/chunk/{i}", content=blob[i * chunk:(i + 1) * chunk])
+            assert r.status_code == 200, r.text
+        task_id = c.post(f"/_plugins/_ml/models/{model_id}/_deploy").json()["task_id"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            task = c.get(f"/_plugins/_ml/tasks/{task_id}").json()
+            if task["state"] in ("COMPLETED", "FAILED"):
+                break
+            time.sleep(0.2)
+        assert task["state"] == "COMPLETED", task
+        r = c.post(f"/_plugins/_ml/_predict/text_embedding/{model_id}",
+                   json={"text_docs": TEXTS, "target_response": ["sentence_embedding"]})
+        assert r.status_code == 200, r.text
+        got = np.array([res["output"][0]["data"] for res in r.json()["inference_results"]])
+    assert got.shape == reference.shape
+    assert cosines(got, reference).min() >= 0.9999
+
+
 def test_bad_sources_and_formats(tmp_path: Path) -> None:
     with pytest.raises(PackageError, match="no such local model folder"):
         build_package("some/model-that-is-not-here", "onnx", tmp_path / "x.zip")
