@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import click
 
-from kit.errors import ConfigError, NodeError, SpecError
+from kit.errors import ConfigError, KitError, NodeError, SpecError
 
 __all__ = [
     "DEFAULT_SKIPS_FILE",
@@ -870,6 +870,77 @@ def skip_reason(skips: Mapping[str, str], display_path: str) -> str | None:
     return None
 
 
+# OpenSearch-hosted pretrained models the stories register. Offline, the MiniLM package stands in for
+# each (issue 3): the mirror's config.json says so, and the vectors are MiniLM's (384-d).
+MIRRORED_MODELS: tuple[tuple[str, str], ...] = (
+    ("huggingface/sentence-transformers/msmarco-distilbert-base-tas-b", "1.0.1"),
+    ("huggingface/sentence-transformers/all-MiniLM-L6-v2", "1.0.1"),
+    ("huggingface/sentence-transformers/all-MiniLM-L6-v2", "1.0.2"),
+)
+
+
+def default_mirror_dir() -> Path:
+    import os
+
+    base = os.environ.get("OSKIT_DATA_DIR")
+    root = Path(base) / "cache" if base else Path(click.get_app_dir("oskit")) / "cache"
+    return root / "conformance-mirror"
+
+
+def prepare_offline_mirror(root: Path, models: Sequence[tuple[str, str]] = MIRRORED_MODELS) -> Path:
+    """A local mirror of artifacts.opensearch.org (docs/ml-offline-mirror.md layout) in which the
+    offline all-MiniLM-L6-v2 TorchScript package stands in for each pretrained model in ``models``.
+
+    The package is built once (kit.models.package) and reused; raises PackageError without the ml extra.
+    """
+    from kit.models.package import build_package
+    from kit.node.ml.mirror import zip_name
+
+    root = Path(root)
+    package = root / "_package" / "all-MiniLM-L6-v2-torch_script.zip"
+    if not package.is_file() or not package.with_suffix(".json").is_file():
+        log.info("building the MiniLM TorchScript package for the offline mirror in %s", package.parent)
+        build_package("sentence-transformers/all-MiniLM-L6-v2", "torch_script", package)
+    fields = json.loads(package.with_suffix(".json").read_text("utf-8"))
+    for name, version in models:
+        folder = root / name / version / "torch_script"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / (zip_name(name, version, "torch_script") + ".zip")
+        if not target.is_file() or target.stat().st_size != package.stat().st_size:
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(package.read_bytes())
+            tmp.replace(target)
+        config = {
+            "name": name, "version": version, "model_format": "TORCH_SCRIPT", "model_task_type": "TEXT_EMBEDDING",
+            "description": f"oskit offline mirror: all-MiniLM-L6-v2 (384-d) stands in for {name}",
+            "model_content_hash_value": fields["model_content_hash_value"],
+            "model_content_size_in_bytes": fields["model_content_size_in_bytes"],
+            # the shape of artifacts.opensearch.org's config.json: no pooling_mode / normalize_result
+            # (ML Commons then pools MEAN, which is MiniLM's pooling; vectors come back unnormalised)
+            "model_config": {k: v for k, v in fields["model_config"].items()
+                             if k in ("model_type", "embedding_dimension", "framework_type", "all_config")},
+        }
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return root
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str | None) -> Iterator[None]:
+    import os
+
+    old = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if value is not None:
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
 @contextlib.contextmanager
 def _fresh_node(data_dir: Path | None) -> Iterator[str]:
     """Start an embedded node on a free port with a throw-away (or given) data folder."""
@@ -910,6 +981,7 @@ def run_conformance(
     auth: tuple[str, str] | None = None,
     dry_run: bool = False,
     version: str = DRY_RUN_VERSION,
+    mirror_dir: Path | None | bool = True,
 ) -> ConformanceReport:
     """Run the stories against ``url`` or, when it is None, a fresh embedded node.
 
@@ -918,6 +990,8 @@ def run_conformance(
     ``fast_retry_ms``: poll GET retries this often within the story's own budget (None: exactly
     ``count`` tries ``wait`` ms apart, as upstream). ``dry_run``: send nothing; check that each
     chapter's operation exists and its parameters and body validate, for server ``version``.
+    ``mirror_dir``: for a fresh node, the offline pretrained-model mirror (``True``: build or reuse
+    the MiniLM one under the cache dir; ``False``: none; ``OSKIT_ML_MIRROR`` when set wins).
     """
     from fnmatch import fnmatch
 
@@ -950,6 +1024,16 @@ def run_conformance(
 
     with contextlib.ExitStack() as stack:
         if url is None:
+            import os
+
+            mirror: str | None = None
+            if mirror_dir is not False and not os.environ.get("OSKIT_ML_MIRROR"):
+                root = default_mirror_dir() if mirror_dir is True or mirror_dir is None else Path(mirror_dir)
+                try:
+                    mirror = str(prepare_offline_mirror(root))
+                except KitError as exc:  # no ml extra: pretrained-model stories will fail, saying why
+                    log.warning("no offline model mirror: %s", exc)
+            stack.enter_context(_env("OSKIT_ML_MIRROR", mirror))
             url = stack.enter_context(_fresh_node(data_dir))
             fresh = True
         else:
