@@ -475,8 +475,9 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
                 if mname in broken_models:
                     continue
                 if mname not in models:
-                    close = difflib.get_close_matches(mname, list(models), n=1)
-                    problems.append((rel, f"{ppath}.{key}", f"unknown model '{mname}' (known: {_known(models)})",
+                    every = set(models) | broken_models
+                    close = difflib.get_close_matches(mname, sorted(every), n=1)
+                    problems.append((rel, f"{ppath}.{key}", f"unknown model '{mname}' (known: {_known(every)})",
                                      f"did you mean '{close[0]}'?" if close else f"add models/{mname}.yaml"))
                     continue
                 m = models[mname]
@@ -518,7 +519,7 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
                                  f"add pipelines/{pref}.yaml"))
             elif project.pipelines[pref].type != want:
                 problems.append((rel, key, f"'{pref}' is a {project.pipelines[pref].type} pipeline, "
-                                 f"{key} needs a {want} pipeline", None))
+                                 f"{key} needs {'an' if want == 'ingest' else 'a'} {want} pipeline", None))
         for key in ("index.default_pipeline", "default_pipeline", "index.search.default_pipeline"):
             if _flat_settings(ispec.settings).get(_index_key(key)) is not None:
                 problems.append((rel, f"settings.{key}", "set pipelines with the top-level keys 'default_pipeline' "
@@ -536,8 +537,11 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
                 if mname in broken_models:
                     continue
                 if mname not in models:
+                    every = set(models) | broken_models
+                    close = difflib.get_close_matches(mname, sorted(every), n=1)
                     problems.append((rel, f"mappings.{kpath}.dimension.from_model",
-                                     f"unknown model '{mname}' (known: {_known(models)})", None))
+                                     f"unknown model '{mname}' (known: {_known(every)})",
+                                     f"did you mean '{close[0]}'?" if close else None))
                     continue
                 if models[mname].dimension is None:
                     problems.append((rel, f"mappings.{kpath}.dimension.from_model",
