@@ -78,7 +78,7 @@ def test_corrupt_files_fail_alone(stack: Any, tmp_path: Path) -> None:
     r = _cli(stack, "ingest", str(folder), "--report", str(report), "--no-progress", "--batch", "3",
              "--max-bytes", str(big.stat().st_size - 1))
     assert r.exit_code == 1
-    assert "9 files: 4 indexed, 0 already indexed, 4 failed" in r.stderr
+    assert "8 files: 4 indexed, 0 already indexed, 4 failed" in r.stderr
     lines = [json.loads(x) for x in report.read_text().splitlines()]
     reasons = {Path(x["file"]).name: x["reason"] for x in lines}
     assert set(reasons) == {"empty.jpg", "text.png", "truncated.jpg", "huge.png"}
@@ -141,11 +141,14 @@ def test_search_cli_json_and_html(stack: Any, samples: Any, indexed: Any, tmp_pa
 
 
 def test_search_cli_table(stack: Any, indexed: Any) -> None:
-    r = _cli(stack, "search", "square", "-k", "2", "--mode", "tags", "--filter", "format=png")
+    r = _cli(stack, "search", "square", "-k", "2", "--filter", "format=png")
     assert r.exit_code == 0, r.output
-    header = r.stdout.splitlines()[0].split()
-    assert header == ["rank", "score", "id", "file", "metadata"]
-    assert len(r.stdout.strip().splitlines()) <= 3
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].split() == ["rank", "score", "id", "file", "metadata"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["1", "2"]
+    assert all(ln.split()[3].endswith(".png") for ln in lines[1:])
+    none = _cli(stack, "search", "square", "-k", "2", "--filter", "format=tiff")
+    assert (none.exit_code, none.stdout) == (0, "no results\n")
 
 
 # --------------------------------------------------------------------------------------------- similar

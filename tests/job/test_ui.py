@@ -120,8 +120,8 @@ def test_search_page_in_chromium(page_url: str, samples: Any) -> None:
             page.screenshot(path=str(ARTIFACTS / "ui-metadata.png"))
             page.click("dialog .close")
 
-            # mode switch: the tags baseline, fewer results
-            page.select_option("#mode", "tags")
+            # mode switch (hybrid) and a smaller k
+            page.select_option("#mode", "hybrid")
             page.fill("#k", "5")
             page.click("#go")
             page.wait_for_function("document.getElementById('status').textContent.includes('5 results')")
