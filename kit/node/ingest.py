@@ -1912,7 +1912,11 @@ class IngestService:
         ]
 
     def _rest_get_all(self, req: "NodeRequest") -> Any:
-        return self.store.all()
+        from kit.node.routing import json_response
+
+        pipelines = self.store.all()
+        # GetPipelineResponse#isFound: an empty answer is a 404, as on a fresh cluster
+        return pipelines if pipelines else json_response({}, status=404)
 
     def _rest_get(self, req: "NodeRequest") -> Any:
         from kit.node.routing import json_response
@@ -1923,6 +1927,8 @@ class IngestService:
         return {pid: self.store.get(pid) for pid in ids}
 
     def _rest_put(self, req: "NodeRequest") -> Any:
+        if not req.has_body():
+            raise ApiError(400, "parse_exception", "request body or source parameter is required")
         return self.put(req.path_params["id"], req.json())
 
     def _rest_delete(self, req: "NodeRequest") -> Any:
@@ -1936,4 +1942,6 @@ class IngestService:
         return {"acknowledged": True}
 
     def _rest_simulate(self, req: "NodeRequest") -> Any:
+        if not req.has_body():
+            raise ApiError(400, "parse_exception", "request body or source parameter is required")
         return self.simulate(req.path_params.get("id"), req.json(), verbose=req.flag("verbose"))

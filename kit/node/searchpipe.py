@@ -1048,7 +1048,11 @@ class SearchPipelineService:
         ]
 
     def _rest_get_all(self, req: "NodeRequest") -> Any:
-        return self.store.all()
+        from kit.node.routing import json_response
+
+        pipelines = self.store.all()
+        # GetPipelineResponse#isFound: an empty answer is a 404, as on a fresh cluster
+        return pipelines if pipelines else json_response({}, status=404)
 
     def _rest_get(self, req: "NodeRequest") -> Any:
         from kit.node.routing import json_response
@@ -1060,6 +1064,8 @@ class SearchPipelineService:
         return {pid: self.store.get(pid) for pid in ids}
 
     def _rest_put(self, req: "NodeRequest") -> Any:
+        if not req.has_body():
+            raise ApiError(400, "parse_exception", "request body or source parameter is required")
         return self.put(req.path_params["id"], req.json())
 
     def _rest_delete(self, req: "NodeRequest") -> Any:

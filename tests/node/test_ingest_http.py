@@ -155,3 +155,16 @@ def test_pipelines_survive_restart(tmp_path: Path) -> None:
         assert "keep-s" in ok(requests.get(f"{node.url}/_search/pipeline"))
         assert requests.put(f"{node.url}/x/_doc/1?pipeline=keep&refresh=true", json={"b": 2}).status_code == 201
         assert ok(requests.get(f"{node.url}/x/_doc/1"))["_source"] == {"b": 2, "a": 1}
+
+
+def test_empty_bodies_and_empty_listing(tmp_path: Path) -> None:
+    with NodeServer(tmp_path / "n") as node:
+        for path in ("/_ingest/pipeline", "/_search/pipeline"):
+            resp = requests.get(node.url + path)
+            assert (resp.status_code, resp.json()) == (404, {})
+        for method, path in (("PUT", "/_ingest/pipeline/x"), ("PUT", "/_search/pipeline/x"),
+                             ("POST", "/_ingest/pipeline/_simulate")):
+            resp = requests.request(method, node.url + path)
+            assert resp.status_code == 400
+            assert resp.json()["error"]["root_cause"][0] == {
+                "type": "parse_exception", "reason": "request body or source parameter is required"}
