@@ -83,7 +83,8 @@ def config_error(ptype: str | None, tag: str | None, prop: str | None, reason: s
 
 def wrap_factory_error(ptype: str, tag: str | None, exc: ApiError) -> ApiError:
     """A non-OpenSearch exception from a factory becomes a generic ``exception`` wrapping it."""
-    if exc.type == "parse_exception" or exc.type not in ("illegal_argument_exception", "illegal_state_exception"):
+    ours = "is not supported by the oskit embedded node" in exc.reason  # unsupported(): say it plainly
+    if ours or exc.type == "parse_exception" or exc.type not in ("illegal_argument_exception", "illegal_state_exception"):
         exc.extra.setdefault("processor_type", ptype)
         if tag is not None:
             exc.extra.setdefault("processor_tag", tag)

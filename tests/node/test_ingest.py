@@ -121,6 +121,8 @@ def test_painless_features_are_refused_by_name() -> None:
     assert "script ingest processor (Painless)" in e.reason
     e = error_of(lambda: svc.put("p", {"processors": [{"grok": {"field": "m", "patterns": ["%{WORD}"]}}]}))
     assert "ingest processor [grok]" in e.reason
+    e = error_of(lambda: svc.put("p", {"processors": [{"set": {"field": "a", "value": "{{#toJson}}x{{/toJson}}"}}]}))
+    assert (e.status, e.type) == (400, "illegal_argument_exception") and "mustache sections" in e.reason
 
 
 def test_factory_illegal_argument_is_wrapped_like_opensearch() -> None:
@@ -527,3 +529,15 @@ def test_execute_batch_predict_failure_fails_the_batch() -> None:
     # neural-search's updateWithExceptions marks every document of the failed batch, text or not
     assert [getattr(o, "reason", o) for o in out] == ["Model not ready yet. Please deploy the model first."] * 3
     assert isinstance(svc.execute_batch("nope", [("i", "1", {})])[0], ApiError)
+
+
+def test_simulate_drop_and_pipeline_processor_traces() -> None:
+    svc, _ = service()
+    put(svc, [{"set": {"field": "inner", "value": 1}}], pid="inner")
+    body = {"pipeline": {"processors": [{"pipeline": {"name": "inner"}}, {"drop": {}}, {"set": {"field": "x", "value": 1}}]},
+            "docs": [{"_source": {}}]}
+    assert svc.simulate(None, body) == {"docs": [None]}
+    steps = svc.simulate(None, body, verbose=True)["docs"][0]["processor_results"]
+    assert [(s["processor_type"], s["status"]) for s in steps] == [
+        ("pipeline", "success"), ("set", "success"), ("drop", "dropped")]
+    assert steps[1]["doc"]["_ingest"]["pipeline"] == "inner" and "doc" not in steps[2]
