@@ -164,9 +164,9 @@ class LocalModel:
         self._dir = Path(tempfile.mkdtemp(prefix=f"ml-{model_id}-", dir=str(work_root) if work_root else None))
         try:
             self._load(zip_bytes)
-        except Exception:
+        finally:
+            # Everything is in memory now (DLModel deletes its deploy path the same way).
             self.close()
-            raise
 
     # ------------------------------------------------------------------------------------------ loading
     def _load(self, zip_bytes: bytes) -> None:

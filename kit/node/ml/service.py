@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import threading
 import urllib.parse
 import urllib.request
@@ -75,6 +76,8 @@ class MLCommons:
         self._threads: list[threading.Thread] = []
         data_dir = getattr(engine, "data_dir", None)
         self.work_dir: Path | None = Path(data_dir) / "ml-cache" if data_dir else None
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)  # leftovers of a killed process
         register = getattr(getattr(engine, "settings", None), "register_defaults", None)
         if register is not None:
             register(self.settings.defaults())
@@ -173,7 +176,13 @@ class MLCommons:
         return body
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
+        def guarded() -> None:
+            try:
+                target()
+            except Exception:  # e.g. the node shut down under a running task: log, never crash the thread
+                log.exception("ML task thread %s stopped", name)
+
+        t = threading.Thread(target=guarded, name=name, daemon=True)
         self._threads.append(t)
         self._threads = [x for x in self._threads if x.is_alive() or x is t]
         t.start()
