@@ -541,3 +541,59 @@ def test_simulate_drop_and_pipeline_processor_traces() -> None:
     assert [(s["processor_type"], s["status"]) for s in steps] == [
         ("pipeline", "success"), ("set", "success"), ("drop", "dropped")]
     assert steps[1]["doc"]["_ingest"]["pipeline"] == "inner" and "doc" not in steps[2]
+
+
+# ---- text_chunking
+
+
+def chunk(algorithm: dict[str, Any], source: dict[str, Any], field_map: dict[str, Any] | None = None,
+          **extra: Any) -> dict[str, Any] | None:
+    svc, _ = service()
+    put(svc, [{"text_chunking": {"field_map": field_map or {"body": "chunks"}, "algorithm": algorithm, **extra}}])
+    return run(svc, source)
+
+
+def test_text_chunking_fixed_token_length() -> None:
+    text = "a b c d e f g"
+    assert chunk({"fixed_token_length": {"token_limit": 3}}, {"body": text})["chunks"] == ["a b c ", "d e f ", "g"]  # type: ignore[index]
+    # overlap floor(3 * 0.34) = 1 token: windows start at tokens 0, 2, 4
+    assert chunk({"fixed_token_length": {"token_limit": 3, "overlap_rate": 0.34}}, {"body": text})["chunks"] == [  # type: ignore[index]
+        "a b c ", "c d e ", "e f g"]
+    # max_chunk_limit: the last allowed chunk takes the rest of the text
+    assert chunk({"fixed_token_length": {"token_limit": 1, "max_chunk_limit": 2}}, {"body": "a b c"})["chunks"] == [  # type: ignore[index]
+        "a ", "b c"]
+    # the standard tokenizer keeps 7.10.2 and can't whole
+    assert chunk({"fixed_token_length": {"token_limit": 2}}, {"body": "v 7.10.2 can't stop"})["chunks"] == [  # type: ignore[index]
+        "v 7.10.2 ", "can't stop"]
+
+
+def test_text_chunking_delimiter_char_length_lists_and_nesting() -> None:
+    assert chunk({"delimiter": {}}, {"body": "p1\n\np2\n\np3"})["chunks"] == ["p1\n\n", "p2\n\n", "p3"]  # type: ignore[index]
+    assert chunk({"fixed_char_length": {"char_limit": 4, "overlap_rate": 0.25}}, {"body": "abcdefghij"})["chunks"] == [  # type: ignore[index]
+        "abcd", "defg", "ghij"]
+    out = chunk({"delimiter": {"delimiter": "."}}, {"body": ["a.b", ""], "n": {"t": "x.y"}},
+                field_map={"body": "chunks", "n": {"t": "t_chunks"}})
+    assert out == {"body": ["a.b", ""], "chunks": ["a.", "b"], "n": {"t": "x.y", "t_chunks": ["x.", "y"]}}
+    assert chunk({"delimiter": {}}, {"other": 1}) == {"other": 1, "chunks": []}
+    assert chunk({"delimiter": {}}, {"other": 1}, ignore_missing=True) == {"other": 1}
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "reason"),
+    [
+        ({"sentence": {}}, "Chunking algorithm [sentence] is not supported. Supported chunking algorithms are "
+                           "[fixed_token_length, delimiter, fixed_char_length]"),
+        ({"delimiter": {}, "fixed_char_length": {}}, "Unable to create text_chunking processor as [algorithm] contains multiple algorithms"),
+        ({"fixed_token_length": {"overlap_rate": 0.7}}, "Parameter [overlap_rate] must be between 0.0 and 0.5"),
+        ({"fixed_token_length": {"token_limit": 0}}, "Parameter [token_limit] must be positive."),
+        ({"fixed_token_length": {"tokenizer": "keyword"}}, "Tokenizer [keyword] is not supported for [fixed_token_length] "
+                                                           "algorithm. Supported tokenizers are [standard, letter, lowercase, "
+                                                           "whitespace, uax_url_email, classic, thai]"),
+        ({"delimiter": {"max_chunk_limit": 0}}, "Parameter [max_chunk_limit] must be positive or -1 to disable this parameter"),
+        ({"delimiter": {"delimiter": ""}}, "Parameter [delimiter] should not be empty."),
+    ],
+)
+def test_text_chunking_config_errors(algorithm: dict[str, Any], reason: str) -> None:
+    svc, _ = service()
+    e = error_of(lambda: svc.put("p", {"processors": [{"text_chunking": {"field_map": {"b": "c"}, "algorithm": algorithm}}]}))
+    assert (e.status, e.type, e.caused_by) == (500, "exception", {"type": "illegal_argument_exception", "reason": reason})
