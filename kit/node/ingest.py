@@ -1,9 +1,10 @@
 """Ingest pipelines: ``/_ingest/pipeline`` CRUD and ``_simulate``, and running documents through them.
 
-Semantics follow OpenSearch core (``org.opensearch.ingest``: ``IngestDocument`` paths,
-``CompoundProcessor`` failure handling, ``ConfigurationUtils`` config errors), neural-search's
-``text_embedding`` / ``text_image_embedding`` processors and ML Commons' ``ml_inference``
-processor. Errors carry the real types and messages:
+Processors: set, remove, rename, lowercase, uppercase, trim, append, convert, split, join, foreach,
+fail, drop, pipeline (OpenSearch core); text_embedding, text_image_embedding, text_chunking
+(neural-search); ml_inference (ML Commons). Semantics follow OpenSearch core
+(``org.opensearch.ingest``: ``IngestDocument`` paths, ``CompoundProcessor`` failure handling,
+``ConfigurationUtils`` config errors) and the plugins' sources. Errors carry the real types and messages:
 
 * creation errors are ``parse_exception`` (400) with ``processor_type``/``property_name``; errors a
   processor factory throws as ``IllegalArgumentException`` are wrapped the way
@@ -15,7 +16,9 @@ Out of scope, refused at creation with a message naming the feature: ``if`` cond
 ``script`` processor (both Painless), and the real processors not implemented here (grok, date, …).
 
 The core calls ``engine.ingest.execute(pipeline_id, index, doc_id, source)`` → new source, or
-``None`` when a ``drop`` processor dropped the document.
+``None`` when a ``drop`` processor dropped the document; ``execute_batch`` does the same for the
+documents of one ``_bulk`` request and honours ``text_embedding``'s ``batch_size``. Pipelines are
+stored as documents of the hidden system index ``.oskit-ingest-pipelines`` (so they survive restarts).
 """
 
 from __future__ import annotations
