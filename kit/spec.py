@@ -56,7 +56,7 @@ DEFAULT_DISTRIBUTION = "opensearch.org"
 SPEC_URI = "urn:oskit:opensearch-api-spec"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Bump when the processing below changes, so on-disk caches of older processing are ignored.
-_PROCESSING_VERSION = "1"
+_PROCESSING_VERSION = "2"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -274,12 +274,35 @@ class Operation:
 # ------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _yaml12_loader() -> Any:
+    """A safe loader closer to YAML 1.2 (what the upstream tools' ``yaml`` package reads): no
+    timestamps (``2024-01-01`` stays a string) and only ``true``/``false`` are booleans (``on``,
+    ``yes`` stay strings, as they do in enums of the spec)."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Yaml12Loader(base):  # type: ignore[misc, valid-type]
+        pass
+
+    resolvers: dict[Any, Any] = {}
+    for first, entries in base.yaml_implicit_resolvers.items():
+        kept = [(tag, rx) for tag, rx in entries
+                if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")]
+        if kept:
+            resolvers[first] = kept
+    Yaml12Loader.yaml_implicit_resolvers = resolvers
+    Yaml12Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    return Yaml12Loader
+
+
 def _yaml_load(path: Path) -> Any:
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open("rb") as fh:
-        return yaml.load(fh, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(fh, Loader=_yaml12_loader())  # noqa: S506 - a safe loader
 
 
 def _spec_root(spec_dir: Path) -> Path:

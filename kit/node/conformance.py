@@ -880,11 +880,11 @@ MIRRORED_MODELS: tuple[tuple[str, str], ...] = (
 
 
 def default_mirror_dir() -> Path:
-    import os
+    """``$OSKIT_DATA_DIR/cache/conformance-mirror`` (else the user's cache dir)."""
+    from kit.spec import _default_cache_dir
 
-    base = os.environ.get("OSKIT_DATA_DIR")
-    root = Path(base) / "cache" if base else Path(click.get_app_dir("oskit")) / "cache"
-    return root / "conformance-mirror"
+    root = _default_cache_dir()
+    return (root if root is not None else Path.home() / ".cache" / "oskit") / "conformance-mirror"
 
 
 def prepare_offline_mirror(root: Path, models: Sequence[tuple[str, str]] = MIRRORED_MODELS) -> Path:
@@ -1099,6 +1099,9 @@ def _run_story_file(ctx: StoryContext, file: Path, display_path: str, spec_dir: 
         return run_story(ctx, story, display_path)
     except SpecError as exc:
         return StoryResult(display_path, description, Result.ERROR, str(exc))
+    except Exception as exc:  # one odd story must not end the run; it is reported as failed
+        log.exception("story %s crashed the runner", display_path)
+        return StoryResult(display_path, description, Result.ERROR, f"runner error: {type(exc).__name__}: {exc}")
 
 
 # ------------------------------------------------------------------------------------------------
