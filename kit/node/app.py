@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
-from kit.node.engine import Engine, nest
+from kit.node.engine import INDEX_SETTING_DEFAULTS, Engine, nest
 from kit.node.errors import ApiError, bad_request, parsing_error
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response
 
@@ -367,7 +367,13 @@ def get_settings(req: NodeRequest) -> dict[str, Any]:
         if names:
             pats = names.split(",")
             flat = {k: v for k, v in flat.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
-        out[ix.name] = {"settings": dict(sorted(flat.items())) if req.flag("flat_settings") else nest(flat)}
+        entry: dict[str, Any] = {"settings": dict(sorted(flat.items())) if req.flag("flat_settings") else nest(flat)}
+        if req.flag("include_defaults"):
+            defaults = {k: v for k, v in INDEX_SETTING_DEFAULTS.items() if k not in ix.settings}
+            if names:
+                defaults = {k: v for k, v in defaults.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+            entry["defaults"] = dict(sorted(defaults.items())) if req.flag("flat_settings") else nest(defaults)
+        out[ix.name] = entry
     return out
 
 
@@ -383,8 +389,19 @@ def refresh(req: NodeRequest) -> dict[str, Any]:
 
 
 def put_alias(req: NodeRequest) -> dict[str, Any]:
-    body = _body_obj(req)
-    spec = {"index": req.path_params["index"], "alias": req.path_params["name"], **body}
+    """PUT/POST ``[/{index}]/_alias[es][/{name}]``: index and alias from the path or the body."""
+    body = dict(_body_obj(req))
+    spec: dict[str, Any] = dict(body)
+    if "index" in req.path_params:
+        spec.pop("indices", None)
+        spec["index"] = req.path_params["index"]
+    if "name" in req.path_params:
+        spec.pop("aliases", None)
+        spec["alias"] = req.path_params["name"]
+    if "index" not in spec and "indices" not in spec:
+        raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
+    if "alias" not in spec and "aliases" not in spec:
+        raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: alias is missing;")
     return req.engine.update_aliases([{"add": spec}])
 
 
@@ -623,8 +640,10 @@ def build_router(engine: Engine) -> Router:
         add(m, "/_flush", refresh)
         add(m, "/{index}/_flush", refresh)
     for m in ("PUT", "POST"):
-        add(m, "/{index}/_alias/{name}", put_alias)
-        add(m, "/{index}/_aliases/{name}", put_alias)
+        for p in ("/{index}/_alias/{name}", "/{index}/_aliases/{name}", "/{index}/_alias", "/{index}/_aliases",
+                  "/_alias/{name}", "/_alias", "/_aliases/{name}"):
+            add(m, p, put_alias)
+    add("PUT", "/_aliases", put_alias)
     add("DELETE", "/{index}/_alias/{name}", delete_alias)
     add("DELETE", "/{index}/_aliases/{name}", delete_alias)
     add("POST", "/_aliases", post_aliases)

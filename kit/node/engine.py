@@ -186,6 +186,15 @@ class ClusterSettings:
 
 # ---------------------------------------------------------------------------------------- indices
 _INDEX_DEFAULTS = {"index.number_of_shards": "1", "index.number_of_replicas": "1"}
+# What ``include_defaults`` shows for settings the index did not set (the ones this node honours or echoes).
+INDEX_SETTING_DEFAULTS = {
+    "index.store.type": "", "index.refresh_interval": "1s", "index.max_result_window": "10000",
+    "index.knn": "false", "index.knn.algo_param.ef_search": "100", "index.knn.advanced.approximate_threshold": "15000",
+    "index.default_pipeline": "_none", "index.final_pipeline": "_none", "index.search.default_pipeline": "_none",
+    "index.hidden": "false", "index.auto_expand_replicas": "false", "index.codec": "default",
+    "index.blocks.write": "false", "index.blocks.read_only": "false", "index.mapping.total_fields.limit": "1000",
+    "index.query.default_field": ["*"], "index.max_inner_result_window": "100", "index.priority": "1",
+}
 _STATIC_SETTINGS = {"index.number_of_shards", "index.knn", "index.uuid", "index.creation_date",
                     "index.version.created", "index.provided_name", "index.codec", "index.routing_partition_size"}
 _KNOWN_INDEX_SETTINGS = {
@@ -1248,7 +1257,7 @@ class Engine:
                     for s, pos, rid in page:
                         sort_values[(pos, rid)] = [s]
                 score_visible = True
-            max_score = max((t[0] for t in scored), default=None) if score_visible else None
+            max_score = max((t[0] for t in scored), default=None) if score_visible and size > 0 else None
             by_index: dict[int, list[int]] = {}
             for _, pos, rid in page:
                 by_index.setdefault(pos, []).append(rid)
@@ -1290,6 +1299,8 @@ class Engine:
                 hits_obj["total"] = {"value": limit, "relation": "gte"}
             else:
                 hits_obj["total"] = {"value": total, "relation": "eq"}
+        if params.get("rest_total_hits_as_int") in ("true", "") and "total" in hits_obj:
+            hits_obj["total"] = hits_obj["total"]["value"]
         hits_obj["max_score"] = max_score
         hits_obj["hits"] = hits
         n = len(targets)

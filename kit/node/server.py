@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -209,5 +210,19 @@ def run_foreground(data_dir: Path, host: str, port: int, *, version: str = "3.3.
             await _ready()
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run(sockets=[sock])
+
+    # uvicorn re-raises a captured SIGTERM after its graceful shutdown (exit status -15); a clean stop
+    # of the node should exit 0, so we own the handlers: first signal = graceful, second = force.
+    def _stop(signum: int, frame: Any) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
