@@ -194,7 +194,7 @@ def test_committed_skip_list_is_justified_and_points_at_real_stories(spec_dir: P
     running = [p for p in stories if not cf.skip_reason(skips, p)]
     assert len(running) >= 60
     for must_run in ("default/indices/index.yaml", "plugins/ml/ml/models.yaml", "default/ingest/pipeline.yaml",
-                     "default/_core/search/hybrid_query_pagination.yaml", "plugins/ml/ingest/pipeline/neural_search.yaml"):
+                     "default/_core/search/hybrid_query_pagination.yaml", "plugins/ml/ml/models/predict.yaml"):
         assert must_run in running
 
 
