@@ -73,7 +73,8 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
         if change.internal.get("cleanup"):
             cleanups.append(change)
     # Old copies go last: pipelines and indices already point at the new models.
-    for change in cleanups:
+    # Models before connectors: a connector in use cannot be deleted (409).
+    for change in sorted(cleanups, key=lambda c: c.kind != "model"):
         for rid in change.internal["cleanup"]:
             if change.kind == "model":
                 say(f"remove old model {change.name} ({rid})")
