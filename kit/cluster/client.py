@@ -152,6 +152,11 @@ def connect(
     """
     from opensearchpy import OpenSearch, RequestsHttpConnection
 
+    # opensearch-py logs request bodies (connector credentials included) at DEBUG on the "opensearch"
+    # logger; the kit logs method/path/status/ms itself, so keep that logger quiet unless set explicitly.
+    os_logger = logging.getLogger("opensearch")
+    if os_logger.level == logging.NOTSET:
+        os_logger.setLevel(logging.WARNING)
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise Unreachable(f"invalid cluster URL {url!r}", hint="use e.g. http://127.0.0.1:9200")

@@ -169,3 +169,20 @@ def test_old_targets_are_refused_before_any_write(tmp_path: Path, serve_env: str
         assert "mappings/images.yaml: mappings.properties.image_embedding: faiss with cosinesimil needs OpenSearch " \
                "2.19 (target 2.15.0)" in text
         assert client.request("GET", "/_cluster/settings")["persistent"] == {}
+
+
+def test_secrets_stay_out_of_logs_and_plans(fresh_node: Any, serve_env: str, project_dir: Path,
+                                            caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import logging
+
+    edit(project_dir / "models/ocr.yaml", "  protocol: http\n", "  protocol: http\n  credential:\n"
+         "    api_key: ${env:OCR_API_KEY}\n")
+    monkeypatch.setenv("OCR_API_KEY", "sup3r-s3cret-value")
+    caplog.set_level(logging.DEBUG)
+    client = connect(fresh_node.url)
+    plan = cluster.plan(load_project(project_dir), client)
+    cluster.apply(plan, client)
+    assert "sup3r-s3cret-value" not in caplog.text
+    assert "sup3r-s3cret-value" not in json.dumps(plan.to_dict())
+    assert cluster.plan(load_project(project_dir), client).in_sync
