@@ -33,6 +33,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("weights", "*.pt"))
     text = (ROOT / "cluster.yaml").read_text().replace("name: oskit", "name: oskit-it")
     (dest / "cluster.yaml").write_text(text)
+    # Own names throughout, so a cluster that also runs the default project sees no clash.
+    for f in sorted(dest.glob("*/*.yaml")):
+        body = f.read_text().replace("group: oskit-models", "group: oskit-it-models")
+        body = body.replace("images-ingest", "it-images-ingest").replace("images-search", "it-images-search")
+        f.unlink()
+        (f.parent / f.name.replace("images", "it-images")).write_text(body)
     if SERVE:
         monkeypatch.setenv("OSKIT_MODEL_SERVER_URL", SERVE)
     return dest
