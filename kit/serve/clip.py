@@ -85,7 +85,9 @@ def load_open_clip(model_name: str, pretrained: str | None, *, device: str = "cp
     with torch.no_grad():
         probe = tokenizer(["a"]).to(device)
         dim = int(model.encode_text(probe).shape[-1])
-    dtype = next(model.parameters()).dtype
+    # open_clip's low-precision modes keep some parameters (norms, embeddings) in fp32: take the
+    # dtype of the vision tower's matrix weights, which is what its input must match.
+    dtype = next(m.weight.dtype for m in model.visual.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     return LoadedClip(model=model, tokenizer=tokenizer, name=model_name, pretrained=pretrained, device=device,
                       image_size=size, mean=tuple(cfg.get("mean")), std=tuple(cfg.get("std")),  # type: ignore[arg-type]
                       dim=dim, dtype=dtype)

@@ -114,7 +114,9 @@ def to_rgb(img: object) -> object:
 
     assert isinstance(img, Image.Image)
     try:
-        img = ImageOps.exif_transpose(img)
+        # exif_transpose copies the image even when there is nothing to do; look at the tag first
+        if img.getexif().get(0x0112, 1) != 1:
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block must not lose the image; orientation is then left as stored
         pass
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
