@@ -24,7 +24,7 @@ from starlette.routing import Route as StarletteRoute
 
 from kit.node.engine import INDEX_SETTING_DEFAULTS, Engine, nest
 from kit.node.errors import ApiError, bad_request, parsing_error
-from kit.node.routing import NodeRequest, Route, Router, dumps, json_response
+from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
 
 __all__ = ["PLUGINS", "build_router", "create_app"]
 
@@ -542,7 +542,7 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
         if not line:
             continue
         try:
-            action = json.loads(line)
+            action = loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise bad_request(f"Malformed action/metadata line [{i}], expected START_OBJECT or END_OBJECT but "
                               f"found [VALUE_STRING]") from None
@@ -564,7 +564,7 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
         src_line = raw_lines[i].strip()
         i += 1
         try:
-            source = json.loads(src_line)
+            source = loads(src_line)
             raw = src_line.decode("utf-8")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             err = ApiError(400, "mapper_parsing_exception", "failed to parse",

@@ -37,7 +37,7 @@ from kit.node.errors import (
 from kit.node.lexical import ExactPostings, TextPostings
 from kit.node.mapping import Mapping, version_tuple
 from kit.node.query import Hybrid, MatchAll, Query, parse_query
-from kit.node.routing import RawJSON
+from kit.node.routing import RawJSON, loads
 from kit.node.storage import Storage
 from kit.node.vectors import VectorField
 
@@ -295,23 +295,28 @@ class IndexState:
         t0 = time.perf_counter()
         store = self.engine.store
         vec_paths = list(self.mapping.vector_fields())
+        pending: dict[str, tuple[list[int], list[np.ndarray]]] = {p: ([], []) for p in vec_paths}
         for rid, doc_id, version, seq_no, src in store.iter_docs(self.uuid):
             self.seq_no = max(self.seq_no, seq_no)
             self.docs[doc_id] = (rid, version, seq_no)
             self.rid_to_id[rid] = doc_id
             try:
-                values, _vecs, _new = self.mapping.parse(json.loads(src), doc_id)
+                values, vecs, _new = self.mapping.parse(loads(src), doc_id)
+                self._index_values(rid, values)
+                for path, raw in vecs.items():
+                    if path in pending:
+                        pending[path][0].append(rid)
+                        pending[path][1].append(self.vectors(path).prepare(raw, path))
             except ApiError as exc:  # should not happen: it was valid when written
                 log.warning("index %s doc %s no longer parses: %s", self.name, doc_id, exc.reason)
-                continue
-            self._index_values(rid, values)
         for path in vec_paths:
-            rows = store.iter_vectors(self.uuid, path)
-            if rows:
-                vf = self.vectors(path)
-                rids = [r for r, _ in rows]
-                arr = np.frombuffer(b"".join(b for _, b in rows), dtype=np.float32).reshape(len(rows), vf.dim)
-                vf.add_many(rids, arr)
+            # vectors kept apart only when the stored _source leaves them out (mapping _source excludes)
+            for rid, blob in store.iter_vectors(self.uuid, path):
+                pending[path][0].append(rid)
+                pending[path][1].append(np.frombuffer(blob, dtype=np.float32))
+            rids, arrs = pending[path]
+            if rids:
+                self.vectors(path).add_many(rids, np.stack(arrs))
                 self.present.setdefault(path, set()).update(rids)
         self.loaded = True
         if self.docs:
@@ -352,12 +357,13 @@ class IndexState:
 class _Prepared:
     """A document validated against the mapping, ready to store (no side effects yet)."""
 
-    __slots__ = ("doc_id", "source", "source_json", "values", "vectors", "new_props")
+    __slots__ = ("doc_id", "source", "source_json", "values", "vectors", "new_props", "source_filtered")
 
     def __init__(self, doc_id: str, source: dict[str, Any], source_json: str, values: dict[str, list[Any]],
-                 vectors: dict[str, np.ndarray], new_props: dict[str, Any]) -> None:
+                 vectors: dict[str, np.ndarray], new_props: dict[str, Any], source_filtered: bool) -> None:
         self.doc_id, self.source, self.source_json = doc_id, source, source_json
         self.values, self.vectors, self.new_props = values, vectors, new_props
+        self.source_filtered = source_filtered
 
 
 class Engine:
@@ -781,12 +787,16 @@ class Engine:
                                caused_by={"type": exc.type, "reason": exc.reason}) from None
         if source_json is None:
             source_json = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
-        return _Prepared(doc_id, stored, source_json, values, vecs, new_props)
+        return _Prepared(doc_id, stored, source_json, values, vecs, new_props, stored is not source)
 
     def _apply(self, ix: IndexState, prep: _Prepared, *, op_type: str = "index",
                if_seq_no: int | None = None, if_primary_term: int | None = None,
-               version: int | None = None, version_type: str | None = None) -> tuple[dict[str, Any], int]:
-        """Store one prepared doc (caller holds the lock and a transaction); returns (result, status)."""
+               version: int | None = None, version_type: str | None = None,
+               vec_sink: list[tuple[IndexState, str, int, np.ndarray]] | None = None) -> tuple[dict[str, Any], int]:
+        """Store one prepared doc (caller holds the lock and a transaction); returns (result, status).
+
+        ``vec_sink`` defers vector adds so a ``_bulk`` request adds them to FAISS in one batch.
+        """
         cur = ix.docs.get(prep.doc_id)
         if op_type == "create" and cur is not None:
             raise version_conflict(ix.name, prep.doc_id,
@@ -813,15 +823,20 @@ class Engine:
             ix.save()
         ix.seq_no += 1
         seq = ix.seq_no
-        rid = self.store.put_doc(ix.uuid, prep.doc_id, new_version, seq, prep.source_json,
-                                 [(p, v.tobytes()) for p, v in prep.vectors.items()])
+        # the stored _source is the source of truth for vectors; keep them apart only if it omits them
+        blobs = [(p, v.tobytes()) for p, v in prep.vectors.items()] if prep.source_filtered else []
+        rid = self.store.put_doc(ix.uuid, prep.doc_id, new_version, seq, prep.source_json, blobs,
+                                 old_rid=cur[0] if cur is not None else None)
         if cur is not None:
             ix.unindex(cur[0])
         ix.docs[prep.doc_id] = (rid, new_version, seq)
         ix.rid_to_id[rid] = prep.doc_id
         ix._index_values(rid, prep.values)
         for path, vec in prep.vectors.items():
-            ix.vectors(path).add(rid, vec)
+            if vec_sink is not None:
+                vec_sink.append((ix, path, rid, vec))
+            else:
+                ix.vectors(path).add(rid, vec)
             ix.present.setdefault(path, set()).add(rid)
         result = {"_index": ix.name, "_id": prep.doc_id, "_version": new_version,
                   "result": "created" if cur is None else "updated", "_shards": dict(WRITE_SHARDS),
@@ -878,7 +893,7 @@ class Engine:
         out: dict[str, Any] = {"_index": ix.name, "_id": doc_id, "_version": ver, "_seq_no": seq,
                                "_primary_term": 1, "found": True}
         if fetch_source:
-            source = json.loads(src)
+            source = loads(src)
             if source_includes is not None or source_excludes is not None:
                 source = filter_source(source, source_includes, source_excludes)
             out["_source"] = source
@@ -953,7 +968,7 @@ class Engine:
                                        f"primary term [1]")
             row = self.store.get_doc(ix.uuid, doc_id)
             assert row is not None
-            old = json.loads(row[3])
+            old = loads(row[3])
             merged = deep_merge(copy.deepcopy(old), partial or {})
             if merged == old and body.get("detect_noop", True) is not False:
                 return ({"_index": ix.name, "_id": doc_id, "_version": cur[1], "result": "noop",
@@ -1004,6 +1019,7 @@ class Engine:
                         err = exc
             work.append((kind, meta, index, source, raw, err))
         # 2) one transaction for the whole request; errors are per item
+        sink: list[tuple[IndexState, str, int, np.ndarray]] = []
         with self.lock, self.store.transaction():
             for kind, meta, index, source, raw, err in work:
                 op = "create" if kind == "create" else kind
@@ -1025,10 +1041,13 @@ class Engine:
                         if doc_id is not None:
                             _check_doc_id(str(doc_id))
                         ix = self._target_for_write(index)
-                        prep = self._prepare(ix, str(doc_id) if doc_id is not None else new_id(), source, raw)
+                        if doc_id is None:
+                            doc_id = new_id()
+                        prep = self._prepare(ix, str(doc_id), source, raw)
                         res, status = self._apply(ix, prep, op_type=op, if_seq_no=meta.get("if_seq_no"),
                                                   if_primary_term=meta.get("if_primary_term"),
-                                                  version=meta.get("version"), version_type=meta.get("version_type"))
+                                                  version=meta.get("version"), version_type=meta.get("version_type"),
+                                                  vec_sink=sink)
                     elif kind == "delete":
                         if doc_id is None:
                             raise ApiError(400, "action_request_validation_exception",
@@ -1051,7 +1070,21 @@ class Engine:
                     errors = True
                     items.append({op if op != "dropped" else "index": {
                         "_index": index, "_id": doc_id, "status": exc.status, "error": exc.item_error()}})
+            self._flush_vectors(sink)
         return {"took": int((time.perf_counter() - t0) * 1000), "errors": errors, "items": items}
+
+    @staticmethod
+    def _flush_vectors(sink: list[tuple[IndexState, str, int, np.ndarray]]) -> None:
+        """Add a request's vectors per field in one batch, skipping versions replaced in the same request."""
+        groups: dict[tuple[int, str], tuple[IndexState, list[int], list[np.ndarray]]] = {}
+        for ix, path, rid, vec in sink:
+            if rid not in ix.rid_to_id:
+                continue
+            g = groups.setdefault((id(ix), path), (ix, [], []))
+            g[1].append(rid)
+            g[2].append(vec)
+        for (_, path), (ix, rids, vecs) in groups.items():
+            ix.vectors(path).add_many(rids, np.stack(vecs))
 
     def mget(self, body: dict[str, Any], *, index: str | None = None, source_includes: Any = None,
              source_excludes: Any = None) -> dict[str, Any]:
@@ -1281,9 +1314,9 @@ class Engine:
                 hit["_primary_term"] = 1
             if src_param is not False:
                 if src_param is True:
-                    hit["_source"] = RawJSON(src) if raw_source else json.loads(src)
+                    hit["_source"] = RawJSON(src) if raw_source else loads(src)
                 else:
-                    hit["_source"] = filter_source(json.loads(src), src_param[0], src_param[1])
+                    hit["_source"] = filter_source(loads(src), src_param[0], src_param[1])
             if (pos, rid) in sort_values:
                 hit["sort"] = sort_values[(pos, rid)]
             hits.append(hit)

@@ -44,6 +44,12 @@ class Storage:
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(_SCHEMA)
         self._in_tx = 0
+        row = self.db.execute("SELECT MAX(rid) FROM docs").fetchone()
+        seq = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='docs'").fetchone()
+        self._next_rid = max(int(row[0] or 0), int(seq[0]) if seq else 0)
+        self._pending_docs: dict[int, tuple[int, str, str, int, int, str]] = {}
+        self._pending_vecs: dict[int, list[tuple[int, str, bytes]]] = {}
+        self._pending_deletes: list[tuple[int]] = []
 
     def close(self) -> None:
         with self._lock:
@@ -87,6 +93,7 @@ class Storage:
 
     def delete_index(self, name: str, uuid: str) -> None:
         with self._lock, self.transaction():
+            self.flush()
             self.db.execute("DELETE FROM vecs WHERE rid IN (SELECT rid FROM docs WHERE idx=?)", (uuid,))
             self.db.execute("DELETE FROM docs WHERE idx=?", (uuid,))
             self.db.execute("DELETE FROM indices WHERE name=?", (name,))
@@ -100,6 +107,7 @@ class Storage:
     def get_doc(self, uuid: str, doc_id: str) -> tuple[int, int, int, str] | None:
         """(rid, version, seq_no, source_json) or None."""
         with self._lock:
+            self.flush()
             return self.db.execute("SELECT rid, version, seq_no, source FROM docs WHERE idx=? AND id=?",
                                    (uuid, doc_id)).fetchone()
 
@@ -107,6 +115,7 @@ class Storage:
         """rid → (id, version, seq_no, source_json) for the rids that still exist."""
         out: dict[int, tuple[str, int, int, str]] = {}
         with self._lock:
+            self.flush()
             for i in range(0, len(rids), 500):
                 chunk = rids[i:i + 500]
                 q = f"SELECT rid, id, version, seq_no, source FROM docs WHERE rid IN ({','.join('?' * len(chunk))})"
@@ -115,33 +124,61 @@ class Storage:
         return out
 
     def put_doc(self, uuid: str, doc_id: str, version: int, seq_no: int, source_json: str,
-                vectors: Iterable[tuple[str, bytes]] = ()) -> int:
-        """Store a new version (replacing the old row); returns its rid. Call inside a transaction."""
-        old = self.db.execute("SELECT rid FROM docs WHERE idx=? AND id=?", (uuid, doc_id)).fetchone()
-        if old is not None:
-            self.db.execute("DELETE FROM vecs WHERE rid=?", (old[0],))
-            self.db.execute("DELETE FROM docs WHERE rid=?", (old[0],))
-        cur = self.db.execute("INSERT INTO docs (idx, id, version, seq_no, source) VALUES (?, ?, ?, ?, ?)",
-                              (uuid, doc_id, version, seq_no, source_json))
-        rid = int(cur.lastrowid or 0)
+                vectors: Iterable[tuple[str, bytes]] = (), old_rid: int | None = None) -> int:
+        """Stage a new version of a document (replacing ``old_rid``); returns its rid.
+
+        Call inside a transaction. Rows are written in batches (``executemany``) when the
+        transaction commits or before the next read, which keeps ``_bulk`` fast.
+        """
+        if old_rid is not None:
+            self.delete_doc(old_rid)
+        self._next_rid += 1
+        rid = self._next_rid
+        self._pending_docs[rid] = (rid, uuid, doc_id, version, seq_no, source_json)
         vecs = [(rid, f, b) for f, b in vectors]
         if vecs:
-            self.db.executemany("INSERT INTO vecs (rid, field, vec) VALUES (?, ?, ?)", vecs)
+            self._pending_vecs[rid] = vecs
         return rid
 
     def delete_doc(self, rid: int) -> None:
-        self.db.execute("DELETE FROM vecs WHERE rid=?", (rid,))
-        self.db.execute("DELETE FROM docs WHERE rid=?", (rid,))
+        if self._pending_docs.pop(rid, None) is not None:
+            self._pending_vecs.pop(rid, None)
+            return
+        self._pending_deletes.append((rid,))
 
-    def iter_docs(self, uuid: str) -> Iterator[tuple[int, str, int, int, str]]:
-        """(rid, id, version, seq_no, source_json) in rid order (a snapshot taken under the lock)."""
+    def flush(self) -> None:
+        """Write staged rows (deletes first: a staged insert never collides with a staged delete)."""
         with self._lock:
-            rows = self.db.execute("SELECT rid, id, version, seq_no, source FROM docs WHERE idx=? ORDER BY rid",
-                                   (uuid,)).fetchall()
-        yield from rows
+            if self._pending_deletes:
+                self.db.executemany("DELETE FROM vecs WHERE rid=?", self._pending_deletes)
+                self.db.executemany("DELETE FROM docs WHERE rid=?", self._pending_deletes)
+                self._pending_deletes = []
+            if self._pending_docs:
+                self.db.executemany("INSERT INTO docs (rid, idx, id, version, seq_no, source) VALUES (?, ?, ?, ?, ?, ?)",
+                                    list(self._pending_docs.values()))
+                self._pending_docs = {}
+            if self._pending_vecs:
+                self.db.executemany("INSERT INTO vecs (rid, field, vec) VALUES (?, ?, ?)",
+                                    [row for rows in self._pending_vecs.values() for row in rows])
+                self._pending_vecs = {}
+
+    def iter_docs(self, uuid: str, chunk: int = 5000) -> Iterator[tuple[int, str, int, int, str]]:
+        """(rid, id, version, seq_no, source_json) in rid order, read in chunks (bounded memory)."""
+        last = -1
+        while True:
+            with self._lock:
+                self.flush()
+                rows = self.db.execute(
+                    "SELECT rid, id, version, seq_no, source FROM docs WHERE idx=? AND rid>? ORDER BY rid LIMIT ?",
+                    (uuid, last, chunk)).fetchall()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][0]
 
     def iter_vectors(self, uuid: str, field: str) -> list[tuple[int, bytes]]:
         with self._lock:
+            self.flush()
             return self.db.execute(
                 "SELECT v.rid, v.vec FROM vecs v JOIN docs d ON d.rid = v.rid WHERE d.idx=? AND v.field=? "
                 "ORDER BY v.rid", (uuid, field)).fetchall()
@@ -164,6 +201,16 @@ class _Tx:
         try:
             self.st._in_tx -= 1
             if self.st._in_tx == 0:
-                self.st.db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+                if exc_type is not None:
+                    self.st._pending_docs, self.st._pending_vecs, self.st._pending_deletes = {}, {}, []
+                    self.st.db.execute("ROLLBACK")
+                else:
+                    try:
+                        self.st.flush()
+                    except BaseException:
+                        self.st._pending_docs, self.st._pending_vecs, self.st._pending_deletes = {}, {}, []
+                        self.st.db.execute("ROLLBACK")
+                        raise
+                    self.st.db.execute("COMMIT")
         finally:
             self.st._lock.release()
