@@ -127,13 +127,14 @@ def _render_hits(result: Any, *, labels: bool = False) -> None:
     from kit.search import short_metadata
 
     table = Table(show_lines=False, pad_edge=False, box=None, header_style="bold")
-    table.add_column("rank", justify="right")
-    table.add_column("score", justify="right")
+    # fixed columns never shrink; only the metadata cell is cut (with an ellipsis) to fit
+    table.add_column("rank", justify="right", no_wrap=True, min_width=4)
+    table.add_column("score", justify="right", no_wrap=True, min_width=6)
     if labels:
-        table.add_column("label")
-    table.add_column("id")
-    table.add_column("file", overflow="fold")
-    table.add_column("metadata", overflow="fold")
+        table.add_column("label", no_wrap=True, min_width=14)
+    table.add_column("id", no_wrap=True, min_width=12)
+    table.add_column("file", no_wrap=True, min_width=12, max_width=48, overflow="ellipsis")
+    table.add_column("metadata", no_wrap=True, overflow="ellipsis", max_width=80)
     for i, h in enumerate(result.hits, start=1):
         row = [str(i), f"{h.score:.4f}"]
         if labels:

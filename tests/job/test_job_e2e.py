@@ -144,7 +144,7 @@ def test_search_cli_table(stack: Any, indexed: Any) -> None:
     r = _cli(stack, "search", "square", "-k", "2", "--filter", "format=png")
     assert r.exit_code == 0, r.output
     lines = r.stdout.strip().splitlines()
-    assert lines[0].split() == ["rank", "score", "id", "file", "metadata"]
+    assert lines[0].split() == ["rank", "score", "id", "file", "metadata"], r.stdout
     assert [ln.split()[0] for ln in lines[1:]] == ["1", "2"]
     assert all(ln.split()[3].endswith(".png") for ln in lines[1:])
     none = _cli(stack, "search", "square", "-k", "2", "--filter", "format=tiff")
