@@ -137,3 +137,28 @@ def test_plan_json_has_no_secret(project_dir: Path) -> None:
                 changes=[Change("update", "connector", "clip", "x", internal={})], model_ids={},
                 notes=["token sup3r-s3cret"])
     assert "sup3r-s3cret" not in json.dumps(plan.to_dict())
+
+
+@pytest.mark.parametrize("distribution, version, expected", [
+    ("aos", "2.19.0", ["models/text.yaml: registering custom local models from a file (chunk upload) is not available "
+                       "on Amazon OpenSearch Service 2.19.0 (use a remote model (connector) on Amazon OpenSearch "
+                       "Service)",
+                       "cluster.yaml: the cluster setting plugins.ml_commons.allow_registering_model_via_local_file "
+                       "is not available on Amazon OpenSearch Service 2.19.0 (remove it from cluster.yaml for managed "
+                       "services (use an environment overlay))"]),
+    ("aoss", "serverless", ["pipelines/images-ingest.yaml: the ml_inference ingest processor is not available on "
+                            "OpenSearch Serverless"]),
+    ("opensearch", "2.10.0", ["the project: oskit needs OpenSearch 2.11+ (target is OpenSearch 2.10.0)"]),
+])
+def test_capability_refusals_name_the_feature_and_version(distribution: str, version: str,
+                                                          expected: list[str]) -> None:
+    from kit.cluster.capabilities import Target, check
+    from kit.errors import Unsupported
+
+    from conftest import ROOT
+
+    with pytest.raises(Unsupported) as err:
+        check(load_project(ROOT), Target("https://x", version, distribution=distribution), {})
+    lines = [line.strip() for line in str(err.value).splitlines()[1:]]
+    for line in expected:
+        assert line in lines, lines
