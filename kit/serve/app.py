@@ -119,13 +119,13 @@ class Runtime:
         if cfg.tags is not None:
             if self.clip is None:
                 raise ServeError("tags need a CLIP model: the config has tags but no clip")
-            from kit.serve.tags import Tagger, parse_vocabulary
+            from kit.serve.tags import build_tagger, parse_vocabulary
 
             groups = parse_vocabulary(cfg.tags.vocabulary)
-            prompts = [p for g in groups for p in g.prompts]
-            vectors = await anyio.to_thread.run_sync(self.clip.embed_texts, prompts)
             scale = float(self.clip.loaded.model.logit_scale.exp().item())
-            self.tagger = Tagger(groups, vectors, scale, cfg.tags.threshold, cfg.tags.top_k)
+            tags_cfg = cfg.tags
+            self.tagger = await anyio.to_thread.run_sync(
+                lambda: build_tagger(groups, self.clip.embed_texts, scale, tags_cfg.threshold, tags_cfg.top_k))
         if cfg.ocr is not None:
             from kit.serve.ocr import OcrEngine
 

@@ -6,7 +6,7 @@ rest of a spec belongs to the provisioning side. Block shapes (``kind`` picks on
     serve: {kind: clip, open_clip: {model: oskit-clip-tiny, pretrained: weights/oskit-clip-tiny.pt},
             preprocess: oskit-image-v1, precision: auto,
             batching: {max_batch: 32, max_wait_ms: 5, max_queue: 256}, text_batching: {...}}
-    serve: {kind: tags, open_clip: {...same model...}, vocabulary: vocabulary.txt, threshold: 0.5, top_k: 5}
+    serve: {kind: tags, open_clip: {...same model...}, vocabulary: vocabulary.txt, threshold: 0.3, top_k: 8}
     serve: {kind: ocr, min_confidence: 0.5, max_queue: 64}
     serve: {kind: captions, endpoint: "${env:OSKIT_CAPTIONS_URL:-}", model: ..., api_key: ...,
             prompt: "...", max_tokens: 80, timeout_s: 60}
@@ -77,8 +77,8 @@ class TagsConfig(_Strict):
     """Zero-shot tags: softmax within each vocabulary group, keep ≥ ``threshold``, at most ``top_k``."""
 
     vocabulary: Path = DEFAULT_VOCABULARY
-    threshold: float = Field(0.5, ge=0, le=1)
-    top_k: int = Field(5, ge=1, le=100)
+    threshold: float = Field(0.3, ge=0, le=1)
+    top_k: int = Field(8, ge=1, le=100)
 
 
 class OcrConfig(_Strict):
@@ -133,8 +133,8 @@ class _TagsBlock(_Strict):
     open_clip: OpenClipRef | None = None  # must name the same model as the clip block (one CLIP is loaded)
     preprocess: str | None = None
     vocabulary: str | None = None
-    threshold: float = Field(0.5, ge=0, le=1)
-    top_k: int = Field(5, ge=1, le=100)
+    threshold: float = Field(0.3, ge=0, le=1)
+    top_k: int = Field(8, ge=1, le=100)
 
 
 class _OcrBlock(_Strict):

@@ -3,46 +3,54 @@
 Vocabulary format (``models/vocabulary.txt``)::
 
     # comment
-    [colour] a {} shape          ← a group, with an optional prompt template ("{}" = the tag)
-    red
-    dark blue | a dark blue shape   ← optional explicit prompt after "|"
+    [colour] a {} {shape}        ← a group and its prompt template: {} = the tag,
+    red                            {shape} = every tag of the group "shape" (prompt ensemble)
+    orange | an orange {shape}   ← an explicit template for one tag
+    !plain | a {colour} {shape}  ← "!": competes in its group but is never reported
 
-Tags in one group compete (softmax of CLIP's scaled cosine similarities within the group); a tag
-is kept when its probability is ≥ ``threshold``; at most ``top_k`` tags overall, best first.
+Each tag's text vector is the normalised mean over its expanded prompts (CLIP's prompt
+ensembling). Tags in one group compete (softmax of CLIP's scaled cosine similarities within the
+group); a tag is kept when its probability is ≥ ``threshold``; at most ``top_k`` tags, best first.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from kit.errors import ConfigError
 
-__all__ = ["TagGroup", "Tagger", "parse_vocabulary"]
+__all__ = ["MAX_PROMPTS_PER_TAG", "TagGroup", "Tagger", "build_tagger", "parse_vocabulary"]
+
+MAX_PROMPTS_PER_TAG = 512
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)?\}")
+_ARTICLE = re.compile(r"\ba ([aeiou])")
 
 
 @dataclass
 class TagGroup:
     name: str
     tags: list[str] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)
+    prompts: list[list[str]] = field(default_factory=list)  # expanded prompts per tag
+    hidden: set[str] = field(default_factory=set)
 
 
 def parse_vocabulary(path: Path) -> list[TagGroup]:
-    """Read a vocabulary file; errors name the file and line."""
-    groups: list[TagGroup] = []
-    current: TagGroup | None = None
-    template = "{}"
-    seen: set[str] = set()
+    """Read and expand a vocabulary file; errors name the file and line."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the tag vocabulary: {exc}") from exc
-    for no, raw in enumerate(lines, 1):
-        line = raw.split("#", 1)[0].strip()
+    raw: list[tuple[str, list[tuple[int, str, str, bool]]]] = []  # group, [(line, tag, template, hidden)]
+    template = "{}"
+    seen: set[str] = set()
+    for no, text in enumerate(lines, 1):
+        line = text.split("#", 1)[0].strip()
         if not line:
             continue
         if line.startswith("["):
@@ -50,29 +58,73 @@ def parse_vocabulary(path: Path) -> list[TagGroup]:
             if not sep or not name.strip():
                 raise ConfigError(f"{path}:{no}: a group header looks like '[name] optional template with {{}}'")
             template = rest.strip() or "{}"
-            if "{}" not in template:
-                raise ConfigError(f"{path}:{no}: the template {template!r} has no '{{}}' for the tag")
-            current = TagGroup(name.strip())
-            groups.append(current)
+            raw.append((name.strip(), []))
             continue
-        if current is None:
-            current = TagGroup("tags")
-            groups.append(current)
+        if not raw:
+            raw.append(("tags", []))
             template = "{}"
-        tag, _, prompt = (p.strip() for p in line.partition("|"))
+        tag, _, own = (p.strip() for p in line.partition("|"))
+        hidden = tag.startswith("!")
+        tag = tag.lstrip("!").strip()
+        if not tag:
+            raise ConfigError(f"{path}:{no}: empty tag")
         if tag in seen:
             raise ConfigError(f"{path}:{no}: tag {tag!r} appears twice")
         seen.add(tag)
-        current.tags.append(tag)
-        current.prompts.append(prompt or template.format(tag))
-    groups = [g for g in groups if g.tags]
+        raw[-1][1].append((no, tag, own or template, hidden))
+    by_name = {name: [t for _, t, _, _ in items] for name, items in raw}
+    groups: list[TagGroup] = []
+    for name, items in raw:
+        if not items:
+            continue
+        group = TagGroup(name)
+        for no, tag, tmpl, hidden in items:
+            refs = [m.group(1) for m in _PLACEHOLDER.finditer(tmpl) if m.group(1)]
+            unknown = [r for r in refs if r not in by_name]
+            if unknown:
+                raise ConfigError(f"{path}:{no}: template {tmpl!r} names unknown group(s) {unknown} "
+                                  f"(groups: {', '.join(by_name)})")
+            if "{}" not in tmpl and not hidden:
+                raise ConfigError(f"{path}:{no}: the template {tmpl!r} has no '{{}}' for the tag")
+            choices = [by_name[r] for r in refs]
+            count = 1
+            for c in choices:
+                count *= len(c)
+            if count > MAX_PROMPTS_PER_TAG:
+                raise ConfigError(f"{path}:{no}: template {tmpl!r} expands to {count} prompts "
+                                  f"(at most {MAX_PROMPTS_PER_TAG})")
+            prompts = []
+            for combo in itertools.product(*choices):
+                values = iter(combo)
+                text = _PLACEHOLDER.sub(lambda m: tag if m.group(1) is None else next(values), tmpl)
+                prompts.append(_ARTICLE.sub(r"an \1", text))
+            group.tags.append(tag)
+            group.prompts.append(prompts)
+            if hidden:
+                group.hidden.add(tag)
+        groups.append(group)
     if not groups:
         raise ConfigError(f"{path}: the tag vocabulary is empty")
     return groups
 
 
+def build_tagger(groups: list[TagGroup], embed_texts: Callable[[list[str]], np.ndarray], logit_scale: float,
+                 threshold: float, top_k: int) -> "Tagger":
+    """Embed every expanded prompt once and average them per tag."""
+    flat = [p for g in groups for prompts in g.prompts for p in prompts]
+    vectors = np.asarray(embed_texts(flat), dtype=np.float32)
+    per_tag = []
+    start = 0
+    for g in groups:
+        for prompts in g.prompts:
+            v = vectors[start:start + len(prompts)].mean(0)
+            per_tag.append(v / max(float(np.linalg.norm(v)), 1e-12))
+            start += len(prompts)
+    return Tagger(groups, np.stack(per_tag), logit_scale, threshold, top_k)
+
+
 class Tagger:
-    """Scores image vectors against the vocabulary's text vectors (computed once)."""
+    """Scores image vectors against one text vector per tag (computed once)."""
 
     def __init__(self, groups: list[TagGroup], text_vectors: np.ndarray, logit_scale: float,
                  threshold: float, top_k: int) -> None:
@@ -91,7 +143,7 @@ class Tagger:
 
     @property
     def size(self) -> int:
-        return int(self.text_vectors.shape[0])
+        return sum(len(g.tags) - len(g.hidden) for g in self.groups)
 
     def tag(self, image_vector: np.ndarray) -> dict[str, Any]:
         """→ ``{"tags": [...], "scores": {tag: probability}}`` (scores for the top_k candidates)."""
@@ -101,7 +153,7 @@ class Tagger:
             logits = self.logit_scale * sims[sl]
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
-            candidates.extend((float(p), t) for p, t in zip(probs, group.tags))
+            candidates.extend((float(p), t) for p, t in zip(probs, group.tags) if t not in group.hidden)
         candidates.sort(key=lambda c: -c[0])
         top = candidates[: self.top_k]
         return {
