@@ -224,7 +224,12 @@ class MLCommons:
 
     def _task_update(self, task_id: str, **fields: Any) -> None:
         fields["last_update_time"] = now_ms()
-        self._update(TASK_INDEX, task_id, fields)
+        try:
+            self._update(TASK_INDEX, task_id, fields)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            log.info("task %s was deleted while it ran; state %s not recorded", task_id, fields.get("state"))
 
     def _task_get(self, req: "NodeRequest") -> dict[str, Any]:
         doc = self._get(TASK_INDEX, req.path_params["task_id"])
