@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -504,19 +505,43 @@ def _client_timeouts(connector: dict[str, Any]) -> tuple[float, float, int, int,
             int(num("retry_backoff_millis", 200)), num("retry_timeout_seconds", 30))
 
 
+_CLIENTS: dict[tuple[float, float, int], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client(connect_t: float, read_t: float, max_conn: int) -> Any:
+    """One pooled HTTP client per client_config (ML Commons keeps one async client per connector)."""
+    import httpx
+
+    key = (connect_t, read_t, max_conn)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = httpx.Client(
+                timeout=httpx.Timeout(connect=connect_t, read=read_t, write=read_t, pool=connect_t),
+                limits=httpx.Limits(max_connections=max_conn, max_keepalive_connections=max_conn),
+                trust_env=False,
+            )
+            _CLIENTS[key] = client
+        return client
+
+
 def _send(connector: dict[str, Any], method: str, url: str, headers: dict[str, str],
           body: str | None) -> tuple[int, str]:
     import httpx
 
     connect_t, read_t, max_retry, backoff_ms, retry_timeout = _client_timeouts(connector)
-    timeout = httpx.Timeout(connect=connect_t, read=read_t, write=read_t, pool=connect_t)
+    try:
+        max_conn = int((connector.get("client_config") or {}).get("max_connection", 30))
+    except (TypeError, ValueError):
+        raise iae("client_config.max_connection must be an integer") from None
+    client = _client(connect_t, read_t, max(1, max_conn))
     deadline = time.monotonic() + retry_timeout
     attempt = 0
     while True:
         try:
-            with httpx.Client(timeout=timeout, trust_env=False) as client:
-                resp = client.request(method, url, headers=headers,
-                                      content=body.encode("utf-8") if body is not None else None)
+            resp = client.request(method, url, headers=headers,
+                                  content=body.encode("utf-8") if body is not None else None)
             status, text = resp.status_code, resp.text
         except httpx.HTTPError as exc:
             # MLSdkAsyncHttpResponseHandler.onError: no status yet → 500.
