@@ -143,13 +143,7 @@ def validate_connector(body: dict[str, Any], settings: MLSettings, *, update: bo
     """Check a create (or update) request and return the document to store (credentials included)."""
     if not isinstance(body, dict):
         raise iae("Connector body must be a JSON object")
-    allowed = {"name", "description", "version", "protocol", "parameters", "credential", "actions",
-               "backend_roles", "add_all_backend_roles", "access_mode", "client_config", "url", "headers",
-               "tenant_id", "connector_id", "provisioned_by"}
-    for key in body:
-        if key not in allowed:
-            raise ApiError(400, "x_content_parse_exception",
-                           f"[1:2] [MLCreateConnectorInput] unknown field [{key}]")
+    # MLCreateConnectorInput.parse skips unknown fields.
     if any(k in body for k in ("access_mode", "backend_roles", "add_all_backend_roles")) and not settings.flag(
             "connector_access_control_enabled"):
         raise iae("You cannot specify connector access control parameters because the Security plugin or "
@@ -271,16 +265,11 @@ def _validate_resolved_endpoint(url: str | None, regexes: list[str]) -> None:
         raise iae("Resolved connector URL is null")
     for rx in regexes:
         try:
-            if re.fullmatch(_java_regex(rx), url):
+            if re.fullmatch(rx, url):
                 return
         except re.error:
             continue
     raise iae("Connector URL is not matching the trusted connector endpoint regex")
-
-
-def _java_regex(rx: str) -> str:
-    # Java's possessive/atomic constructs are rare in these lists; the common syntax is shared.
-    return rx
 
 
 def public_connector(doc: dict[str, Any]) -> dict[str, Any]:

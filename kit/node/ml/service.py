@@ -807,9 +807,8 @@ class MLCommons:
                 update = body["connector"] or {}
                 merged = conn.validate_connector(update, self.settings, update=True, existing=merged)
                 partial["connector"] = merged
-        unknown = set(body) - set(partial) - {"model_group_id", "connector_id", "connector"}
-        if unknown:
-            raise iae(f"Updating {sorted(unknown)} is not supported by the oskit embedded node")
+        if "model_config" in body:
+            raise iae("Updating model_config is not supported by the oskit embedded node; register a new version")
         partial["last_updated_time"] = now_ms()
         return self._update(MODEL_INDEX, model_id, partial)
 
