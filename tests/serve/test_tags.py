@@ -21,7 +21,7 @@ def test_project_vocabulary_matches_the_generator() -> None:
     assert groups["colour"].tags == list(synth.COLOURS)
     assert groups["size"].tags == list(synth.SIZES)
     assert groups["texture"].tags == list(synth.TEXTURES[1:]) + ["plain"] and groups["texture"].hidden == {"plain"}
-    assert groups["word"].tags == [w.lower() for w in synth.WORDS]
+    assert groups["word"].tags == ["noword"] + [w.lower() for w in synth.WORDS] and groups["word"].hidden == {"noword"}
     # prompt ensembles follow the captions: every colour with every shape, articles fixed
     assert "an orange circle" in groups["colour"].prompts[1]
     assert len(groups["size"].prompts[0]) == len(synth.COLOURS) * len(synth.SHAPES)
