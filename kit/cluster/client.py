@@ -154,10 +154,11 @@ def connect(
 
     # opensearch-py logs request bodies (connector credentials included) at DEBUG on the "opensearch"
     # logger; the kit logs method/path/status/ms itself, so keep that logger quiet unless set explicitly.
+    # Its warnings for expected 404s are noise too: failures reach the caller as kit errors instead.
     for name in ("opensearch", "opensearchpy.trace"):  # the trace logger prints curl commands with bodies
         os_logger = logging.getLogger(name)
         if os_logger.level == logging.NOTSET:
-            os_logger.setLevel(logging.WARNING)
+            os_logger.setLevel(logging.ERROR)
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise Unreachable(f"invalid cluster URL {url!r}", hint="use e.g. http://127.0.0.1:9200")
