@@ -107,6 +107,7 @@ def test_model_group_lifecycle(c: httpx.Client) -> None:
     assert got["name"] == "grp-a" and got["latest_version"] == 0 and got["access"] == "public"
     hits = c.post(f"{ML}/model_groups/_search", json={"query": {"term": {"name.keyword": "grp-a"}}}).json()
     assert [h["_id"] for h in hits["hits"]["hits"]] == [gid]
+    assert {"_version", "_seq_no", "_primary_term"} <= set(hits["hits"]["hits"][0])
     assert c.put(f"{ML}/model_groups/{gid}", json={"description": "second"}).json() == {"status": "Updated"}
     assert c.get(f"{ML}/model_groups/{gid}").json()["description"] == "second"
     assert c.delete(f"{ML}/model_groups/{gid}").json()["result"] == "deleted"

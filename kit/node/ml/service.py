@@ -253,6 +253,9 @@ class MLCommons:
         body = req.json(default={}) or {}
         if not isinstance(body, dict):
             raise ApiError(400, "parsing_exception", "request body must be a JSON object", line=1, col=1)
+        # AbstractMLSearchAction: seqNoAndPrimaryTerm(true).version(true) on every ML search.
+        body["version"] = True
+        body["seq_no_primary_term"] = True
         if excludes:
             src = body.get("_source")
             if src is None or src is True:
