@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 import time
@@ -926,8 +927,6 @@ def prepare_offline_mirror(root: Path, models: Sequence[tuple[str, str]] = MIRRO
 
 @contextlib.contextmanager
 def _env(name: str, value: str | None) -> Iterator[None]:
-    import os
-
     old = os.environ.get(name)
     if value is not None:
         os.environ[name] = value
@@ -1024,8 +1023,6 @@ def run_conformance(
 
     with contextlib.ExitStack() as stack:
         if url is None:
-            import os
-
             mirror: str | None = None
             if mirror_dir is not False and not os.environ.get("OSKIT_ML_MIRROR"):
                 root = default_mirror_dir() if mirror_dir is True or mirror_dir is None else Path(mirror_dir)
@@ -1082,8 +1079,6 @@ def _run_story_file(ctx: StoryContext, file: Path, display_path: str, spec_dir: 
     except (OSError, ValueError):
         inside_spec = False
     if inside_spec and validator is not None:
-        import os
-
         expected = os.path.relpath(spec_dir / "json_schemas" / "test_story.schema.yaml", file.parent)
         if story.get("$schema") != expected:
             return StoryResult(display_path, description, Result.ERROR, f"Invalid Story: Expected $schema to be {expected}")
@@ -1115,6 +1110,7 @@ def _run_story_file(ctx: StoryContext, file: Path, display_path: str, spec_dir: 
 @click.option("--spec", "spec_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               envvar="OSKIT_SPEC_DIR", help="opensearch-api-specification checkout [default: ../shared/opensearch-api-spec].")
 @click.option("--url", default=None, help="Run against this cluster instead of a fresh embedded node.")
+@click.option("--user", default=None, help="Basic-auth user for --url; the password is read from OPENSEARCH_PASSWORD.")
 @click.option("--only", multiple=True, help="Run only stories whose path contains this text or matches this glob.")
 @click.option("--all-stories", is_flag=True, help="Every story in the folder, not only the suites issue 3 names.")
 @click.option("--run-skipped", is_flag=True, help="Also run the stories on the committed skip list.")
@@ -1122,7 +1118,8 @@ def _run_story_file(ctx: StoryContext, file: Path, display_path: str, spec_dir: 
 @click.option("--exact-retries", is_flag=True, help="Retry exactly count times, wait ms apart (upstream); default polls faster within that time.")
 @click.option("--dry-run", is_flag=True, help="Send nothing: check the stories' requests against the spec only.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable results to stdout.")
-def conformance_command(stories_dir: Path | None, spec_dir: Path | None, url: str | None, only: tuple[str, ...],
+def conformance_command(stories_dir: Path | None, spec_dir: Path | None, url: str | None, user: str | None,
+                        only: tuple[str, ...],
                         all_stories: bool, run_skipped: bool, distribution: str, exact_retries: bool,
                         dry_run: bool, as_json: bool) -> None:
     """Run the official OpenSearch API test stories against a fresh node (or --url).
@@ -1147,7 +1144,8 @@ def conformance_command(stories_dir: Path | None, spec_dir: Path | None, url: st
     report = run_conformance(
         spec_dir=spec_dir, stories_dir=stories_dir, url=url, suites=None if all_stories else SUITES,
         only=only, run_skipped=run_skipped, distribution=distribution,
-        fast_retry_ms=None if exact_retries else 200, progress=show, dry_run=dry_run)
+        fast_retry_ms=None if exact_retries else 200, progress=show, dry_run=dry_run,
+        auth=(user, os.environ.get("OPENSEARCH_PASSWORD", "")) if user else None)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
