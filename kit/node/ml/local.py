@@ -153,7 +153,7 @@ class LocalModel:
     def __init__(self, model_id: str, zip_bytes: bytes, model_format: str, model_config: dict[str, Any],
                  work_root: Path | None = None) -> None:
         self.model_id = model_id
-        self.model_format = model_format
+        self.model_format = str(model_format).upper()
         self.config = model_config or {}
         self.framework = str(self.config.get("framework_type") or "SENTENCE_TRANSFORMERS").upper()
         self.model_type = self.config.get("model_type")
@@ -199,9 +199,11 @@ class LocalModel:
         except Exception as exc:  # the tokenizers library raises a bare Exception on bad JSON
             raise ModelLoadError(f"Failed to load tokenizer.json: {exc}") from None
         self.tokenizer.no_padding()  # DJL pads to the longest in the batch: a no-op for one doc
-        if self.model_format == "ONNX" or model_file.suffix == ".onnx":
-            if model_file.suffix != ".onnx":
-                raise ModelLoadError("Model format is ONNX but the model file is " + model_file.name)
+        # DLModel picks the engine from model_format (PyTorch / OnnxRuntime), not from the file name.
+        expected = ".onnx" if self.model_format == "ONNX" else ".pt"
+        if model_file.suffix != expected:
+            raise ModelLoadError(f"Model format is {self.model_format}, but the model file is {model_file.name}")
+        if self.model_format == "ONNX":
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
