@@ -141,6 +141,11 @@ class MLCommons:
                 for name, mapping in MAPPINGS.items():
                     self.engine.ensure_system_index(name, mapping)
                 self._indices_ready = True
+                # MLSyncUpCron: a model left DEPLOYING by a previous process has no live worker.
+                for hit in self._search_ids(MODEL_INDEX, {"term": {"model_state": "DEPLOYING"}}):
+                    self._update(MODEL_INDEX, hit["_id"], {"model_state": "DEPLOY_FAILED",
+                                                           "current_worker_node_count": 0,
+                                                           "last_updated_time": now_ms()})
 
     def _get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:
