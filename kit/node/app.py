@@ -688,6 +688,9 @@ def build_router(engine: Engine) -> Router:
     add("POST", "/{index}/_delete_by_query", delete_by_query)
     add("POST", "/{index}/_update_by_query", not_supported("_update_by_query"))
     add("POST", "/_reindex", not_supported("_reindex"))
+    from kit.node import knn_api
+
+    r.extend(knn_api.routes())
     _mount_plugins(engine, r)
     return r
 

@@ -387,11 +387,15 @@ class Engine:
         self.indices: dict[str, IndexState] = {}
         for name, uid, meta in self.store.load_indices():
             self.indices[name] = IndexState(self, name, uid, meta)
+        self.knn_stats: dict[str, int] = {}
         self.ml: Any = None
         self.ingest: Any = None
         self.search_pipelines: Any = None
 
     def close(self) -> None:
+        for ix in self.indices.values():
+            for vf in ix._vectors.values():
+                vf.close()
         self.store.close()
 
     def store_count(self, uuid: str) -> int:
@@ -533,7 +537,7 @@ class Engine:
             for ix in targets:
                 self.store.delete_index(ix.name, ix.uuid)
                 for vf in ix._vectors.values():
-                    vf.wait_for_graph(0)
+                    vf.close()
                 self.indices.pop(ix.name, None)
         return {"acknowledged": True}
 
@@ -835,6 +839,7 @@ class Engine:
         for path, vec in prep.vectors.items():
             if vec_sink is not None:
                 vec_sink.append((ix, path, rid, vec))
+                ix.vectors(path).note_write()
             else:
                 ix.vectors(path).add(rid, vec)
             ix.present.setdefault(path, set()).add(rid)

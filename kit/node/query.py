@@ -391,6 +391,12 @@ class Knn(Query):
         vf = ix.vectors(self.field)
         q = vf.query_vector(self.vector, self.field)
         cand = self.filter.docs(ix) if self.filter is not None else None
+        kind = "knn" if self.k is not None else ("min_score" if self.min_score is not None else "max_distance")
+        stats = ix.engine.knn_stats
+        for key in (f"{kind}_query_requests", f"{kind}_query_with_filter_requests" if cand is not None else None,
+                    "graph_query_requests" if vf._graph is not None else None):
+            if key:
+                stats[key] = stats.get(key, 0) + 1
         if self.k is not None:
             hits = vf.search(q, self.k, cand, self.ef_search)
         else:

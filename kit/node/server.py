@@ -70,7 +70,7 @@ class NodeServer:
         from kit.node.app import create_app
 
         self.app = create_app(self.data_dir, version=self.version, auth=self.auth)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # proto set: asyncio then sets TCP_NODELAY
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
@@ -182,7 +182,7 @@ def run_foreground(data_dir: Path, host: str, port: int, *, version: str = "3.3.
     from kit.node.app import create_app
 
     app = create_app(data_dir, version=version, auth=auth)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

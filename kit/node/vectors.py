@@ -14,8 +14,11 @@ dot > 0 else 1/(1−dot).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
+import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,7 +30,20 @@ __all__ = ["APPROXIMATE_THRESHOLD", "VectorField", "score_from_distance"]
 log = logging.getLogger(__name__)
 
 APPROXIMATE_THRESHOLD = 15_000
-_GRAPH_BATCH = 512  # vectors added to the graph per lock hold, so searches wait at most one batch
+_GRAPH_BATCH = 256  # vectors added to the graph per graph-lock hold, so searches wait at most one batch
+_BUILD_THREADS = 1
+# Graph building yields to ingest: it waits until writes pause this long, unless the tail that is
+# searched exactly grows past _MAX_TAIL (then exact search would get slow, so the graph catches up).
+_INGEST_QUIET_S = 1.0
+_MAX_TAIL = 50_000
+_LIVE: "weakref.WeakSet[VectorField]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Stop graph threads cleanly at exit (a thread killed inside FAISS aborts the interpreter)."""
+    for vf in list(_LIVE):
+        vf.close()
 
 
 def score_from_distance(space: str, raw: np.ndarray) -> np.ndarray:
@@ -61,10 +77,15 @@ class VectorField:
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.threshold = approximate_threshold
+        # Two locks: ``_lock`` guards the buffer and the id maps (writes, searches); ``_glock`` guards
+        # the FAISS graph, so a graph batch being added never blocks ingest, only searches briefly.
+        # Lock order is always _lock then _glock; the graph thread never holds both.
         self._lock = threading.RLock()
-        self._buf = np.zeros((0, dim), dtype=np.float32)  # vectors not (yet) held by the graph
+        self._glock = threading.Lock()
+        self._buf = np.zeros((0, dim), dtype=np.float32)  # rows = positions _base.._base+_buf_n-1
         self._buf_n = 0
-        self._base = 0           # position of _buf[0]; positions < _base live in the graph
+        self._base = 0           # position of _buf[0]
+        self._gn = 0             # positions < _gn are in the graph
         self._rids = np.zeros(0, dtype=np.int64)  # position → rid
         self._alive = np.zeros(0, dtype=bool)
         self._n = 0
@@ -72,6 +93,17 @@ class VectorField:
         self._graph: Any = None
         self._bitmap: Any = None
         self._worker: threading.Thread | None = None
+        self._stop = False
+        self._urgent = False
+        self._last_write = 0.0
+        _LIVE.add(self)
+
+    def close(self) -> None:
+        """Stop the graph thread (after its current batch)."""
+        self._stop = True
+        w = self._worker
+        if w is not None and w is not threading.current_thread():
+            w.join()
 
     # ------------------------------------------------------------------ writing
     def prepare(self, values: Any, field: str) -> np.ndarray:
@@ -92,6 +124,10 @@ class VectorField:
                 raise bad_request(f"zero vector is not supported when space type is [{self.space}]")
             vec = vec / norm
         return vec
+
+    def note_write(self) -> None:
+        """Ingest is under way (a batch is being prepared): graph building keeps yielding."""
+        self._last_write = time.monotonic()
 
     def add(self, rid: int, vec: np.ndarray) -> None:
         self.add_many([rid], vec.reshape(1, -1))
@@ -124,6 +160,7 @@ class VectorField:
             self._alive[self._n: self._n + k] = True
             self._n += k
             self._bitmap = None
+            self._last_write = time.monotonic()
         self._maybe_grow_graph()
 
     def remove(self, rid: int) -> None:
@@ -137,10 +174,19 @@ class VectorField:
         return len(self._pos)
 
     def memory_bytes(self) -> int:
-        graph = 0
-        if self._graph is not None:
-            graph = self._graph.ntotal * (4 * self.dim + 8 * self.m)
-        return graph + self._buf.nbytes + self._rids.nbytes + self._alive.nbytes
+        """Bytes held for this field: FAISS graph + vectors (measured), buffers, id maps (estimated)."""
+        import sys
+
+        total = self._buf.nbytes + self._rids.nbytes + self._alive.nbytes
+        total += sys.getsizeof(self._pos) + 28 * 2 * len(self._pos)  # the dict plus its int keys/values
+        with self._glock:
+            g = self._graph
+            if g is not None:
+                h = g.hnsw
+                total += self._gn * self.dim * 4
+                total += h.neighbors.size() * 4 + h.levels.size() * 4 + h.offsets.size() * 8
+                total += h.assign_probas.size() * 8 + h.cum_nneighbor_per_level.size() * 4
+        return total
 
     # ------------------------------------------------------------------ graph maintenance
     def _maybe_grow_graph(self) -> None:
@@ -152,39 +198,63 @@ class VectorField:
     def _grow(self) -> None:
         import faiss
 
-        while True:
+        # One OpenMP thread for graph building: ingest keeps the other core(s) (OpenSearch likewise
+        # bounds native index-build threads with knn.algo_param.index_thread_qty, default 1).
+        faiss.omp_set_num_threads(_BUILD_THREADS)
+        while not self._stop:
             with self._lock:
-                if self._buf_n == 0:
+                start = self._gn - self._base
+                tail = self._buf_n - start
+                if tail <= 0:
                     return
+                busy = time.monotonic() - self._last_write < _INGEST_QUIET_S and not self._urgent
+            if busy and tail < _MAX_TAIL:
+                time.sleep(0.05)
+                continue
+            with self._lock:
+                take = min(_GRAPH_BATCH, self._buf_n - start)
+                batch = np.ascontiguousarray(self._buf[start: start + take])
                 if self._graph is None:
                     metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
                     g = faiss.IndexHNSWFlat(self.dim, self.m, metric)
                     g.hnsw.efConstruction = self.ef_construction
                     self._graph = g
-                take = min(_GRAPH_BATCH, self._buf_n)
-                self._graph.add(np.ascontiguousarray(self._buf[:take]))
-                self._buf[: self._buf_n - take] = self._buf[take: self._buf_n]
-                self._buf_n -= take
-                self._base += take
-                if self._buf_n == 0 and self._buf.shape[0] > 4096:
-                    self._buf = np.zeros((1024, self.dim), dtype=np.float32)
+            with self._glock:
+                self._graph.add(batch)
+                self._gn += take
+            with self._lock:
+                drop = self._gn - self._base
+                # compact the buffer only now and then: a memmove per batch would cost O(buffer)
+                if drop >= 8192 or drop == self._buf_n:
+                    rest = self._buf_n - drop
+                    if rest:
+                        self._buf[:rest] = self._buf[drop: self._buf_n]
+                    self._buf_n = rest
+                    self._base = self._gn
+                    if rest == 0 and self._buf.shape[0] > 16384:
+                        self._buf = np.zeros((1024, self.dim), dtype=np.float32)
 
     def wait_for_graph(self, timeout: float | None = None) -> None:
-        """Block until every vector is in the graph (benchmarks and tests)."""
-        w = self._worker
-        if w is not None:
-            w.join(timeout)
+        """Block until every vector is in the graph (``_plugins/_knn/warmup``, benchmarks, tests)."""
+        self._urgent = True
+        try:
+            w = self._worker
+            if w is not None:
+                w.join(timeout)
+        finally:
+            self._urgent = False
 
     def _all_vectors(self) -> np.ndarray:
-        """Positions 0..n-1 as one array view (graph storage + buffer); call under the lock."""
+        """Positions 0..n-1 as one array (graph storage + buffer tail); call holding _lock and _glock."""
         parts = []
-        if self._graph is not None and self._graph.ntotal:
+        gn = self._gn
+        if self._graph is not None and gn:
             import faiss
 
             st = faiss.downcast_index(self._graph.storage)
-            xb = faiss.rev_swig_ptr(st.get_xb(), self._graph.ntotal * self.dim)
+            xb = faiss.rev_swig_ptr(st.get_xb(), gn * self.dim)
             parts.append(np.asarray(xb).reshape(-1, self.dim))
-        parts.append(self._buf[: self._buf_n])
+        parts.append(self._buf[gn - self._base: self._buf_n])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     # ------------------------------------------------------------------ searching
@@ -207,7 +277,7 @@ class VectorField:
     def search(self, q: np.ndarray, k: int, candidates: set[int] | None = None,
                ef_search: int | None = None) -> list[tuple[int, float]]:
         """Top-k (rid, score), best first. ``candidates`` (rids) restricts the search (knn ``filter``)."""
-        with self._lock:
+        with self._lock, self._glock:
             n = self._n
             if n == 0 or k <= 0:
                 return []
@@ -216,12 +286,12 @@ class VectorField:
                                        dtype=np.int64)
                 if cand_pos.size == 0:
                     return []
-                if self._graph is None or cand_pos.size <= max(k, 2000):
+                if self._graph is None or self._gn == 0 or cand_pos.size <= max(k, 2000):
                     return self._exact(q, k, cand_pos)
                 mask = np.zeros(n, dtype=bool)
                 mask[cand_pos] = True
                 return self._approx(q, k, mask, ef_search)
-            if self._graph is None:
+            if self._graph is None or self._gn == 0:
                 return self._exact(q, k, None)
             return self._approx(q, k, None, ef_search)
 
@@ -252,7 +322,7 @@ class VectorField:
         import faiss
 
         g = self._graph
-        gn = g.ntotal
+        gn = self._gn
         alive = self._alive[: self._n]
         use = alive if mask is None else (alive & mask)
         params = faiss.SearchParametersHNSW()
@@ -268,12 +338,12 @@ class VectorField:
         g_raw = dist[0][keep]  # L2: squared distance; IP: dot
         results_pos = [g_pos]
         results_raw = [g_raw]
-        if self._buf_n:
+        if self._n > gn:
             tail = np.arange(gn, self._n)
             tail = tail[use[gn: self._n]]
             if tail.size:
                 results_pos.append(tail)
-                results_raw.append(self._raw(q, self._buf[tail - gn]))
+                results_raw.append(self._raw(q, self._buf[tail - self._base]))
         pos = np.concatenate(results_pos)
         raw = np.concatenate(results_raw).astype(np.float32)
         return self._top(raw, pos, k)
@@ -281,7 +351,7 @@ class VectorField:
     def radial(self, q: np.ndarray, *, max_distance: float | None = None, min_score: float | None = None,
                candidates: set[int] | None = None) -> list[tuple[int, float]]:
         """Every vector within ``max_distance`` (raw k-NN distance) or scoring ≥ ``min_score``; exact."""
-        with self._lock:
+        with self._lock, self._glock:
             if self._n == 0:
                 return []
             if candidates is not None:

@@ -1,0 +1,197 @@
+"""Benchmarks of the embedded node (issue 3): start time, _bulk throughput, k-NN latency/recall, memory.
+
+    python bench/node_bench.py                      # defaults: 20k bulk docs, 100k×512 k-NN
+    python bench/node_bench.py --knn-n 1000000      # the 1M×512 p99 goal
+    python bench/node_bench.py --json out.json
+
+Bulk goes over HTTP to a node in its own process (NodeProcess), as a client would send it. The k-NN
+set is loaded the same way, the graph is awaited (`_plugins/_knn/warmup`), queries are timed over
+HTTP; then the data is reopened in-process (restart cost) and `Engine.search` is timed without HTTP. Recall@k is against exact search on the
+same vectors in the same run. Vectors are a Gaussian mixture (clustered like real embeddings);
+`--uniform` uses isotropic noise instead (the hardest case for HNSW).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kit.node.server import NodeProcess  # noqa: E402
+
+
+def vectors(n: int, dim: int, seed: int, uniform: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if uniform:
+        x = rng.standard_normal((n, dim)).astype(np.float32)
+    else:
+        centers = rng.standard_normal((max(n // 200, 10), dim)).astype(np.float32)
+        x = centers[rng.integers(0, centers.shape[0], n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def bulk_body(index: str, start: int, vecs: np.ndarray) -> bytes:
+    out = []
+    for i, v in enumerate(vecs, start):
+        out.append('{"index":{"_index":"%s","_id":"%d"}}' % (index, i))
+        out.append('{"file_name":"img_%d.jpg","tags":"red circle %d","width":%d,"vec":[%s]}'
+                   % (i, i % 97, 100 + i % 50, ",".join("%.6f" % f for f in v)))
+    return ("\n".join(out) + "\n").encode()
+
+
+MAPPING = {"settings": {"index.knn": True, "index.number_of_replicas": 0},
+           "mappings": {"properties": {
+               "file_name": {"type": "keyword"}, "tags": {"type": "text"}, "width": {"type": "integer"},
+               "vec": {"type": "knn_vector", "dimension": 512, "space_type": "cosinesimil",
+                       "method": {"name": "hnsw", "engine": "faiss",
+                                  "parameters": {"m": 16, "ef_construction": 100}}}}}}
+
+
+def bench_start(tmp: Path) -> dict[str, float]:
+    times = []
+    for i in range(3):
+        t = time.perf_counter()
+        p = NodeProcess(tmp / f"start{i}")
+        p.start()
+        times.append(time.perf_counter() - t)
+        p.stop()
+    t = time.perf_counter()
+    from kit.node.app import create_app
+
+    create_app(tmp / "inproc")
+    return {"start_process_s_median": statistics.median(times), "create_app_s": time.perf_counter() - t}
+
+
+def bench_bulk(tmp: Path, n: int, dim: int, batch: int) -> dict[str, float]:
+    MAPPING["mappings"]["properties"]["vec"]["dimension"] = dim
+    vecs = vectors(n, dim, 1, True)
+    bodies = [bulk_body("bulk", s, vecs[s:s + batch]) for s in range(0, n, batch)]
+    with NodeProcess(tmp / "bulk") as p, httpx.Client(base_url=p.url, timeout=120) as c:
+        c.put("/bulk", json=MAPPING).raise_for_status()
+        t = time.perf_counter()
+        for b in bodies:
+            r = c.post("/_bulk", content=b, headers={"content-type": "application/x-ndjson"})
+            r.raise_for_status()
+            assert not r.json()["errors"], r.json()["items"][0]
+        dt = time.perf_counter() - t
+        count = c.get("/bulk/_count").json()["count"]
+    assert count == n
+    return {"bulk_docs": n, "bulk_batch": batch, "bulk_s": dt, "bulk_docs_per_s": n / dt,
+            "bulk_mb_per_s": sum(len(b) for b in bodies) / dt / 1e6}
+
+
+def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, batch: int,
+              inproc: bool) -> dict[str, Any]:
+    """Load n docs over HTTP into a node process, warm up (graph complete), time queries over HTTP;
+    then reopen the same data in-process (restart cost) and time `Engine.search` without HTTP."""
+    MAPPING["mappings"]["properties"]["vec"]["dimension"] = dim
+    data = vectors(n, dim, 2, uniform)
+    rng = np.random.default_rng(3)
+    qs = data[rng.integers(0, n, queries)] + 0.05 * rng.standard_normal((queries, dim)).astype(np.float32)
+    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    exact = [set(np.argsort(-(data @ q))[:k].tolist()) for q in qs]
+    out: dict[str, Any] = {"knn_n": n, "knn_dim": dim, "knn_k": k, "knn_data": "uniform" if uniform else "clustered"}
+
+    def pct(xs: list[float], p: float) -> float:
+        return float(np.percentile(np.array(xs), p))
+
+    def bodies(q: np.ndarray) -> dict[str, Any]:
+        return {"size": k, "_source": False, "query": {"knn": {"vec": {"vector": q.tolist(), "k": k}}}}
+
+    with NodeProcess(tmp / "knn") as p, httpx.Client(base_url=p.url, timeout=600) as c:
+        c.put("/knn", json=MAPPING).raise_for_status()
+        t = time.perf_counter()
+        for s in range(0, n, batch):
+            r = c.post("/_bulk", content=bulk_body("knn", s, data[s:s + batch]),
+                       headers={"content-type": "application/x-ndjson"})
+            assert r.status_code == 200 and not r.json()["errors"]
+        out["knn_bulk_s"] = time.perf_counter() - t
+        out["knn_bulk_docs_per_s"] = n / out["knn_bulk_s"]
+        t = time.perf_counter()
+        c.get("/_plugins/_knn/warmup/knn").raise_for_status()
+        out["knn_graph_wait_after_bulk_s"] = time.perf_counter() - t
+        lat, recalls = [], []
+        for q, ex in zip(qs, exact):
+            payload = json.dumps(bodies(q)).encode()
+            t = time.perf_counter()
+            r = c.post("/knn/_search", content=payload, headers={"content-type": "application/json"})
+            lat.append((time.perf_counter() - t) * 1000)
+            got = {int(h["_id"]) for h in r.json()["hits"]["hits"]}
+            recalls.append(len(got & ex) / k)
+        out.update({"knn_http_p50_ms": pct(lat, 50), "knn_http_p99_ms": pct(lat, 99),
+                    f"recall@{k}": float(np.mean(recalls))})
+        st = c.get("/_plugins/_knn/stats").json()
+        node = next(iter(st["nodes"].values()))
+        out["vector_bytes_per_vec"] = node["graph_memory_usage"] * 1024 / n
+        out["opensearch_estimate_x1.1"] = 1.1 * (4 * dim + 8 * 16)
+    if inproc:
+        from kit.node.engine import Engine
+
+        t = time.perf_counter()
+        engine = Engine(tmp / "knn")
+        ix = engine.index("knn")
+        vf = ix.vectors("vec")
+        out["restart_load_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        vf.wait_for_graph()
+        out["restart_graph_s"] = time.perf_counter() - t
+        lat = []
+        for q in qs:
+            t = time.perf_counter()
+            engine.search("knn", bodies(q))
+            lat.append((time.perf_counter() - t) * 1000)
+        out.update({"knn_engine_p50_ms": pct(lat, 50), "knn_engine_p99_ms": pct(lat, 99)})
+        lat = []
+        for q in qs:
+            t = time.perf_counter()
+            vf.search(vf.query_vector(q, "vec"), k)
+            lat.append((time.perf_counter() - t) * 1000)
+        out.update({"knn_faiss_p50_ms": pct(lat, 50), "knn_faiss_p99_ms": pct(lat, 99)})
+        engine.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bulk-docs", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--knn-n", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--k", type=int, default=30)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--uniform", action="store_true")
+    ap.add_argument("--no-inproc", action="store_true", help="skip the in-process restart + engine timing")
+    ap.add_argument("--skip", default="", help="comma list of: start,bulk,knn")
+    ap.add_argument("--json", dest="json_out", default=None)
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if "start" not in skip:
+            results.update(bench_start(tmp))
+            print(json.dumps(results), flush=True)
+        if "bulk" not in skip:
+            results.update(bench_bulk(tmp, args.bulk_docs, args.dim, args.batch))
+            print(json.dumps(results), flush=True)
+        if "knn" not in skip:
+            results.update(bench_knn(tmp, args.knn_n, args.dim, args.k, args.queries, args.uniform, args.batch,
+                                     not args.no_inproc))
+    print(json.dumps(results, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
