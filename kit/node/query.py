@@ -437,10 +437,12 @@ class Neural(Query):
 
 
 def _first_embedding(res: dict[str, Any]) -> list[float]:
+    """The query vector, as neural-search reads it: the first result's first tensor's ``data``
+    (``dataAsMap.embedding`` for remote models answered without a post-process function)."""
     try:
         for result in res["inference_results"]:
             for out in result.get("output", []):
-                if out.get("name") == "sentence_embedding" and out.get("data") is not None:
+                if out.get("data") is not None:
                     return list(out["data"])
                 dam = out.get("dataAsMap") or {}
                 for key in ("embedding", "sentence_embedding"):
@@ -449,7 +451,7 @@ def _first_embedding(res: dict[str, Any]) -> list[float]:
                         return list(emb[0] if emb and isinstance(emb[0], list) else emb)
     except (KeyError, TypeError, AttributeError):
         pass
-    raise bad_request("the model's response contains no sentence_embedding (neural query)")
+    raise bad_request("the model's response contains no embedding for the neural query")
 
 
 class Hybrid(Query):
