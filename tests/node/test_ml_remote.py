@@ -103,11 +103,14 @@ class Echo:
 
 @pytest.fixture(scope="module")
 def echo() -> Iterator[Echo]:
+    from kit.node.ml.connector import close_clients
+
     server = Echo()
     server.start()
     try:
         yield server
     finally:
+        close_clients()  # drop the node's keep-alive connections before the service goes away
         server.stop()
 
 

@@ -37,6 +37,7 @@ from kit.node.ml.templating import (
 
 __all__ = [
     "ACTION_TYPES",
+    "close_clients",
     "POST_PROCESS",
     "PRE_PROCESS",
     "execute_predict",
@@ -513,6 +514,15 @@ def _client(connect_t: float, read_t: float, max_conn: int) -> Any:
             )
             _CLIENTS[key] = client
         return client
+
+
+def close_clients() -> None:
+    """Close the pooled HTTP clients (node shutdown; tests before stopping a fake remote service)."""
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
 
 
 def _send(connector: dict[str, Any], method: str, url: str, headers: dict[str, str],

@@ -202,6 +202,7 @@ class MLCommons:
             for model in self._loaded.values():
                 model.close()
             self._loaded.clear()
+        conn.close_clients()
 
     # ================================================================================== eligibility
     def _eligible(self, *, remote: bool) -> bool:
