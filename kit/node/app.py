@@ -302,6 +302,19 @@ def cat_aliases(req: NodeRequest) -> Response:
     return _cat(req, ["alias", "index", "filter", "routing.index", "routing.search", "is_write_index"], rows)
 
 
+def cat_nodes(req: NodeRequest) -> Response:
+    import os
+
+    e = req.engine
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    rows = [{"id": e.node_id if req.flag("full_id") else e.node_id[:4], "ip": "127.0.0.1", "heap.percent": 0,
+             "ram.percent": 0, "cpu": 0, "load_1m": f"{load[0]:.2f}", "load_5m": f"{load[1]:.2f}",
+             "load_15m": f"{load[2]:.2f}", "node.role": "dimr", "node.roles": "cluster_manager,data,ingest,ml",
+             "cluster_manager": "*", "name": e.node_name}]
+    return _cat(req, ["ip", "heap.percent", "ram.percent", "cpu", "load_1m", "load_5m", "load_15m", "node.role",
+                      "node.roles", "cluster_manager", "name"], rows)
+
+
 def nodes_info(req: NodeRequest) -> dict[str, Any]:
     import os
     import platform
@@ -617,6 +630,9 @@ def build_router(engine: Engine) -> Router:
     add("GET", "/_cat/indices/{index}", cat_indices)
     add("GET", "/_cat/health", cat_health)
     add("GET", "/_cat/aliases", cat_aliases)
+    add("GET", "/_cat/nodes", cat_nodes)
+    add("GET", "/_nodes/stats", not_supported("_nodes/stats"))
+    add("GET", "/_nodes/{node_id}/stats", not_supported("_nodes/stats"))
     for p in ("/_nodes", "/_nodes/{node_id}", "/_nodes/{node_id}/{metric}"):
         add("GET", p, nodes_info)
     # indices

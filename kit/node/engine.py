@@ -81,17 +81,26 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    """Flat keys → nested objects, as OpenSearch renders settings. A key that is both a value and a
+    prefix (``index.knn`` and ``index.knn.algo_param.ef_search``) keeps the deeper keys dotted:
+    ``{"knn": "true", "knn.algo_param": {"ef_search": "100"}}``."""
+    leaves: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}
     for key in sorted(flat):
-        cur = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            nxt = cur.get(p)
-            if not isinstance(nxt, dict):
-                nxt = cur[p] = {}
-            cur = nxt
-        cur[parts[-1]] = flat[key]
-    return out
+        head, _, rest = key.partition(".")
+        if rest:
+            groups.setdefault(head, {})[rest] = flat[key]
+        else:
+            leaves[head] = flat[key]
+    out: dict[str, Any] = dict(leaves)
+    for head, sub in groups.items():
+        nested = nest(sub)
+        if head in leaves:
+            for k2, v2 in nested.items():
+                out[f"{head}.{k2}"] = v2
+        else:
+            out[head] = nested
+    return dict(sorted(out.items()))
 
 
 def _stringify(v: Any) -> Any:
@@ -309,6 +318,7 @@ class IndexState:
                         pending[path][1].append(self.vectors(path).prepare(raw, path))
             except ApiError as exc:  # should not happen: it was valid when written
                 log.warning("index %s doc %s no longer parses: %s", self.name, doc_id, exc.reason)
+        self.seq_no = max(self.seq_no, int(store.kv_get("seq_no", self.uuid) or -1))
         for path in vec_paths:
             # vectors kept apart only when the stored _source leaves them out (mapping _source excludes)
             for rid, blob in store.iter_vectors(self.uuid, path):
@@ -316,7 +326,8 @@ class IndexState:
                 pending[path][1].append(np.frombuffer(blob, dtype=np.float32))
             rids, arrs = pending[path]
             if rids:
-                self.vectors(path).add_many(rids, np.stack(arrs))
+                order = np.argsort(np.asarray(rids, dtype=np.int64), kind="stable")
+                self.vectors(path).add_many([rids[i] for i in order], np.stack([arrs[i] for i in order]))
                 self.present.setdefault(path, set()).update(rids)
         self.loaded = True
         if self.docs:
@@ -438,6 +449,28 @@ class Engine:
 
     def index_exists(self, name: str) -> bool:
         return name in self.indices or any(name in i.aliases for i in self.indices.values())
+
+    def alias_filters(self, expr: str | None, targets: list[IndexState]) -> dict[str, list[dict[str, Any]]]:
+        """Per index reached only through filtered aliases: those aliases' filters (OR-ed by the caller)."""
+        parts = [p.strip() for p in (expr or "_all").split(",") if p.strip()]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for ix in targets:
+            direct = any(p in ("_all", "*") or p == ix.name or (any(c in p for c in "*?") and
+                                                                 fnmatch.fnmatchcase(ix.name, p)) for p in parts)
+            if direct:
+                continue
+            filters = []
+            for p in parts:
+                spec = ix.aliases.get(p)
+                if spec is None:
+                    continue
+                if not spec.get("filter"):
+                    filters = []
+                    break
+                filters.append(spec["filter"])
+            if filters:
+                out[ix.name] = filters
+        return out
 
     def resolve(self, expr: str | None, *, ignore_unavailable: bool = False, allow_no_indices: bool = True,
                 expand_hidden: bool = False) -> list[IndexState]:
@@ -928,6 +961,8 @@ class Engine:
             return ({"_index": ix.name, "_id": doc_id, "_version": 1, "result": "not_found",
                      "_shards": dict(WRITE_SHARDS), "_seq_no": ix.seq_no, "_primary_term": 1}, 404)
         self.store.delete_doc(cur[0])
+        # a delete consumes a seq_no but leaves no row: remember the high-water mark (same transaction)
+        self.store.kv_put("seq_no", ix.uuid, ix.seq_no)
         ix.unindex(cur[0])
         del ix.docs[doc_id]
         return ({"_index": ix.name, "_id": doc_id, "_version": cur[1] + 1, "result": "deleted",
@@ -1162,7 +1197,9 @@ class Engine:
             raise bad_request("hybrid query is not supported by _count")
         with self.lock:
             targets = self.resolve(index_expr, ignore_unavailable=params.get("ignore_unavailable") == "true")
-            n = sum(len(q.docs(ix)) for ix in targets)
+            af = {name: parse_query({"bool": {"should": fs, "minimum_should_match": 1}})
+                  for name, fs in self.alias_filters(index_expr, targets).items()}
+            n = sum(len(q.docs(ix) & af[ix.name].docs(ix)) if ix.name in af else len(q.docs(ix)) for ix in targets)
         return {"count": n, "_shards": {"total": len(targets), "successful": len(targets), "skipped": 0, "failed": 0}}
 
     def search(self, index_expr: str | None, body: dict[str, Any] | None, params: dict[str, Any] | None = None,
@@ -1187,14 +1224,16 @@ class Engine:
         body.pop("search_pipeline", None)
         if pipeline is not None:
             body = pipeline.process_request(body, index_expr)
-        response = self._execute_search(targets, body, params, pipeline, raw_source=raw_source)
+        response = self._execute_search(targets, body, params, pipeline, raw_source=raw_source,
+                                        alias_filters=self.alias_filters(index_expr, targets))
         if pipeline is not None:
             response = pipeline.process_response(response)
         response["took"] = int((time.perf_counter() - t0) * 1000)
         return response
 
     def _execute_search(self, targets: list[IndexState], body: dict[str, Any], params: dict[str, Any],
-                        pipeline: Any, *, raw_source: bool) -> dict[str, Any]:
+                        pipeline: Any, *, raw_source: bool,
+                        alias_filters: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
         allowed = {"query", "size", "from", "_source", "sort", "track_total_hits", "min_score", "timeout",
                    "post_filter", "version", "seq_no_primary_term", "track_scores", "stored_fields", "explain",
                    "terminate_after", "profile", "ext", "search_after", "aggs", "aggregations", "highlight",
@@ -1233,6 +1272,15 @@ class Engine:
         q = parse_query(body.get("query", {"match_all": {}}), predict=self._predict_fn())
         post = parse_query(body["post_filter"], predict=self._predict_fn()) if body.get("post_filter") else None
         min_score = body.get("min_score")
+        afilt = {name: parse_query({"bool": {"should": fs, "minimum_should_match": 1}})
+                 for name, fs in (alias_filters or {}).items()}
+
+        def allowed(ix: IndexState, sc: dict[int, float]) -> dict[int, float]:
+            f = afilt.get(ix.name)
+            if f is None:
+                return sc
+            keep = f.docs(ix)
+            return {r: s for r, s in sc.items() if r in keep}
         scored: list[tuple[float, int, int]] = []  # (score, index position, rid)
         with self.lock:
             if isinstance(q, Hybrid):
@@ -1252,6 +1300,7 @@ class Engine:
                         if post is not None:
                             pd = post.docs(ix)
                             sc = {r: s for r, s in sc.items() if r in pd}
+                        sc = allowed(ix, sc)
                         res.extend(((pos, r), s) for r, s in sc.items())
                     res.sort(key=lambda x: (-x[1], x[0]))
                     per_sub.append(res[:depth])
@@ -1261,7 +1310,7 @@ class Engine:
                     scored = [t for t in scored if t[0] >= float(min_score)]
             else:
                 for pos, ix in enumerate(targets):
-                    sc = q.scores(ix)
+                    sc = allowed(ix, q.scores(ix))
                     if post is not None:
                         pd = post.docs(ix)
                         sc = {r: s for r, s in sc.items() if r in pd}
@@ -1392,12 +1441,14 @@ def _alias_spec(spec: Any) -> dict[str, Any]:
     spec = dict(spec or {})
     out: dict[str, Any] = {}
     if spec.get("filter"):
-        raise unsupported("filtered aliases")
+        parse_query(spec["filter"])  # validate now, as OpenSearch does
+        out["filter"] = spec["filter"]
     for k in ("index_routing", "search_routing", "is_write_index", "is_hidden"):
         if k in spec:
             out[k] = spec[k]
     if "routing" in spec:
-        out["index_routing"] = out["search_routing"] = str(spec["routing"])
+        out.setdefault("index_routing", str(spec["routing"]))
+        out.setdefault("search_routing", str(spec["routing"]))
     return out
 
 

@@ -148,6 +148,7 @@ class Mapping:
         props = body.get("properties") or {}
         if not isinstance(props, dict):
             raise mapper_parsing("Expected map for property [properties] on mapping")
+        props = expand_dots(props)
         self._validate_props(props, "")
         self.properties = props
         self._reindex()
@@ -171,9 +172,6 @@ class Mapping:
             path = prefix + name
             if not isinstance(spec, dict):
                 raise mapper_parsing(f"Expected map for property [fields] on field [{name}] but got a class java.lang.String")
-            if "." in name:
-                # "a.b": {...} is shorthand for nested objects; keep it simple and explicit
-                raise bad_request(f"dotted field names in mappings are not supported by the oskit embedded node: [{path}]")
             ftype = spec.get("type", "object" if "properties" in spec or not spec else None)
             if ftype is None:
                 raise mapper_parsing(f"No type specified for field [{name}]")
@@ -293,6 +291,7 @@ class Mapping:
     # ------------------------------------------------------------------ merging (PUT _mapping, dynamic)
     def merge(self, new_props: dict[str, Any], *, dynamic: str | None = None) -> None:
         """Additive merge; changing an existing field's type or parameters → illegal_argument_exception."""
+        new_props = expand_dots(new_props)
         self._validate_props(new_props, "")
         merged = copy.deepcopy(self.properties)
         _merge_into(merged, new_props, "")
@@ -492,6 +491,37 @@ def convert_number(ftype: str, item: Any, *, coerce: bool = True) -> float | int
     if ftype == "float" or ftype == "half_float":
         return float(num)
     return float(num)
+
+
+def expand_dots(props: dict[str, Any]) -> dict[str, Any]:
+    """``{"a.b": {...}}`` → ``{"a": {"properties": {"b": {...}}}}``, as OpenSearch reads dotted names."""
+    if not isinstance(props, dict) or not any("." in k for k in props):
+        out0 = {}
+        for k, v in (props or {}).items():
+            if isinstance(v, dict) and isinstance(v.get("properties"), dict):
+                v = dict(v, properties=expand_dots(v["properties"]))
+            out0[k] = v
+        return out0
+    out: dict[str, Any] = {}
+    for key, spec in props.items():
+        if isinstance(spec, dict) and isinstance(spec.get("properties"), dict):
+            spec = dict(spec, properties=expand_dots(spec["properties"]))
+        parts = key.split(".")
+        if any(p == "" for p in parts):
+            raise bad_request(f"field name cannot be empty or contain empty segments: [{key}]")
+        cur = out
+        for p in parts[:-1]:
+            node = cur.setdefault(p, {"properties": {}})
+            if node.get("type", "object") != "object":
+                raise mapper_parsing(f"Could not dynamically add mapping for field [{key}]. Existing mapping for "
+                                     f"[{p}] must be of type object but found [{node.get('type')}].")
+            cur = node.setdefault("properties", {})
+        leaf = parts[-1]
+        if leaf in cur and isinstance(cur[leaf], dict) and "properties" in cur[leaf] and isinstance(spec, dict):
+            cur[leaf].setdefault("properties", {}).update(spec.get("properties") or {})
+        else:
+            cur[leaf] = spec
+    return out
 
 
 def _merge_into(dst: dict[str, Any], src: dict[str, Any], prefix: str) -> None:

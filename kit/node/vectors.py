@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from kit.node.errors import bad_request
+from kit.node.errors import ApiError, bad_request
 
 __all__ = ["APPROXIMATE_THRESHOLD", "VectorField", "score_from_distance"]
 
@@ -89,7 +89,7 @@ class VectorField:
         self._rids = np.zeros(0, dtype=np.int64)  # position → rid
         self._alive = np.zeros(0, dtype=bool)
         self._n = 0
-        self._pos: dict[int, int] = {}  # rid → position
+        self._live = 0  # alive vectors; rid → position is a binary search: rids only ever grow
         self._graph: Any = None
         self._bitmap: Any = None
         self._worker: threading.Thread | None = None
@@ -151,34 +151,44 @@ class VectorField:
                 a = np.zeros(cap, dtype=bool)
                 a[: self._n] = self._alive[: self._n]
                 self._rids, self._alive = r, a
-            for i, rid in enumerate(rids):
-                old = self._pos.get(rid)
-                if old is not None:
-                    self._alive[old] = False
-                self._pos[rid] = self._n + i
-            self._rids[self._n: self._n + k] = rids
+            arr = np.asarray(rids, dtype=np.int64)
+            if (k > 1 and np.any(arr[1:] <= arr[:-1])) or (self._n and arr[0] <= self._rids[self._n - 1]):
+                # rids come from SQLite's increasing row ids; anything else is a bug in the caller
+                raise ApiError(500, "exception", "vector rids must be added in increasing order")
+            self._rids[self._n: self._n + k] = arr
             self._alive[self._n: self._n + k] = True
             self._n += k
+            self._live += k
             self._bitmap = None
             self._last_write = time.monotonic()
         self._maybe_grow_graph()
 
+    def _positions(self, rids: Any) -> np.ndarray:
+        """Alive positions of the given rids (binary search in the sorted rid array)."""
+        arr = np.fromiter(rids, dtype=np.int64) if not isinstance(rids, np.ndarray) else rids
+        if arr.size == 0 or self._n == 0:
+            return np.zeros(0, dtype=np.int64)
+        sorted_rids = self._rids[: self._n]
+        pos = np.searchsorted(sorted_rids, arr)
+        inside = pos < self._n
+        pos, arr = pos[inside], arr[inside]
+        ok = (sorted_rids[pos] == arr) & self._alive[pos]
+        return np.unique(pos[ok])
+
     def remove(self, rid: int) -> None:
         with self._lock:
-            pos = self._pos.pop(rid, None)
-            if pos is not None:
+            pos = self._positions(np.array([rid], dtype=np.int64))
+            if pos.size:
                 self._alive[pos] = False
+                self._live -= int(pos.size)
                 self._bitmap = None
 
     def __len__(self) -> int:
-        return len(self._pos)
+        return self._live
 
     def memory_bytes(self) -> int:
         """Bytes held for this field: FAISS graph + vectors (measured), buffers, id maps (estimated)."""
-        import sys
-
         total = self._buf.nbytes + self._rids.nbytes + self._alive.nbytes
-        total += sys.getsizeof(self._pos) + 28 * 2 * len(self._pos)  # the dict plus its int keys/values
         with self._glock:
             g = self._graph
             if g is not None:
@@ -190,7 +200,7 @@ class VectorField:
 
     # ------------------------------------------------------------------ graph maintenance
     def _maybe_grow_graph(self) -> None:
-        if len(self._pos) < self.threshold or (self._worker is not None and self._worker.is_alive()):
+        if self._live < self.threshold or (self._worker is not None and self._worker.is_alive()):
             return
         self._worker = threading.Thread(target=self._grow, name="knn-graph", daemon=True)
         self._worker.start()
@@ -282,8 +292,7 @@ class VectorField:
             if n == 0 or k <= 0:
                 return []
             if candidates is not None:
-                cand_pos = np.fromiter((p for r in candidates if (p := self._pos.get(r)) is not None),
-                                       dtype=np.int64)
+                cand_pos = self._positions(candidates)
                 if cand_pos.size == 0:
                     return []
                 if self._graph is None or self._gn == 0 or cand_pos.size <= max(k, 2000):
@@ -355,7 +364,7 @@ class VectorField:
             if self._n == 0:
                 return []
             if candidates is not None:
-                pos = np.fromiter((p for r in candidates if (p := self._pos.get(r)) is not None), dtype=np.int64)
+                pos = self._positions(candidates)
             else:
                 pos = np.flatnonzero(self._alive[: self._n])
             if pos.size == 0:

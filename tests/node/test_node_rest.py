@@ -216,3 +216,19 @@ def test_mget(n: AsgiNode) -> None:
     assert docs[0]["_source"] == {"a": 1} and docs[1]["found"] is False
     assert docs[2]["error"]["type"] == "index_not_found_exception"
     assert n.ok("POST", "/g/_mget", {"ids": ["1"]})["docs"][0]["found"] is True
+
+
+def test_filtered_alias_limits_search_and_count(n: AsgiNode) -> None:
+    n.ok("PUT", "/f/_doc/1", {"color": "red"})
+    n.ok("PUT", "/f/_doc/2", {"color": "blue"})
+    n.ok("PUT", "/f/_alias/reds", {"filter": {"term": {"color.keyword": "red"}}})
+    assert [h["_id"] for h in n.ok("POST", "/reds/_search", {})["hits"]["hits"]] == ["1"]
+    assert n.ok("GET", "/reds/_count")["count"] == 1
+    assert n.ok("GET", "/f/_count")["count"] == 2
+    assert n.ok("GET", "/_alias/reds")["f"]["aliases"]["reds"]["filter"] == {"term": {"color.keyword": "red"}}
+
+
+def test_nested_settings_keep_dotted_keys_when_a_prefix_is_a_value(n: AsgiNode) -> None:
+    n.ok("PUT", "/k", {"settings": {"index.knn": True, "index.knn.algo_param.ef_search": 50}})
+    s = n.ok("GET", "/k/_settings")["k"]["settings"]["index"]
+    assert s["knn"] == "true" and s["knn.algo_param"] == {"ef_search": "50"}
