@@ -1095,6 +1095,9 @@ class Engine:
                         ix = self.index(index)
                         res, status = self._delete(ix, str(doc_id), if_seq_no=meta.get("if_seq_no"))
                     elif kind == "update":
+                        # an update adds its vector at once: earlier deferred vectors (smaller rids) go first
+                        self._flush_vectors(sink)
+                        sink.clear()
                         if doc_id is None:
                             raise ApiError(400, "action_request_validation_exception",
                                            "Validation Failed: 1: id is missing;")

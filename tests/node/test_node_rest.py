@@ -232,3 +232,16 @@ def test_nested_settings_keep_dotted_keys_when_a_prefix_is_a_value(n: AsgiNode) 
     n.ok("PUT", "/k", {"settings": {"index.knn": True, "index.knn.algo_param.ef_search": 50}})
     s = n.ok("GET", "/k/_settings")["k"]["settings"]["index"]
     assert s["knn"] == "true" and s["knn.algo_param"] == {"ef_search": "50"}
+
+
+def test_bulk_mixing_vector_index_and_update(n: AsgiNode) -> None:
+    n.ok("PUT", "/bv", {"settings": {"index.knn": True}, "mappings": {"properties": {
+        "v": {"type": "knn_vector", "dimension": 2}}}})
+    body = "\n".join(['{"index": {"_index": "bv", "_id": "1"}}', '{"v": [1, 0]}',
+                      '{"index": {"_index": "bv", "_id": "2"}}', '{"v": [0, 1]}',
+                      '{"update": {"_index": "bv", "_id": "1"}}', '{"doc": {"v": [1, 1]}}',
+                      '{"index": {"_index": "bv", "_id": "3"}}', '{"v": [2, 2]}']) + "\n"
+    assert n.ok("POST", "/_bulk", raw=body)["errors"] is False
+    hits = n.ok("POST", "/bv/_search", {"query": {"knn": {"v": {"vector": [1, 1], "k": 3}}}})["hits"]["hits"]
+    # l2: [1,1] (updated doc 1) d=0 → 1.0; [0,1] d=1 → 0.5; [2,2] d=2 → 1/3
+    assert [(h["_id"], round(h["_score"], 4)) for h in hits] == [("1", 1.0), ("2", 0.5), ("3", 0.3333)]
