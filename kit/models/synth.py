@@ -37,7 +37,6 @@ __all__ = [
     "COLOURS",
     "EvalSet",
     "GENERATOR_VERSION",
-    "OBJ",
     "POSITIONS",
     "SHAPES",
     "SIZES",
@@ -105,9 +104,6 @@ VOCABULARY: dict[str, list[str]] = {
     "positions": list(POSITIONS),
     "words": [w.lower() for w in WORDS],
 }
-
-OBJ = "object"  # kind marker kept in metadata
-
 
 @dataclass(frozen=True)
 class SceneObject:
@@ -324,10 +320,9 @@ def render(scene: Scene, size: int = 256) -> Image.Image:
             md.polygon(_shape_points(o.shape, lx, ly, r, o.angle), fill=255)
         fill = _texture((bw, bh), COLOURS[o.colour], o.texture, max(4, int(r / 2.5)))
         img.paste(fill, box[:2], mask)
-        # a thin outline keeps same-colour-as-texture shapes visible
-        od = ImageDraw.Draw(img)
-        if o.shape == "circle":
-            od.ellipse([cx - r, cy - r, cx + r, cy + r], outline=_contrast(BACKGROUND_COLOURS[scene.background]) if o.colour == "white" else None, width=max(1, S // 128))
+        if o.shape == "circle":  # a thin rim: white, or a contrasting one around white circles
+            rim = _contrast(BACKGROUND_COLOURS[scene.background]) if o.colour == "white" else (255, 255, 255)
+            ImageDraw.Draw(img).ellipse([cx - r, cy - r, cx + r, cy + r], outline=rim, width=max(1, S // 128))
     d = ImageDraw.Draw(img)
     if scene.word and scene.word_row:
         row = ROWS.index(scene.word_row)

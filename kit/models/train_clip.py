@@ -95,7 +95,6 @@ class _Batches:
         self.size = image_size
         self.rng = random.Random((cfg.seed + 1) * 1_000_003 + worker)
         self.next_seed = (cfg.seed * 7_919_003 + worker * 104_729) % _TRAIN_SEED_SPACE
-        self.stride = max(1, n_workers)
 
     def _pixels(self, img: Any) -> np.ndarray:
         from PIL import Image
@@ -168,6 +167,7 @@ def _encode_text(model: Any, tokens: "torch.Tensor") -> "torch.Tensor":
     The text tower is causal, so positions after a text's end-of-text token never change it:
     trimming gives the same features for a fraction of the cost (captions use ~20 of 77 tokens).
     """
+    import torch
     from open_clip.transformer import text_global_pool
 
     eot = tokens.argmax(dim=-1)
@@ -178,7 +178,7 @@ def _encode_text(model: Any, tokens: "torch.Tensor") -> "torch.Tensor":
     x = model.ln_final(x)
     x = text_global_pool(x, t, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
     proj = model.text_projection
-    return proj(x) if isinstance(proj, __import__("torch").nn.Linear) else x @ proj
+    return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
 
 def _soft_ce(logits: "torch.Tensor", target: "torch.Tensor") -> "torch.Tensor":
