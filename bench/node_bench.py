@@ -58,6 +58,15 @@ MAPPING = {"settings": {"index.knn": True, "index.number_of_replicas": 0},
                                   "parameters": {"m": 16, "ef_construction": 100}}}}}}
 
 
+def proc_cpu_s(pid: int) -> float:
+    """User+system CPU seconds of a process (Linux /proc), to report throughput per CPU-second
+    alongside wall-clock throughput when the machine is shared."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench_start(tmp: Path) -> dict[str, float]:
     times = []
     for i in range(3):
@@ -79,15 +88,19 @@ def bench_bulk(tmp: Path, n: int, dim: int, batch: int) -> dict[str, float]:
     bodies = [bulk_body("bulk", s, vecs[s:s + batch]) for s in range(0, n, batch)]
     with NodeProcess(tmp / "bulk") as p, httpx.Client(base_url=p.url, timeout=120) as c:
         c.put("/bulk", json=MAPPING).raise_for_status()
+        assert p.proc is not None
+        cpu0 = proc_cpu_s(p.proc.pid)
         t = time.perf_counter()
         for b in bodies:
             r = c.post("/_bulk", content=b, headers={"content-type": "application/x-ndjson"})
             r.raise_for_status()
             assert not r.json()["errors"], r.json()["items"][0]
         dt = time.perf_counter() - t
+        cpu = proc_cpu_s(p.proc.pid) - cpu0
         count = c.get("/bulk/_count").json()["count"]
     assert count == n
     return {"bulk_docs": n, "bulk_batch": batch, "bulk_s": dt, "bulk_docs_per_s": n / dt,
+            "bulk_docs_per_node_cpu_s": n / cpu,
             "bulk_mb_per_s": sum(len(b) for b in bodies) / dt / 1e6}
 
 
@@ -162,6 +175,12 @@ def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, 
     return out
 
 
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bulk-docs", type=int, default=20_000)
@@ -176,7 +195,7 @@ def main() -> None:
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = machine()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if "start" not in skip:

@@ -116,13 +116,13 @@ class VectorField:
             raise bad_request(f"Vector for field [{field}] must be an array of numbers")
         if vec.shape[0] != self.dim:
             raise bad_request(f"Vector dimension mismatch. Expected: {self.dim}, Given: {vec.shape[0]}")
-        if not np.all(np.isfinite(vec)):
+        if not np.isfinite(vec).all():
             raise bad_request("KNN vector values cannot be NaN or Infinity")
         if self.space == "cosinesimil":
-            norm = float(np.linalg.norm(vec))
+            norm = float(np.sqrt(vec @ vec))
             if norm == 0.0:
                 raise bad_request(f"zero vector is not supported when space type is [{self.space}]")
-            vec = vec / norm
+            vec = vec / np.float32(norm)
         return vec
 
     def note_write(self) -> None:
