@@ -27,9 +27,14 @@ def _load(project_dir: Path, env: str | None) -> Any:
 
 
 def _connect(conn: dict[str, Any]) -> Any:
+    """A client that is closed when the command ends (``click`` context resource)."""
     from kit.cluster.client import connect
 
-    return connect(**conn)
+    client = connect(**conn)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(client.close)
+    return client
 
 
 def _progress(msg: str) -> None:

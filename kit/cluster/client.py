@@ -130,6 +130,12 @@ class Client:
     def close(self) -> None:
         self.os.close()
 
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def connect(
     url: str = "http://127.0.0.1:9200",

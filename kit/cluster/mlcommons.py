@@ -127,7 +127,8 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
 
 def deploy_model(client: Client, model_id: str, *, name: str, timeout: float) -> None:
     resp = client.request("POST", f"{ML}/models/{model_id}/_deploy")
-    if str(resp.get("status", "")).upper() != "COMPLETED" and resp.get("task_id"):
+    if resp.get("task_id"):
+        # Even a COMPLETED answer (remote models) is confirmed through the task: it carries the error text.
         wait_for_task(client, str(resp["task_id"]), timeout=timeout, what=f"deploy {name}")
     model = get_model(client, model_id) or {}
     state = model.get("model_state")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -31,15 +31,21 @@ def _owned_counts(client: Any) -> dict[str, int]:
 
 
 @pytest.fixture()
-def applied(fresh_node: Any, serve_env: str, project_dir: Path) -> tuple[Any, Path]:
-    client = connect(fresh_node.url)
+def applied(fresh_node: Any, serve_env: str, project_dir: Path) -> Iterator[tuple[Any, Path]]:
+    with connect(fresh_node.url) as client:
+        plan = cluster.plan(load_project(project_dir), client)
+        cluster.apply(plan, client)
+        yield client, project_dir
+
+
+@pytest.fixture()
+def client(fresh_node: Any) -> Iterator[Any]:
+    with connect(fresh_node.url) as c:
+        yield c
+
+
+def test_first_plan_lists_everything_in_dependency_order(client: Any, serve_env: str, project_dir: Path) -> None:
     plan = cluster.plan(load_project(project_dir), client)
-    cluster.apply(plan, client)
-    return client, project_dir
-
-
-def test_first_plan_lists_everything_in_dependency_order(fresh_node: Any, serve_env: str, project_dir: Path) -> None:
-    plan = cluster.plan(load_project(project_dir), connect(fresh_node.url))
     assert _labels(plan) == [
         ("create", "cluster-settings", "persistent"),
         ("create", "model-group", "oskit-models"),
@@ -140,8 +146,7 @@ def test_destroy_needs_allow_destroy_and_reindex_of_data_too(applied: tuple[Any,
     assert client.request("GET", "/images", ignore=(404,)) is None
 
 
-def test_resources_of_others_are_never_touched(fresh_node: Any, serve_env: str, project_dir: Path) -> None:
-    client = connect(fresh_node.url)
+def test_resources_of_others_are_never_touched(client: Any, serve_env: str, project_dir: Path) -> None:
     client.request("PUT", "/_ingest/pipeline/images-ingest", body={"description": "theirs", "processors": []})
     with pytest.raises(Conflict, match="was not created by oskit"):
         cluster.plan(load_project(project_dir), client)
@@ -159,8 +164,7 @@ def test_resources_of_others_are_never_touched(fresh_node: Any, serve_env: str, 
 def test_old_targets_are_refused_before_any_write(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
     from kit.node.server import NodeServer
 
-    with NodeServer(tmp_path / "old", version="2.15.0") as node:
-        client = connect(node.url)
+    with NodeServer(tmp_path / "old", version="2.15.0") as node, connect(node.url) as client:
         with pytest.raises(Unsupported) as err:
             cluster.plan(load_project(project_dir), client)
         text = str(err.value)
@@ -171,7 +175,7 @@ def test_old_targets_are_refused_before_any_write(tmp_path: Path, serve_env: str
         assert client.request("GET", "/_cluster/settings")["persistent"] == {}
 
 
-def test_secrets_stay_out_of_logs_and_plans(fresh_node: Any, serve_env: str, project_dir: Path,
+def test_secrets_stay_out_of_logs_and_plans(client: Any, serve_env: str, project_dir: Path,
                                             caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
     import logging
@@ -180,7 +184,6 @@ def test_secrets_stay_out_of_logs_and_plans(fresh_node: Any, serve_env: str, pro
          "    api_key: ${env:OCR_API_KEY}\n")
     monkeypatch.setenv("OCR_API_KEY", "sup3r-s3cret-value")
     caplog.set_level(logging.DEBUG)
-    client = connect(fresh_node.url)
     plan = cluster.plan(load_project(project_dir), client)
     cluster.apply(plan, client)
     assert "sup3r-s3cret-value" not in caplog.text

@@ -23,7 +23,7 @@ def package_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_done_when(tmp_path: Path, fresh_node: Any, serve_env: str, package_cache: Path,
-                   monkeypatch: pytest.MonkeyPatch, spec_dir: Path) -> None:
+                   monkeypatch: pytest.MonkeyPatch, spec_dir: Path, request: pytest.FixtureRequest) -> None:
     monkeypatch.setenv("OSKIT_DATA_DIR", str(package_cache))
     project = copy_default_project(tmp_path / "project", remote_text=False)
     p, url = str(project), fresh_node.url
@@ -36,6 +36,7 @@ def test_done_when(tmp_path: Path, fresh_node: Any, serve_env: str, package_cach
     faults = Faults()
     faults.drop_after = lambda i, m, path: path.endswith("/upload_chunk/1")
     client = faulty_client(url, faults)
+    request.addfinalizer(client.close)
     with pytest.raises(Unreachable):
         cluster.apply(cluster.plan(load_project(project), client), client)
     plan = cluster.plan(load_project(project), client)
@@ -77,3 +78,23 @@ def test_done_when(tmp_path: Path, fresh_node: Any, serve_env: str, package_cach
     assert [(c["action"], c["kind"], c["name"]) for c in changes] == [
         ("replace", "model", "text"), ("update", "ingest-pipeline", "images-ingest"),
         ("update", "search-pipeline", "images-search")]
+
+
+def test_local_package_registered_by_url(tmp_path: Path, fresh_node: Any, serve_env: str, package_cache: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSKIT_DATA_DIR", str(package_cache))
+    project = copy_default_project(tmp_path / "project", remote_text=False)
+    loaded = load_project(project)
+    from kit.cluster.desired import build_desired
+    from kit.cluster.mlcommons import ensure_package
+
+    info = ensure_package(build_desired(loaded, {}).models["text"])  # built once per module, then cached
+    edit(project / "models/text.yaml", "  format: TORCH_SCRIPT\n",
+         f"  format: TORCH_SCRIPT\n  register: url\n  url: file://{info.zip_path}\n")
+    edit(project / "cluster.yaml", "allow_registering_model_via_local_file: true",
+         "allow_registering_model_via_local_file: true\n  plugins.ml_commons.allow_registering_model_via_url: true")
+    faults = Faults()
+    with faulty_client(fresh_node.url, faults) as client:
+        cluster.apply(cluster.plan(load_project(project), client), client)
+        assert cluster.plan(load_project(project), client).in_sync
+    assert ("POST", "/_plugins/_ml/models/_register_meta") not in faults.log

@@ -47,8 +47,8 @@ def _shape(method: str, path: str) -> tuple[str, str]:
 def test_the_write_list_matches_a_clean_apply(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
     faults = Faults()
     with NodeServer(tmp_path / "node") as node:
-        client = faulty_client(node.url, faults)
-        cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        with faulty_client(node.url, faults) as client:
+            cluster.apply(cluster.plan(load_project(project_dir), client), client)
     writes = [_shape(m, p) for m, p in faults.log if faults.writes_only(m, p)]
     assert writes == WRITES
 
@@ -58,8 +58,7 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
                                                                   step: int) -> None:
     faults = Faults()
     faults.drop_after = lambda i, m, p: i == step
-    with NodeServer(tmp_path / "node") as node:
-        client = faulty_client(node.url, faults)
+    with NodeServer(tmp_path / "node") as node, faulty_client(node.url, faults) as client:
         with pytest.raises(Unreachable, match="cannot connect"):
             cluster.apply(cluster.plan(load_project(project_dir), client), client)
         faults.drop_after = lambda i, m, p: False
@@ -73,8 +72,7 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
 def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
     faults = Faults()
     faults.drop_before = lambda i, m, p: "_register" in p and "model_groups" not in p
-    with NodeServer(tmp_path / "node") as node:
-        client = faulty_client(node.url, faults)
+    with NodeServer(tmp_path / "node") as node, faulty_client(node.url, faults) as client:
         with pytest.raises(KitError):
             cluster.apply(cluster.plan(load_project(project_dir), client), client)
         faults.drop_before = lambda i, m, p: False
