@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,6 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, no
       oskit serve --models models/ --port 8765
       curl -s localhost:8765/health
     """
-    import os
-
     import uvicorn
 
     from kit.serve.app import CONFIG_ENV, config_to_env, create_app
@@ -121,6 +120,10 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, no
     config = load_serve_config(models_path, device=device)
     if no_warmup:
         config = config.model_copy(update={"warmup": False})
+    if workers > 1:  # share the cores out: N processes × (all cores each) oversubscribes the CPU
+        share = max(1, (os.cpu_count() or 2) // workers)
+        config = config.model_copy(update={"decode_threads": config.decode_threads or max(2, share),
+                                           "torch_threads": config.torch_threads or share})
     click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s))", err=True)
     kwargs: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "timeout_graceful_shutdown": 10}
     if workers == 1:

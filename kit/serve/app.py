@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -96,9 +97,18 @@ class Runtime:
         self.captioner = Captioner(config.captions)
         self.ready = False
         self.started_at = 0.0
+        self.decode_pool: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         cfg = self.config
+        # A pool of our own for decoding: sized to the cores this process should use (with several
+        # workers each gets its share), not anyio's shared 40-thread default.
+        self.decode_pool = ThreadPoolExecutor(max_workers=cfg.decode_threads or os.cpu_count() or 2,
+                                              thread_name_prefix="decode")
+        if cfg.torch_threads:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)
         if cfg.clip is not None:
             from kit.serve.clip import ClipEngine, load_open_clip, resolve_device
 
@@ -164,6 +174,9 @@ class Runtime:
         for batcher in self.batchers():
             await batcher.stop()
         await self.captioner.stop()
+        if self.decode_pool is not None:
+            self.decode_pool.shutdown(wait=False)
+            self.decode_pool = None
         self.ready = False
 
     def describe(self) -> dict[str, Any]:
@@ -250,7 +263,8 @@ def create_app(config: ServeConfig) -> Starlette:
         assert rt.image_batcher is not None and rt.clip is not None
         async with rt.image_batcher.slot():
             try:
-                pixels = await anyio.to_thread.run_sync(preprocess, data, rt.clip.image_size, config.max_image_pixels)
+                pixels = await asyncio.get_running_loop().run_in_executor(
+                    rt.decode_pool, preprocess, data, rt.clip.image_size, config.max_image_pixels)
             except BadImage:
                 rt.metrics.inc("oskit_serve_images_total", {"outcome": "bad"})
                 raise

@@ -113,6 +113,8 @@ class ServeConfig(_Strict):
     max_image_pixels: int = Field(64_000_000, ge=1)
     max_texts: int = Field(256, ge=1)
     warmup: bool = True
+    decode_threads: int | None = Field(None, ge=1, le=256)  # image preprocessing threads; None = CPU count
+    torch_threads: int | None = Field(None, ge=1, le=256)  # torch intra-op threads; None = torch's default
     sources: list[str] = Field(default_factory=list)
 
 

@@ -77,3 +77,21 @@ def test_missing_env_without_default(tmp_path: Path) -> None:
     _write(tmp_path, "clip.yaml", "serve:\n  kind: clip\n  open_clip: {model: '${env:OSKIT_CLIP_ARCH}'}\n")
     with pytest.raises(ConfigError, match="OSKIT_CLIP_ARCH is not set"):
         load_serve_config(tmp_path)
+
+
+def test_config_travels_to_workers_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``oskit serve --workers N``: each uvicorn worker rebuilds the same config (API key included)."""
+    from kit.serve.app import CONFIG_ENV, config_to_env, create_app_from_env
+    from kit.serve.config import CaptionsConfig, ClipConfig, ServeConfig
+
+    cfg = ServeConfig(clip=ClipConfig(model="ViT-B-32", pretrained="/w.pt"), device="cpu", torch_threads=2,
+                      captions=CaptionsConfig(url="http://x/v1", model="m", api_key="sk-1"))
+    monkeypatch.setenv(CONFIG_ENV, config_to_env(cfg))
+    app = create_app_from_env()  # builds the app; models load only in its lifespan
+    again = app.state.runtime.config
+    assert again == cfg and again.captions.api_key.get_secret_value() == "sk-1"
+    monkeypatch.delenv(CONFIG_ENV)
+    from kit.errors import ServeError
+
+    with pytest.raises(ServeError, match=CONFIG_ENV):
+        create_app_from_env()
