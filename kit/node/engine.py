@@ -1044,7 +1044,14 @@ class Engine:
             elif kind in ("index", "create"):
                 pid = meta.get("pipeline", default_pipeline)
                 known = self.indices.get(index)
-                if pid is not None or (known is not None and (
+                if known is None and pid is None:
+                    # an index created by this request may get a default pipeline from a template
+                    try:
+                        with self.lock:
+                            known = self._target_for_write(index)
+                    except ApiError as exc:
+                        err = exc
+                if err is None and pid is not None or (known is not None and (
                         known.settings.get("index.default_pipeline") not in (None, "_none")
                         or known.settings.get("index.final_pipeline"))):
                     try:

@@ -46,3 +46,14 @@ def test_errors_have_real_types(client: OpenSearch) -> None:
     with pytest.raises(RequestError) as e3:
         client.search(index="x", body={"query": {"nope": {}}})
     assert e3.value.error == "parsing_exception"
+
+
+def test_session_node_fixture_serves_opensearch_py(node: Any) -> None:
+    c = OpenSearch(node.url)
+    name = "session-fixture-smoke"
+    if c.indices.exists(index=name):
+        c.indices.delete(index=name)
+    c.indices.create(index=name)
+    c.index(index=name, id="1", body={"x": 1}, refresh=True)
+    assert c.count(index=name)["count"] == 1
+    c.indices.delete(index=name)

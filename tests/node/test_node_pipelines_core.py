@@ -83,3 +83,12 @@ def test_search_pipeline_request_processor_applies(n: AsgiNode) -> None:
     assert sorted(h["_id"] for h in res["hits"]["hits"]) == ["1", "2"]
     r = n.request("POST", "/h/_search", {"query": {"match_all": {}}}, params={"search_pipeline": "missing"})
     assert r.status_code == 404 or r.status_code == 400
+
+
+def test_template_default_pipeline_applies_to_auto_created_index_in_bulk(n: AsgiNode) -> None:
+    n.ok("PUT", "/_ingest/pipeline/tag", {"processors": [{"set": {"field": "tagged", "value": True}}]})
+    n.ok("PUT", "/_index_template/t", {"index_patterns": ["auto-*"],
+                                      "template": {"settings": {"index.default_pipeline": "tag"}}})
+    res = n.ok("POST", "/_bulk", raw='{"index": {"_index": "auto-1", "_id": "1"}}\n{"a": 1}\n')
+    assert res["errors"] is False
+    assert n.ok("GET", "/auto-1/_doc/1")["_source"] == {"a": 1, "tagged": True}
