@@ -70,19 +70,24 @@ def validate(project_dir: Path, env: str | None, spec_dir: Path | None, no_spec:
 @connection_options
 @json_option
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 3 when there are changes (0 none, 1 error).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also save the plan (JSON, no secrets) for `oskit apply --plan FILE`.")
 @verbose_option
-def plan(project_dir: Path, env: str | None, conn: dict[str, Any], as_json: bool, detailed_exitcode: bool) -> None:
+def plan(project_dir: Path, env: str | None, conn: dict[str, Any], as_json: bool, detailed_exitcode: bool,
+         out: Path | None) -> None:
     """Show what apply would change, in order. Reads the cluster, never writes.
 
     \b
     Example:
-      oskit plan --url http://127.0.0.1:9200 --detailed-exitcode
+      oskit plan --url http://127.0.0.1:9200 --detailed-exitcode --out plan.json
     """
     import kit.cluster as cluster
     from kit.render import render_json, render_plan
 
     project = _load(project_dir, env)
     result = cluster.plan(project, _connect(conn)).to_dict()
+    if out is not None:
+        out.write_text(render_json(result) + "\n", encoding="utf-8")
     click.echo(render_json(result) if as_json else render_plan(result))
     if detailed_exitcode and not result["in_sync"]:
         sys.exit(EXIT_DRIFT)
@@ -95,10 +100,12 @@ def plan(project_dir: Path, env: str | None, conn: dict[str, Any], as_json: bool
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
 @click.option("--allow-destroy", is_flag=True, help="Allow changes that lose data (destroy, reindex of a non-empty index).")
 @click.option("--task-timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for each ML task.")
+@click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Apply only if the cluster still matches this saved plan (oskit plan --out); else PlanStale.")
 @json_option
 @verbose_option
 def apply(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool, allow_destroy: bool,
-          task_timeout: float, as_json: bool) -> None:
+          task_timeout: float, plan_file: Path | None, as_json: bool) -> None:
     """Converge the cluster to the project (settings → models → pipelines → indices).
 
     Idempotent and resumable: run it again after an interruption.
@@ -114,6 +121,11 @@ def apply(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool, a
     client = _connect(conn)
     the_plan = cluster.plan(project, client)
     shown = the_plan.to_dict()
+    if plan_file is not None:
+        from kit.cluster.plan import check_saved
+
+        check_saved(the_plan, plan_file)
+        yes = True  # the saved plan was the review
     if not as_json:
         click.echo(render_plan(shown, verb="apply"))
     if the_plan.in_sync:

@@ -21,11 +21,11 @@ from kit.cluster.diff import STATIC_INDEX_SETTINGS, FieldDiff, compare_exact, co
 from kit.cluster.state import LiveModel, LiveState, doc_count, read_state
 from kit.config.envsubst import mask
 from kit.config.loader import Project, version_tuple
-from kit.errors import Conflict
+from kit.errors import ConfigError, Conflict, PlanStale
 
 log = logging.getLogger("kit.cluster")
 
-__all__ = ["ACTIONS", "KINDS", "Change", "Plan", "plan", "destroy_plan"]
+__all__ = ["ACTIONS", "KINDS", "Change", "Plan", "check_saved", "plan", "destroy_plan"]
 
 ACTIONS = ("create", "update", "replace", "redeploy", "reindex", "destroy")
 KINDS = ("cluster-settings", "model-group", "connector", "model", "ingest-pipeline", "search-pipeline",
@@ -88,6 +88,26 @@ class Plan:
             "changes": [c.to_dict(self.desired.secrets) for c in self.changes],
             "notes": mask(list(self.notes), self.desired.secrets),
         }
+
+
+def check_saved(current: Plan, saved_file: Any) -> None:
+    """Raise :class:`PlanStale` unless ``current`` (made just now) equals a plan saved by ``oskit plan --out``:
+    same project, same cluster state fingerprint, same changes."""
+    import json
+    from pathlib import Path
+
+    try:
+        saved = json.loads(Path(saved_file).read_text(encoding="utf-8"))
+        fingerprint = saved["fingerprint"]
+        changes = [(c["action"], c["kind"], c["name"]) for c in saved["changes"]]
+        project = saved["project"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{saved_file}: not a saved oskit plan ({exc})",
+                          hint="write one with oskit plan --out FILE") from None
+    now = [(c.action, c.kind, c.name) for c in current.changes]
+    if project != current.project.name or fingerprint != current.fingerprint or changes != now:
+        raise PlanStale(f"the saved plan {saved_file} no longer matches the cluster and the project",
+                        hint="run oskit plan --out again and review it")
 
 
 def _connector_urls(desired: Desired) -> dict[str, list[str]]:

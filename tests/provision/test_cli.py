@@ -109,3 +109,20 @@ def test_plan_apply_diff_status_destroy(fresh_node: Any, serve_env: str, project
     assert "-   destroy   index" in res.stdout
     res = oskit("status", "--project", p, "--url", url)
     assert "  index            images         missing" in res.stdout
+
+
+def test_saved_plan_is_applied_only_while_it_still_holds(fresh_node: Any, serve_env: str, project_dir: Path,
+                                                          tmp_path: Path) -> None:
+    p, url, saved = str(project_dir), fresh_node.url, str(tmp_path / "plan.json")
+    assert oskit("plan", "--out", saved, "--project", p, "--url", url).exit_code == 0
+    assert oskit("apply", "--yes", "--project", p, "--url", url).exit_code == 0  # someone applied meanwhile
+    res = oskit("apply", "--plan", saved, "--project", p, "--url", url)
+    assert res.exit_code == 1
+    assert res.stderr == (f"error: the saved plan {saved} no longer matches the cluster and the project\n"
+                          "hint: run oskit plan --out again and review it\n")
+    edit(project_dir / "mappings/images.yaml", "index.number_of_replicas: 0", "index.number_of_replicas: 1")
+    assert oskit("plan", "--out", saved, "--project", p, "--url", url).exit_code == 0
+    res = oskit("apply", "--plan", saved, "--json", "--project", p, "--url", url)
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["result"]["applied"] == [{"action": "update", "kind": "index", "name": "images"}]
+    assert "sup3r" not in Path(saved).read_text()
