@@ -78,7 +78,9 @@ def _aws_kind(url: str) -> str | None:
 
 def detect(client: Client) -> Target:
     """GET / and the plugin list; the distribution also from the endpoint's host name."""
-    kind = _aws_kind(client.url) or ("aoss" if getattr(client, "aws_service", None) == "aoss" else None)
+    # SigV4 signing (--aws-region) means a managed service even behind a custom domain name.
+    service = getattr(client, "aws_service", None)
+    kind = _aws_kind(client.url) or {"aoss": "aoss", "es": "aos"}.get(service or "")
     if kind == "aoss":
         return Target(url=client.url, version="serverless", distribution="aoss")
     info = client.info()
