@@ -37,7 +37,7 @@ from kit.node.errors import (
 from kit.node.lexical import ExactPostings, TextPostings
 from kit.node.mapping import Mapping, version_tuple
 from kit.node.query import Hybrid, MatchAll, Query, parse_query
-from kit.node.routing import RawJSON, loads
+from kit.node.routing import RawJSON, dumps, loads
 from kit.node.storage import Storage
 from kit.node.vectors import VectorField
 
@@ -823,7 +823,7 @@ class Engine:
                                f"Preview of field's value: '{preview}'",
                                caused_by={"type": exc.type, "reason": exc.reason}) from None
         if source_json is None:
-            source_json = json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
+            source_json = dumps(stored).decode("utf-8")
         return _Prepared(doc_id, stored, source_json, values, vecs, new_props, stored is not source)
 
     def _apply(self, ix: IndexState, prep: _Prepared, *, op_type: str = "index",
@@ -1358,11 +1358,19 @@ class Engine:
             by_index: dict[int, list[int]] = {}
             for _, pos, rid in page:
                 by_index.setdefault(pos, []).append(rid)
+            src_param = _source_param(body.get("_source"), params)
             fetched: dict[tuple[int, int], tuple[str, int, int, str]] = {}
+            need_rows = src_param is not False or body.get("version") or params.get("version") == "true" \
+                or body.get("seq_no_primary_term") or params.get("seq_no_primary_term") == "true"
             for pos, rids in by_index.items():
-                for rid, row in self.store.sources(rids).items():
-                    fetched[(pos, rid)] = row
-        src_param = _source_param(body.get("_source"), params)
+                if need_rows:
+                    for rid, row in self.store.sources(rids).items():
+                        fetched[(pos, rid)] = row
+                else:  # ids are in memory: no storage read when no _source/version is asked for
+                    id_of = targets[pos].rid_to_id
+                    for rid in rids:
+                        if rid in id_of:
+                            fetched[(pos, rid)] = (id_of[rid], 0, 0, "")
         hits = []
         for s, pos, rid in page:
             row = fetched.get((pos, rid))
