@@ -86,6 +86,7 @@ class Faults:
 
     def __init__(self) -> None:
         self.log: list[tuple[str, str]] = []
+        self.requests: list[tuple[str, str, Any, Any]] = []  # method, path, params, body (bytes or str)
         self.drop_before: Callable[[int, str, str], bool] = lambda i, m, p: False
         self.drop_after: Callable[[int, str, str], bool] = lambda i, m, p: False
         self.fail_task: Callable[[str, dict[str, Any]], bool] = lambda p, body: False
@@ -114,6 +115,7 @@ def faulty_client(url: str, faults: Faults) -> Any:
             if is_write:
                 faults.writes += 1
             faults.log.append((method, path))
+            faults.requests.append((method, path, dict(params or {}), body))
             if is_write and faults.drop_before(index, method, path):
                 raise OSConnectionError("N/A", f"injected: connection dropped before {method} {path}", None)
             status, headers_out, data = super().perform_request(method, url, params, body, timeout=timeout,

@@ -44,13 +44,26 @@ def _shape(method: str, path: str) -> tuple[str, str]:
     return method, "/".join(parts)
 
 
-def test_the_write_list_matches_a_clean_apply(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
+def test_the_write_list_matches_a_clean_apply_and_every_request_fits_the_spec(
+        tmp_path: Path, serve_env: str, project_dir: Path, spec_dir: Path) -> None:
+    import json
+
+    from kit.spec import load_spec
+
     faults = Faults()
     with NodeServer(tmp_path / "node") as node:
         with faulty_client(node.url, faults) as client:
             cluster.apply(cluster.plan(load_project(project_dir), client), client)
+            cluster.status(load_project(project_dir), client)
     writes = [_shape(m, p) for m, p in faults.log if faults.writes_only(m, p)]
     assert writes == WRITES
+    spec = load_spec(spec_dir)
+    problems = []
+    for method, path, params, body in faults.requests:
+        decoded = json.loads(body) if body else None
+        problems += spec.validate_request(method, path, decoded, params)
+    assert problems == []
+    assert len(faults.requests) > 40
 
 
 @pytest.mark.parametrize("step", range(len(WRITES)), ids=[f"{i}-{m}-{p}" for i, (m, p) in enumerate(WRITES)])
