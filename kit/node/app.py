@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from kit.node.engine import INDEX_SETTING_DEFAULTS, Engine, nest
-from kit.node.errors import ApiError, bad_request, parsing_error
+from kit.node.errors import ApiError, bad_request, body_required, parsing_error
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
 
 __all__ = ["PLUGINS", "build_router", "create_app"]
@@ -172,7 +172,7 @@ def _body_obj(req: NodeRequest, *, required: bool = False) -> dict[str, Any]:
     data = req.json()
     if data is None:
         if required:
-            raise parsing_error("request body is required")
+            raise body_required()
         return {}
     if not isinstance(data, dict):
         raise parsing_error("request body must be a JSON object")
@@ -480,7 +480,7 @@ def unsupported_legacy_template(req: NodeRequest) -> dict[str, Any]:
 def _source_json(req: NodeRequest) -> tuple[dict[str, Any], str | None]:
     data = req.json()
     if data is None:
-        raise parsing_error("request body is required")
+        raise body_required()
     if not isinstance(data, dict):
         raise ApiError(400, "mapper_parsing_exception", "failed to parse",
                        caused_by={"type": "not_x_content_exception",

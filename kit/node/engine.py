@@ -28,6 +28,7 @@ from kit.node.analysis import analyzer
 from kit.node.errors import (
     ApiError,
     bad_request,
+    body_required,
     index_already_exists,
     not_found_index,
     parsing_error,
@@ -154,7 +155,7 @@ class ClusterSettings:
 
     def update(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise parsing_error("request body is required")
+            raise body_required()
         for key in body:
             if key not in ("persistent", "transient"):
                 raise bad_request(f"request body contains unknown field [{key}]" if False else
@@ -606,7 +607,7 @@ class Engine:
 
     def put_mapping(self, expr: str, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise parsing_error("request body is required")
+            raise body_required()
         for key in body:
             if key not in ("properties", "dynamic", "_source", "_meta", "date_detection", "numeric_detection",
                            "dynamic_templates", "_routing"):
@@ -626,7 +627,7 @@ class Engine:
 
     def put_settings(self, expr: str, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise parsing_error("request body is required")
+            raise body_required()
         raw = body.get("settings", body) if isinstance(body.get("settings"), dict) else body
         flat = normalise_index_settings(raw)
         with self.lock:
@@ -979,7 +980,7 @@ class Engine:
                           if_seq_no: int | None = None, if_primary_term: int | None = None,
                           source_filter: Any = None) -> tuple[dict[str, Any], int]:
         if not isinstance(body, dict):
-            raise parsing_error("request body is required")
+            raise body_required()
         for key in body:
             if key not in ("doc", "upsert", "doc_as_upsert", "detect_noop", "script", "scripted_upsert", "_source"):
                 raise parsing_error(f"[UpdateRequest] unknown field [{key}]")
@@ -1139,7 +1140,7 @@ class Engine:
     def mget(self, body: dict[str, Any], *, index: str | None = None, source_includes: Any = None,
              source_excludes: Any = None) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise parsing_error("request body is required")
+            raise body_required()
         reqs: list[dict[str, Any]] = []
         if "docs" in body:
             reqs = list(body["docs"])

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "ApiError",
     "bad_request",
+    "body_required",
     "index_already_exists",
     "json_parse_error",
     "mapper_parsing",
@@ -53,6 +54,11 @@ class ApiError(Exception):
 
     def __repr__(self) -> str:
         return f"ApiError({self.status}, {self.type!r}, {self.reason!r})"
+
+
+def body_required() -> ApiError:
+    """OpenSearch's answer to a missing request body (``OpenSearchParseException``)."""
+    return ApiError(400, "parse_exception", "request body is required")
 
 
 def bad_request(reason: str, **extra: Any) -> ApiError:
