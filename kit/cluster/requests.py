@@ -109,6 +109,20 @@ def planned_requests(desired: Desired) -> list[PlannedRequest]:
     return out
 
 
+_VALIDATED: dict[tuple[int, str, str, str, str], list[str]] = {}
+
+
+def _validate_cached(spec: Any, req: PlannedRequest) -> list[str]:
+    """Spec validation is slow for large mappings (seconds for multi-field text fields); the answer for the
+    same spec and the same request never changes, so it is kept for the process."""
+    from kit.cluster.desired import canonical_json
+
+    key = (id(spec), req.method, req.path, canonical_json(req.body), canonical_json(req.params))
+    if key not in _VALIDATED:
+        _VALIDATED[key] = list(spec.validate_request(req.method, req.path, req.body, req.params))
+    return _VALIDATED[key]
+
+
 def default_spec_dir(project_root: Path) -> Path | None:
     env = os.environ.get("OSKIT_SPEC_DIR")
     candidates = [Path(env)] if env else []
@@ -148,7 +162,7 @@ def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec
         used_dir = str(directory)
         for req in requests:
             checked += 1
-            for p in spec.validate_request(req.method, req.path, req.body, req.params):
+            for p in _validate_cached(spec, req):
                 problems.append((req.source, "", f"request does not fit the OpenSearch API spec: {p}",
                                  "fix the field, or report a spec gap (kit/spec.py ALLOW_LIST)"))
     if problems:
