@@ -12,13 +12,13 @@ import difflib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from kit.config.envsubst import ENV_REF, find_refs, malformed_refs
-from kit.config.schema import ClusterSpec, EnvironmentSpec, IndexSpec, ModelSpec, PipelineSpec, VERSION_RE
+from kit.config.envsubst import find_refs, malformed_refs
+from kit.config.schema import ClusterSpec, EnvironmentSpec, IndexSpec, ModelSpec, PipelineSpec
 from kit.errors import ConfigError
 
 log = logging.getLogger("kit.config")
