@@ -297,6 +297,7 @@ class IndexState:
             if not self.knn_enabled:
                 thr = 2**62  # index.knn false: exact search only, as the plugin does for flat fields
             vf = self._vectors[path] = VectorField(k["dimension"], k["space"], k["m"], k["ef_construction"], ef, thr)
+            vf.snapshot = self.engine.data_dir / "knn" / f"{self.uuid}.{path}"
         return vf
 
     def ensure_loaded(self) -> None:
@@ -306,6 +307,12 @@ class IndexState:
         store = self.engine.store
         vec_paths = list(self.mapping.vector_fields())
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {p: ([], []) for p in vec_paths}
+        # a saved graph covers the rids it holds (immutable doc versions): only newer rids are added
+        in_graph: dict[str, set[int]] = {}
+        for p in vec_paths:
+            rids = self.vectors(p).load_snapshot()
+            if rids is not None:
+                in_graph[p] = set(rids.tolist())
         for rid, doc_id, version, seq_no, src in store.iter_docs(self.uuid):
             self.seq_no = max(self.seq_no, seq_no)
             self.docs[doc_id] = (rid, version, seq_no)
@@ -314,15 +321,26 @@ class IndexState:
                 values, vecs, _new = self.mapping.parse(loads(src), doc_id)
                 self._index_values(rid, values)
                 for path, raw in vecs.items():
-                    if path in pending:
-                        pending[path][0].append(rid)
-                        pending[path][1].append(self.vectors(path).prepare(raw, path))
+                    if path not in pending:
+                        continue
+                    if path in in_graph and rid in in_graph[path]:
+                        self.present.setdefault(path, set()).add(rid)
+                        continue
+                    pending[path][0].append(rid)
+                    pending[path][1].append(self.vectors(path).prepare(raw, path))
             except ApiError as exc:  # should not happen: it was valid when written
                 log.warning("index %s doc %s no longer parses: %s", self.name, doc_id, exc.reason)
+        for path, graph_rids in in_graph.items():
+            vf = self.vectors(path)
+            for rid in graph_rids - set(self.rid_to_id):  # deleted or replaced since the snapshot
+                vf.remove(rid)
         self.seq_no = max(self.seq_no, int(store.kv_get("seq_no", self.uuid) or -1))
         for path in vec_paths:
             # vectors kept apart only when the stored _source leaves them out (mapping _source excludes)
             for rid, blob in store.iter_vectors(self.uuid, path):
+                if path in in_graph and rid in in_graph[path]:
+                    self.present.setdefault(path, set()).add(rid)
+                    continue
                 pending[path][0].append(rid)
                 pending[path][1].append(np.frombuffer(blob, dtype=np.float32))
             rids, arrs = pending[path]
@@ -571,7 +589,8 @@ class Engine:
             for ix in targets:
                 self.store.delete_index(ix.name, ix.uuid)
                 for vf in ix._vectors.values():
-                    vf.close()
+                    vf.close(save=False)
+                    vf.discard_snapshot()
                 self.indices.pop(ix.name, None)
         return {"acknowledged": True}
 
@@ -694,6 +713,9 @@ class Engine:
                         del ix.aliases[a]
                 elif kind == "remove_index":
                     self.store.delete_index(ix.name, ix.uuid)
+                    for vf in ix._vectors.values():
+                        vf.close(save=False)
+                        vf.discard_snapshot()
                     self.indices.pop(ix.name, None)
                     continue
                 ix.save()

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ _BUILD_THREADS = 1
 # searched exactly grows past _MAX_TAIL (then exact search would get slow, so the graph catches up).
 _INGEST_QUIET_S = 1.0
 _MAX_TAIL = 50_000
+_SNAPSHOT_EVERY = 20_000  # save the graph after this many new graph vectors (and at close)
 _LIVE: "weakref.WeakSet[VectorField]" = weakref.WeakSet()
 
 
@@ -95,15 +98,22 @@ class VectorField:
         self._worker: threading.Thread | None = None
         self._stop = False
         self._urgent = False
+        self.snapshot: Path | None = None  # where the graph is saved (set by the engine)
+        self._saved_gn = 0
         self._last_write = 0.0
         _LIVE.add(self)
 
-    def close(self) -> None:
-        """Stop the graph thread (after its current batch)."""
+    def close(self, save: bool = True) -> None:
+        """Stop the graph thread (after its current batch) and save the graph snapshot."""
         self._stop = True
         w = self._worker
         if w is not None and w is not threading.current_thread():
             w.join()
+        if save:
+            try:
+                self.save()
+            except (RuntimeError, OSError) as exc:  # a snapshot is only a cache: never fail a shutdown on it
+                log.warning("could not save the k-NN graph snapshot: %s", exc)
 
     # ------------------------------------------------------------------ writing
     def prepare(self, values: Any, field: str) -> np.ndarray:
@@ -232,6 +242,8 @@ class VectorField:
             with self._glock:
                 self._graph.add(batch)
                 self._gn += take
+            if self._gn - self._saved_gn >= _SNAPSHOT_EVERY and self._gn == self._base + self._buf_n:
+                self.save()
             with self._lock:
                 drop = self._gn - self._base
                 # compact the buffer only now and then: a memmove per batch would cost O(buffer)
@@ -243,6 +255,70 @@ class VectorField:
                     self._base = self._gn
                     if rest == 0 and self._buf.shape[0] > 16384:
                         self._buf = np.zeros((1024, self.dim), dtype=np.float32)
+
+    # ------------------------------------------------------------------ graph snapshots
+    # The graph is a cache of SQLite's vectors: a snapshot saves rebuilding it on restart. Rids are
+    # never reused, so a stale snapshot is still right for the rids it holds; the engine marks rids
+    # deleted since as dead and adds newer ones (always larger rids) on top.
+    def save(self) -> None:
+        """Write the graph and its rids (atomically) to ``snapshot``; no-op without a graph or a path."""
+        if self.snapshot is None:
+            return
+        import faiss
+
+        with self._glock:
+            g, gn = self._graph, self._gn
+            if g is None or gn == 0 or gn == self._saved_gn:
+                return
+            rids = self._rids[:gn].copy()
+            self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+            tmp_graph = self.snapshot.with_suffix(".faiss.tmp")
+            tmp_rids = self.snapshot.with_suffix(".rids.tmp")
+            faiss.write_index(g, str(tmp_graph))
+        with open(tmp_rids, "wb") as fh:
+            np.save(fh, rids)
+        # rids first: a graph file is only ever paired with rids at least as long as itself
+        os.replace(tmp_rids, self.snapshot.with_suffix(".rids.npy"))
+        os.replace(tmp_graph, self.snapshot.with_suffix(".faiss"))
+        self._saved_gn = gn
+
+    def load_snapshot(self) -> np.ndarray | None:
+        """Adopt a saved graph (before any add); returns its rids (all alive until told otherwise)."""
+        if self.snapshot is None:
+            return None
+        gpath, rpath = self.snapshot.with_suffix(".faiss"), self.snapshot.with_suffix(".rids.npy")
+        if not gpath.exists() or not rpath.exists():
+            return None
+        import faiss
+
+        try:
+            g = faiss.read_index(str(gpath))
+            rids = np.load(rpath)
+        except (RuntimeError, OSError, ValueError) as exc:
+            log.warning("ignoring unreadable k-NN graph snapshot %s: %s", gpath, exc)
+            return None
+        n = int(g.ntotal)
+        if g.d != self.dim or rids.shape[0] < n:
+            log.warning("ignoring k-NN graph snapshot %s: it does not match the field", gpath)
+            return None
+        rids = rids[:n].astype(np.int64)
+        with self._lock, self._glock:
+            g.hnsw.efConstruction = self.ef_construction
+            self._graph = g
+            self._gn = self._saved_gn = self._n = self._live = self._base = n
+            self._rids = np.zeros(max(n, 1024), dtype=np.int64)
+            self._rids[:n] = rids
+            self._alive = np.zeros(max(n, 1024), dtype=bool)
+            self._alive[:n] = True
+        return rids
+
+    def discard_snapshot(self) -> None:
+        if self.snapshot is not None:
+            for suffix in (".faiss", ".rids.npy"):
+                try:
+                    os.remove(self.snapshot.with_suffix(suffix))
+                except FileNotFoundError:
+                    pass
 
     def wait_for_graph(self, timeout: float | None = None) -> None:
         """Block until every vector is in the graph (``_plugins/_knn/warmup``, benchmarks, tests)."""
