@@ -6,10 +6,11 @@ kit.demo) and renders its result: data on stdout (tables, ``--json``), progress 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -31,10 +32,16 @@ def _stderr() -> Any:
     return Console(file=sys.stderr, highlight=False)
 
 
-def _client(conn: dict[str, Any]) -> Any:
+@contextlib.contextmanager
+def _client(conn: dict[str, Any]) -> Iterator[Any]:
+    """A connection for one command, closed when it ends."""
     from kit.cluster.client import connect
 
-    return connect(**conn)
+    client = connect(**conn)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 # ------------------------------------------------------------------------------------------- ingest
@@ -92,9 +99,10 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
 
         bar.start()
     try:
-        result = run_ingest(_client(conn), list(paths), index=index, metadata=metadata_file, workers=workers,
-                            batch=batch, report=report, progress=progress_cb, skip_existing=not reindex,
-                            max_bytes=max_bytes)
+        with _client(conn) as client:
+            result = run_ingest(client, list(paths), index=index, metadata=metadata_file, workers=workers,
+                                batch=batch, report=report, progress=progress_cb, skip_existing=not reindex,
+                                max_bytes=max_bytes)
     finally:
         if bar is not None:
             bar.stop()
@@ -170,13 +178,15 @@ def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> No
 @click.option("--prompt-template", default="a picture of a {term}", show_default=True,
               help="Wraps single-word queries for CLIP; '' disables.")
 @click.option("--index", default="images", show_default=True)
+@click.option("--search-pipeline", default=None, help="Search pipeline to use instead of the index's default.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML gallery with thumbnails.")
 @json_option
 @connection_options
 @verbose_option
 def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...], all_terms: bool,
-           prompt_template: str, index: str, html_file: Path | None, as_json: bool, conn: dict[str, Any]) -> None:
+           prompt_template: str, index: str, search_pipeline: str | None, html_file: Path | None, as_json: bool,
+           conn: dict[str, Any]) -> None:
     """Search images by text.
 
     \b
@@ -188,9 +198,10 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
     """
     from kit.search import search as run_search
 
-    result = run_search(_client(conn), query, index=index, k=k, mode=mode, field=field_, filters=list(filters),
-                        prompt_template=prompt_template or None, all_terms=all_terms,
-                        thumbnails=html_file is not None)
+    with _client(conn) as client:
+        result = run_search(client, query, index=index, k=k, mode=mode, field=field_, filters=list(filters),
+                            prompt_template=prompt_template or None, all_terms=all_terms,
+                            thumbnails=html_file is not None, search_pipeline=search_pipeline)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -223,8 +234,9 @@ def similar(photo: Path, k: int, filters: tuple[str, ...], bands_file: Path | No
     from kit.similar import similar as run_similar
 
     bands = Bands.load(bands_file) if bands_file else Bands.default(project_dir)
-    result = run_similar(_client(conn), photo, index=index, k=k, bands=bands, filters=list(filters),
-                         thumbnails=html_file is not None)
+    with _client(conn) as client:
+        result = run_similar(client, photo, index=index, k=k, bands=bands, filters=list(filters),
+                             thumbnails=html_file is not None)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -259,10 +271,13 @@ def render_report(report: Any) -> Any:
               "default tags,vector,hybrid). The first vector-backed one is the primary for thresholds.")
 @click.option("-k", "ks", default="10,30", show_default=True, help="Cut-offs, comma-separated.")
 @click.option("--fail-under", "fail_under", multiple=True, metavar="[MODE:][GROUP:]METRIC[@K]=VALUE",
-              help="Exit 1 when a metric is below VALUE, e.g. map=0.5, hybrid:map@30=0.6, image:r@1=0.95.")
+              help="Exit 1 when a metric is below VALUE, e.g. map=0.5, hybrid:map@30=0.6, image:r@1=0.95 "
+              "(group text+ocr unless named).")
 @click.option("--prompt-template", default="a picture of a {term}", show_default=True,
               help="Template for single-word queries; rows are shown with and without it. '' = none.")
 @click.option("--index", default=None, help="Index (default: the query file's, else images).")
+@click.option("--search-pipeline", default=None,
+              help="Evaluate this search pipeline instead of the index's default (e.g. other hybrid weights).")
 @click.option("--ingest", "do_ingest", is_flag=True,
               help="First ingest the set's images/ (with metadata.jsonl) next to the query file.")
 @click.option("--calibrate-bands", "bands_out", type=click.Path(dir_okay=False, path_type=Path),
@@ -273,7 +288,7 @@ def render_report(report: Any) -> Any:
 @connection_options
 @verbose_option
 def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tuple[str, ...], prompt_template: str,
-             index: str | None, do_ingest: bool, bands_out: Path | None, per_query_file: Path | None, as_json: bool,
+             index: str | None, search_pipeline: str | None, do_ingest: bool, bands_out: Path | None, per_query_file: Path | None, as_json: bool,
              conn: dict[str, Any]) -> None:
     """Measure search quality: P@k, R@k, F1@k and mAP per mode, text / OCR / photo queries.
 
@@ -289,30 +304,30 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
     thresholds = parse_thresholds(fail_under, kk)  # parse before the (slow) run so typos fail fast
     qs = load_queries(queries_file)
     configs = default_configs(modes_from(modes), prompt_template or None)
-    client = _client(conn)
-    idx = index or qs.index or "images"
-    if do_ingest:
-        from kit.evaluate import ingest_eval_set
+    with _client(conn) as client:
+        idx = index or qs.index or "images"
+        if do_ingest:
+            from kit.evaluate import ingest_eval_set
 
-        res = ingest_eval_set(client, qs, index=idx)
-        click.echo(f"ingested the evaluation images: {res.indexed} new, {res.skipped} already indexed, "
-                   f"{res.failed} failed", err=True)
-    report = evaluate(client, qs, index=idx, configs=configs, ks=kk)
-    if per_query_file:
-        per_query_file.parent.mkdir(parents=True, exist_ok=True)
-        per_query_file.write_text("".join(json.dumps(q) + "\n" for q in report.per_query), encoding="utf-8")
-    if as_json:
-        click.echo(json.dumps(report.to_json() if per_query_file is None else
-                              {k: v for k, v in report.to_json().items() if k != "queries"}, indent=2))
-    else:
-        _stdout().print(render_report(report))
-    if bands_out:
-        from kit.evaluate import calibrate_from_queries
+            res = ingest_eval_set(client, qs, index=idx)
+            click.echo(f"ingested the evaluation images: {res.indexed} new, {res.skipped} already indexed, "
+                       f"{res.failed} failed", err=True)
+        report = evaluate(client, qs, index=idx, configs=configs, ks=kk, search_pipeline=search_pipeline)
+        if per_query_file:
+            per_query_file.parent.mkdir(parents=True, exist_ok=True)
+            per_query_file.write_text("".join(json.dumps(q) + "\n" for q in report.per_query), encoding="utf-8")
+        if as_json:
+            click.echo(json.dumps(report.to_json() if per_query_file is None else
+                                  {k: v for k, v in report.to_json().items() if k != "queries"}, indent=2))
+        else:
+            _stdout().print(render_report(report))
+        if bands_out:
+            from kit.evaluate import calibrate_from_queries
 
-        bands = calibrate_from_queries(client, qs, index=idx)
-        bands.save(bands_out)
-        click.echo(f"wrote score bands to {bands_out}: identical ≥ {bands.identical}, near-identical ≥ "
-                   f"{bands.near_identical}, similar ≥ {bands.similar}", err=True)
+            bands = calibrate_from_queries(client, qs, index=idx)
+            bands.save(bands_out)
+            click.echo(f"wrote score bands to {bands_out}: identical ≥ {bands.identical}, near-identical ≥ "
+                       f"{bands.near_identical}, similar ≥ {bands.similar}", err=True)
     for line in check_thresholds(report, thresholds):
         click.echo(f"ok: {line}", err=True)
 

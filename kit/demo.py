@@ -231,10 +231,13 @@ def run_demo(
     data_dir: str | Path | None = None,
     events: Events | None = None,
     stop: threading.Event | None = None,
+    stack: LocalStack | None = None,
 ) -> dict[str, Any]:
     """Run the demo; returns a summary (``ingest``, ``searches``, ``eval``, ``url``).
 
-    With ``serve`` it blocks serving the search page until ``stop`` is set or Ctrl-C.
+    With ``serve`` it blocks serving the search page until ``stop`` is set or Ctrl-C. A running
+    ``stack`` (project already applied) is used as it is and left running; otherwise one is started
+    and stopped at the end.
     """
     from kit.evaluate import default_configs, evaluate, ingest_eval_set, load_queries
     from kit.ingest import ingest
@@ -246,13 +249,16 @@ def run_demo(
     project = Path(project_dir)
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="oskit-demo-"))
     data.mkdir(parents=True, exist_ok=True)
-    emit("step", {"message": "starting the model server and the embedded node, applying the project"})
-    t0 = time.perf_counter()
-    stack = start_stack(project, data)
-    summary: dict[str, Any] = {"node": stack.node_url, "model_server": stack.model_server_url}
-    try:
+    owned = stack is None
+    if stack is None:
+        emit("step", {"message": "starting the model server and the embedded node, applying the project"})
+        t0 = time.perf_counter()
+        stack = start_stack(project, data)
         emit("step", {"message": f"node {stack.node_url}, model server {stack.model_server_url} "
                                  f"(ready in {time.perf_counter() - t0:.1f}s)"})
+    summary: dict[str, Any] = {"node": stack.node_url, "model_server": stack.model_server_url}
+    ui: ServerThread | None = None
+    try:
         samples = write_samples(data / "samples", n_images)
         emit("step", {"message": f"generated {n_images} sample images in {samples / 'images'}"})
         qs = load_queries(samples / "queries.yaml")
@@ -290,7 +296,6 @@ def run_demo(
         summary["eval"] = {k: v for k, v in report.to_json().items() if k != "queries"}
 
         ui = ServerThread(create_ui_app(stack.client, index="images", bands=bands), port=port, name="search page")
-        stack.extra.append(ui)
         url = ui.start()
         summary["url"] = url
         emit("ready", {"url": url, "node": stack.node_url, "serving": serve})
@@ -303,4 +308,7 @@ def run_demo(
                 emit("step", {"message": "stopping"})
         return summary
     finally:
-        stack.stop()
+        if ui is not None:
+            ui.stop()
+        if owned:
+            stack.stop()

@@ -54,6 +54,8 @@ __all__ = [
 log = logging.getLogger("kit.evaluate")
 
 GROUPS = ("text", "ocr", "image")
+#: the aggregate row: the queries every mode answers (photo queries are vector-only, so they stay apart)
+ALL_TEXT = "text+ocr"
 _TYPE_FIELD = {"text": "image", "ocr": "ocr_text", "image": "image"}
 
 
@@ -265,7 +267,7 @@ class EvalReport:
     per_query: list[dict[str, Any]]
     primary: str
 
-    def row(self, config: str, group: str = "all") -> EvalRow | None:
+    def row(self, config: str, group: str = ALL_TEXT) -> EvalRow | None:
         return next((r for r in self.rows if r.config == config and r.group == group), None)
 
     def metric_names(self) -> list[str]:
@@ -285,7 +287,7 @@ class EvalReport:
 
 def _applies(cfg: EvalConfig, q: Query) -> bool:
     """Image queries are similar-photo searches: vector configs only (the template does not touch them,
-    so both vector rows show the same image numbers, keeping each row's "all" over the same queries)."""
+    so both vector rows show the same image numbers)."""
     return q.type != "image" or cfg.mode == "vector"
 
 
@@ -297,8 +299,13 @@ def evaluate(
     configs: Sequence[EvalConfig] | None = None,
     ks: Sequence[int] = (10, 30),
     progress: Callable[[int, int], None] | None = None,
+    search_pipeline: str | None = None,
 ) -> EvalReport:
-    """Run every query under every config and aggregate by query group and overall."""
+    """Run every query under every config and aggregate by query group and over all text queries.
+
+    ``search_pipeline`` evaluates another search pipeline than the index's default (e.g. other
+    hybrid weights); it must carry the neural_query_enricher too.
+    """
     from kit.similar import similar
 
     ks = sorted({int(k) for k in ks})
@@ -323,7 +330,7 @@ def evaluate(
         else:
             assert q.text is not None
             hits = search(client, q.text, index=idx, k=depth, mode=cfg.mode, field=q.field,
-                          prompt_template=cfg.template).hits
+                          prompt_template=cfg.template, search_pipeline=search_pipeline).hits
         rel = set(q.relevant)
         flags = [is_relevant(h, rel) for h in hits]
         m = query_metrics(flags, len(rel), ks)
@@ -332,7 +339,7 @@ def evaluate(
                           "positives": len(rel), "found": sum(flags),
                           "metrics": {k: round(v, 4) for k, v in m.items()},
                           "top": [h.source.get("file_name") or h.id for h in hits[:3]]})
-        for group in (q.group, "all"):
+        for group in (q.group, ALL_TEXT) if q.type != "image" else (q.group,):
             acc = sums.setdefault((cfg.name, group), {})
             for key, v in m.items():
                 acc[key] = acc.get(key, 0.0) + v
@@ -340,7 +347,7 @@ def evaluate(
         if progress:
             progress(n, len(jobs))
     rows: list[EvalRow] = []
-    for group in (*GROUPS, "all"):
+    for group in (*GROUPS, ALL_TEXT):
         for cfg in configs:
             key = (cfg.name, group)
             if key not in counts:
@@ -362,12 +369,13 @@ def evaluate(
 @dataclass(frozen=True)
 class Threshold:
     """``[selector:]…metric[@k]=value``: selectors are a mode (tags, vector, hybrid) and/or a group
-    (text, ocr, image, all); the mode defaults to the report's primary config, the group to ``all``."""
+    (text, ocr, image, text+ocr); the mode defaults to the report's primary config, the group to
+    ``text+ocr`` (every text and OCR query)."""
 
     metric: str  # normalised, e.g. "mAP@30", "R@1"
     value: float
     mode: str | None = None
-    group: str = "all"
+    group: str = ALL_TEXT
     text: str = ""
 
 
@@ -399,16 +407,16 @@ def parse_thresholds(items: Iterable[str], ks: Sequence[int]) -> list[Threshold]
         if not (name == "R" and k == 1) and k not in ks:
             raise EvalError(f"threshold {item!r} uses k={k}, which is not evaluated",
                             hint=f"add it to -k (now {','.join(map(str, ks))})")
-        mode, group = None, "all"
+        mode, group = None, ALL_TEXT
         for sel in selectors:
             sel = sel.strip()
             if sel in MODES:
                 mode = sel
-            elif sel in (*GROUPS, "all"):
+            elif sel in (*GROUPS, ALL_TEXT):
                 group = sel
             else:
                 raise EvalError(f"unknown selector {sel!r} in threshold {item!r}",
-                                hint=f"modes: {', '.join(MODES)}; groups: {', '.join(GROUPS)}, all")
+                                hint=f"modes: {', '.join(MODES)}; groups: {', '.join((*GROUPS, ALL_TEXT))}")
         out.append(Threshold(f"{name}@{k}", value, mode, group, item))
     return out
 
@@ -462,7 +470,7 @@ def ks_from(text: str | Sequence[int]) -> list[int]:
     return ks
 
 
-def summarise(report: EvalReport, group: str = "all") -> dict[str, dict[str, float]]:
+def summarise(report: EvalReport, group: str = ALL_TEXT) -> dict[str, dict[str, float]]:
     """``{config: metrics}`` for one group (handy for JSON and tests)."""
     return {r.config: r.metrics for r in report.rows if r.group == group}
 

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -225,17 +226,19 @@ def build_search(
 
 
 class _IndexInfo:
-    """Per-(cluster, index) cache of the mapping and the default search pipeline (read once)."""
+    """Per-client cache of each index's mapping and default search pipeline (read once).
+
+    Keyed weakly by the client object, so a closed client's entries go with it (ids can be reused)."""
 
     _lock = threading.Lock()
-    _cache: dict[tuple[int, str], tuple[dict[str, Any], str | None]] = {}
+    _cache: "weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[str, Any], str | None]]]" = weakref.WeakKeyDictionary()
 
     @classmethod
     def get(cls, client: Any, index: str) -> tuple[dict[str, Any], str | None]:
-        key = (id(client), index)
         with cls._lock:
-            if key in cls._cache:
-                return cls._cache[key]
+            known = cls._cache.get(client, {}).get(index)
+        if known is not None:
+            return known
         try:
             resp = client.request("GET", f"/{index}")
         except NotFound:
@@ -249,7 +252,7 @@ class _IndexInfo:
         pipeline = (settings.get("search") or {}).get("default_pipeline") or settings.get("search.default_pipeline")
         info = (mapping, pipeline if pipeline not in (None, "_none") else None)
         with cls._lock:
-            cls._cache[key] = info
+            cls._cache.setdefault(client, {})[index] = info
         return info
 
     @classmethod
@@ -258,8 +261,7 @@ class _IndexInfo:
             if client is None:
                 cls._cache.clear()
             else:
-                for key in [k for k in cls._cache if k[0] == id(client)]:
-                    del cls._cache[key]
+                cls._cache.pop(client, None)
 
 
 def forget_index_info(client: Any | None = None) -> None:
@@ -326,7 +328,7 @@ def search(
     return run_query(client, index, body, search_pipeline=search_pipeline, query_text=text, mode=mode, field=field)
 
 
-_HYBRID_OK: set[tuple[int, str]] = set()
+_HYBRID_OK: "weakref.WeakKeyDictionary[Any, set[str]]" = weakref.WeakKeyDictionary()
 
 
 def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> None:
@@ -334,8 +336,7 @@ def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> Non
         raise KitError(f"hybrid search needs a search pipeline with a normalization-processor; index {index!r} "
                        "has no default search pipeline",
                        hint="`oskit apply` sets one (pipelines/images-search.yaml), or pass --search-pipeline")
-    key = (id(client), pipeline)
-    if key in _HYBRID_OK:
+    if pipeline in _HYBRID_OK.get(client, set()):
         return
     try:
         resp = client.request("GET", f"/_search/pipeline/{pipeline}")
@@ -347,7 +348,7 @@ def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> Non
     if not names & {"normalization-processor", "score-ranker-processor"}:
         raise KitError(f"search pipeline {pipeline!r} has no normalization-processor, so hybrid scores would "
                        "be meaningless", hint="add one to the pipeline (see pipelines/images-search.yaml)")
-    _HYBRID_OK.add(key)
+    _HYBRID_OK.setdefault(client, set()).add(pipeline)
 
 
 def short_metadata(source: Mapping[str, Any], limit: int = 4) -> str:

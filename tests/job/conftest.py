@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-N_SAMPLES = 24
+N_SAMPLES = 16
 
 
 @pytest.fixture(scope="session")

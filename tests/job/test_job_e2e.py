@@ -199,10 +199,10 @@ def test_eval_cli_thresholds_and_exit_codes(stack: Any, samples: Any, indexed: A
     ok = _oskit(stack, "eval", qfile, "--mode", "vector", "-k", "10", "--fail-under", "map=0.01")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[0].split() == ["queries", "config", "n", "R@1", "P@10", "R@10", "F1@10", "mAP@10"]
-    assert "ok: vector all mAP@10 = " in ok.stderr
+    assert "ok: vector text+ocr mAP@10 = " in ok.stderr
     missed = _oskit(stack, "eval", qfile, "--mode", "tags", "-k", "10", "--fail-under", "tags:map=1.01")
     assert missed.returncode == 1
-    assert missed.stderr.startswith("error: relevance below threshold: tags all mAP@10 = ")
+    assert missed.stderr.startswith("error: relevance below threshold: tags text+ocr mAP@10 = ")
     assert missed.stderr.rstrip().endswith("(threshold 1.01)\nhint: see the table above; lower --fail-under only "
                                            "if the drop is expected")
     typo = _oskit(stack, "eval", qfile, "--fail-under", "mapp=0.5")

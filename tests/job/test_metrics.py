@@ -76,8 +76,8 @@ def test_metric_input_errors() -> None:
 
 def _report() -> EvalReport:
     rows = [
-        EvalRow("vector", "vector", "all", 5, {"R@1": 0.9, "mAP@10": 0.6, "mAP@30": 0.62, "P@10": 0.3}),
-        EvalRow("tags", "tags", "all", 5, {"R@1": 0.2, "mAP@10": 0.3, "mAP@30": 0.31, "P@10": 0.1}),
+        EvalRow("vector", "vector", "text+ocr", 5, {"R@1": 0.9, "mAP@10": 0.6, "mAP@30": 0.62, "P@10": 0.3}),
+        EvalRow("tags", "tags", "text+ocr", 5, {"R@1": 0.2, "mAP@10": 0.3, "mAP@30": 0.31, "P@10": 0.1}),
         EvalRow("vector", "vector", "image", 2, {"R@1": 1.0, "mAP@10": 1.0, "mAP@30": 1.0, "P@10": 0.1}),
     ]
     return EvalReport(ks=[10, 30], rows=rows, per_query=[], primary="vector")
@@ -86,9 +86,9 @@ def _report() -> EvalReport:
 def test_thresholds_parse_and_check() -> None:
     ts = parse_thresholds(["map=0.5", "tags:p@10=0.05", "image:r@1=0.95"], [10, 30])
     assert [(t.metric, t.mode, t.group, t.value) for t in ts] == [
-        ("mAP@30", None, "all", 0.5), ("P@10", "tags", "all", 0.05), ("R@1", None, "image", 0.95)]
+        ("mAP@30", None, "text+ocr", 0.5), ("P@10", "tags", "text+ocr", 0.05), ("R@1", None, "image", 0.95)]
     passed = check_thresholds(_report(), ts)
-    assert passed[0] == "vector all mAP@30 = 0.6200 (threshold 0.5)"
+    assert passed[0] == "vector text+ocr mAP@30 = 0.6200 (threshold 0.5)"
 
 
 def test_thresholds_missed_lists_every_miss() -> None:
@@ -96,8 +96,8 @@ def test_thresholds_missed_lists_every_miss() -> None:
     with pytest.raises(ThresholdMissed) as exc:
         check_thresholds(_report(), ts)
     msg = str(exc.value)
-    assert "vector all mAP@30 = 0.6200 (threshold 0.7)" in msg
-    assert "tags all mAP@10 = 0.3000 (threshold 0.4)" in msg
+    assert "vector text+ocr mAP@30 = 0.6200 (threshold 0.7)" in msg
+    assert "tags text+ocr mAP@10 = 0.3000 (threshold 0.4)" in msg
     assert " P@10 " not in msg  # that one passed
 
 
