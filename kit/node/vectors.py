@@ -40,6 +40,7 @@ _INGEST_QUIET_S = 1.0
 _MAX_TAIL = 50_000
 _SNAPSHOT_EVERY = 20_000  # save the graph after this many new graph vectors (and at close)
 _LIVE: "weakref.WeakSet[VectorField]" = weakref.WeakSet()
+_omp_threads: dict[int, int] = {}
 
 
 @atexit.register
@@ -408,6 +409,11 @@ class VectorField:
 
         g = self._graph
         gn = self._gn
+        # one query is one OpenMP task: a parallel region would only add thread wake-ups (and stalls
+        # when cores are busy); the setting is per calling thread
+        if _omp_threads.get(threading.get_ident()) != 1:
+            faiss.omp_set_num_threads(1)
+            _omp_threads[threading.get_ident()] = 1
         alive = self._alive[: self._n]
         use = alive if mask is None else (alive & mask)
         params = faiss.SearchParametersHNSW()
