@@ -309,7 +309,7 @@ def cat_nodes(req: NodeRequest) -> Response:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     rows = [{"id": e.node_id if req.flag("full_id") else e.node_id[:4], "ip": "127.0.0.1", "heap.percent": 0,
              "ram.percent": 0, "cpu": 0, "load_1m": f"{load[0]:.2f}", "load_5m": f"{load[1]:.2f}",
-             "load_15m": f"{load[2]:.2f}", "node.role": "dimr", "node.roles": "cluster_manager,data,ingest,ml",
+             "load_15m": f"{load[2]:.2f}", "node.role": "dimr", "node.roles": "cluster_manager,data,ingest,remote_cluster_client",
              "cluster_manager": "*", "name": e.node_name}]
     return _cat(req, ["ip", "heap.percent", "ram.percent", "cpu", "load_1m", "load_5m", "load_15m", "node.role",
                       "node.roles", "cluster_manager", "name"], rows)
@@ -325,7 +325,7 @@ def nodes_info(req: NodeRequest) -> dict[str, Any]:
                 "extended_plugins": [], "has_native_controller": False} for p in PLUGINS]
     node = {"name": e.node_name, "transport_address": "127.0.0.1:9300", "host": "127.0.0.1", "ip": "127.0.0.1",
             "version": e.version, "build_type": "tar", "build_hash": "oskit-embedded-node",
-            "total_indexing_buffer": 0, "roles": ["cluster_manager", "data", "ingest", "ml", "remote_cluster_client"],
+            "total_indexing_buffer": 0, "roles": ["cluster_manager", "data", "ingest", "remote_cluster_client"],
             "attributes": {"shard_indexing_pressure_enabled": "true"},
             "os": {"name": platform.system(), "arch": platform.machine(), "available_processors": os.cpu_count() or 1,
                    "allocated_processors": os.cpu_count() or 1},
