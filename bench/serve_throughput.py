@@ -192,52 +192,91 @@ class Server:
         self.tmp.cleanup()
 
 
-async def served_run(url: str, bodies: list[bytes], clients: int) -> tuple[float, list[float], int]:
-    import httpx
+async def served_run(url: str, bodies: list[bytes], clients: int, kind: str = "raw") -> tuple[float, list[float], int]:
+    """``clients`` keep-alive connections posting ``bodies`` to ``/clip/embed``.
 
+    ``raw`` is a minimal HTTP/1.1 client on asyncio streams (pre-built requests, Content-Length
+    responses): on one machine the client's own CPU use would otherwise be counted against the
+    server. ``httpx`` uses httpx.AsyncClient instead.
+    """
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as c:
-        next_index = 0
+    next_index = 0
+    host, port = url.split("//", 1)[1].split(":")
 
-        async def worker() -> None:
-            nonlocal next_index, errors
+    async def raw_worker() -> None:
+        nonlocal next_index, errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
             while next_index < len(bodies):
                 i = next_index
                 next_index += 1
+                body = bodies[i]
+                head = (f"POST /clip/embed HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode()
                 t0 = time.perf_counter()
-                r = await c.post("/clip/embed", content=bodies[i], headers={"content-type": "application/json"})
+                writer.write(head + body)
+                await writer.drain()
+                status = await reader.readline()
+                length = 0
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.lower() == "content-length":
+                        length = int(value)
+                await reader.readexactly(length)
                 latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
+                if b" 200 " not in status:
                     errors += 1
+        finally:
+            writer.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
-        wall = time.perf_counter() - t0
+    async def httpx_worker(c: Any) -> None:
+        nonlocal next_index, errors
+        while next_index < len(bodies):
+            i = next_index
+            next_index += 1
+            t0 = time.perf_counter()
+            r = await c.post("/clip/embed", content=bodies[i], headers={"content-type": "application/json"})
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                errors += 1
+
+    t0 = time.perf_counter()
+    if kind == "raw":
+        await asyncio.gather(*(raw_worker() for _ in range(clients)))
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as c:
+            await asyncio.gather(*(httpx_worker(c) for _ in range(clients)))
+    wall = time.perf_counter() - t0
     return len(bodies) / wall, latencies, errors
 
 
-def _client_proc(url: str, bodies: list[bytes], clients: int, start_at: float) -> tuple[int, float, list[float], int]:
+def _client_proc(url: str, bodies: list[bytes], clients: int, start_at: float, kind: str) -> tuple[int, float, list[float], int]:
     """One client process: waits for the common start time, then runs ``clients`` connections."""
     time.sleep(max(0.0, start_at - time.time()))
     t0 = time.time()
-    _, lat, errors = asyncio.run(served_run(url, bodies, clients))
+    _, lat, errors = asyncio.run(served_run(url, bodies, clients, kind))
     return len(bodies), time.time() - t0 + (t0 - start_at if t0 > start_at else 0.0), lat, errors
 
 
-def served_multi(url: str, bodies: list[bytes], clients: int, procs: int) -> tuple[float, list[float], int]:
+def served_multi(url: str, bodies: list[bytes], clients: int, procs: int, kind: str) -> tuple[float, list[float], int]:
     """``clients`` connections spread over ``procs`` client processes (one Python client tops out
     at a few thousand requests/s, which would measure the client instead of the server)."""
     if procs <= 1:
-        return asyncio.run(served_run(url, bodies, clients))
+        return asyncio.run(served_run(url, bodies, clients, kind))
     from concurrent.futures import ProcessPoolExecutor
 
     start_at = time.time() + 2.0 + len(bodies) / 20000
     per = [bodies[i::procs] for i in range(procs)]
     conns = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     with ProcessPoolExecutor(procs) as pool:
-        results = list(pool.map(_client_proc, [url] * procs, per, conns, [start_at] * procs))
+        results = list(pool.map(_client_proc, [url] * procs, per, conns, [start_at] * procs, [kind] * procs))
     total = sum(r[0] for r in results)
     wall = max(r[1] for r in results)
     return total / wall, [x for r in results for x in r[2]], sum(r[3] for r in results)
@@ -258,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
     p.add_argument("--workers", type=int, default=1, help="oskit serve --workers")
     p.add_argument("--client-procs", type=int, default=None, help="client processes (default 1; --gpu: 4)")
+    p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client for the served run")
     p.add_argument("--latency-requests", type=int, default=40)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -297,9 +337,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     bodies = [json.dumps({"inputText": None, "inputImage": base64.b64encode(j).decode()}).encode() for j in jpegs]
     with Server(args, args.max_wait_ms) as server:
-        asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients))  # warm-up
-        served, lat, errors = served_multi(server.url, bodies, args.clients, args.client_procs)
-        _, seq_lat, _ = asyncio.run(served_run(server.url, bodies[: args.latency_requests], 1))
+        asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients, args.client))
+        served, lat, errors = served_multi(server.url, bodies, args.clients, args.client_procs, args.client)
+        _, seq_lat, _ = asyncio.run(served_run(server.url, bodies[: args.latency_requests], 1, args.client))
         metrics = __import__("httpx").get(server.url + "/metrics").text
     batch_line = [ln for ln in metrics.splitlines() if ln.startswith("oskit_serve_batch_size_sum")]
     count_line = [ln for ln in metrics.splitlines() if ln.startswith("oskit_serve_batch_size_count")]
@@ -309,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": args.device, "model": args.model, "random_weights": not args.pretrained, "precision": precision,
         "images": args.images, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": args.workers,
-        "client_procs": args.client_procs,
+        "client_procs": args.client_procs, "client": args.client,
         "offline_images_per_s": round(offline, 1),
         "served_images_per_s": round(served, 1),
         "served_over_offline": round(served / offline, 3),
