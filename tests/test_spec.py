@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +275,78 @@ def test_allow_list_entry_is_what_makes_the_request_valid(spec: Spec, spec_dir: 
 )
 def test_satisfies(version: str, range_: str, expected: bool) -> None:
     assert satisfies(version, range_) is expected
+
+
+# ---- the fast validator gives the plain jsonschema validator's verdicts --------------------------
+
+_TEXT_WITH_FIELDS = {"type": "text", "analyzer": "english", "fields": {"raw": {"type": "keyword", "ignore_above": 256}}}
+_PROPERTY = "/components/schemas/_common.mapping___Property"
+_AGGREGATION = "/components/schemas/_common.aggregations___AggregationContainer"
+# (where: "METHOD /path" for a request body, else a schema pointer; instance; valid?). Plain jsonschema
+# needs seconds for every nesting of one mapping property in another, so those cases start lower down.
+_SAME_VERDICT_CASES: list[tuple[str, Any, bool]] = [
+    ("PUT /images", {"mappings": {"properties": {"tag": {"type": "keyword"}}}}, True),
+    ("PUT /images", {"mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 4}}}}, True),
+    # unknown key in a mapping property; wrong type; unknown mapping type; non-string discriminator
+    ("PUT /images", {"mappings": {"properties": {"tag": {"type": "keyword", "ignore_abuve": 5}}}}, False),
+    ("PUT /images", {"mappings": {"properties": {"tag": {"type": "keyword", "ignore_above": "x"}}}}, False),
+    ("PUT /images", {"mappings": {"properties": {"tag": {"type": "keywrd"}}}}, False),
+    ("PUT /images", {"mappings": {"properties": {"tag": {"type": 5}}}}, False),
+    ("PUT /images", {"mappings": {"properties": {"tag": "keyword"}}}, False),
+    # multi-fields: a good one, and an unknown key one level down
+    (_PROPERTY, {"type": "keyword", "fields": {"raw": {"type": "keyword"}}}, True),
+    (_PROPERTY, {"type": "keyword", "fields": {"raw": {"type": "keyword", "bogus": 1}}}, False),
+    # aggregations: valid, nested, unknown kind, two kinds in one container, wrong type
+    ("POST /images/_search", {"size": 0, "aggs": {"t": {"terms": {"field": "tag"}}}}, True),
+    (_AGGREGATION, {"terms": {"field": "tag"}, "aggs": {"a": {"avg": {"field": "year"}}}}, True),
+    ("POST /images/_search", {"aggs": {"t": {"termz": {"field": "tag"}}}}, False),
+    ("POST /images/_search", {"aggs": {"t": {"terms": {"field": "tag"}, "avg": {"field": "y"}}}}, False),
+    (_AGGREGATION, {"terms": "tag"}, False),
+    ("POST /images/_search", {"query": {"match": {"caption": "cat"}}, "sort": [{"year": "asc"}]}, True),
+    ("POST /images/_search", {"query": {"match": {"caption": {"query": "cat", "fuzzyness": 1}}}}, False),
+]
+
+
+@pytest.mark.parametrize(("where", "instance", "valid"), _SAME_VERDICT_CASES,
+                         ids=[f"{i}-{'good' if c[2] else 'bad'}" for i, c in enumerate(_SAME_VERDICT_CASES)])
+def test_fast_validator_agrees_with_plain_jsonschema(strict_spec: Spec, where: str, instance: Any,
+                                                     valid: bool) -> None:
+    from jsonschema import Draft202012Validator
+
+    from kit.spec import SPEC_URI, _memoised
+
+    if where.startswith("/"):
+        pointer = where
+    else:
+        method, path = where.split(" ")
+        pointer = str(strict_spec.find_operation(method, path).request_body["application/json"])
+    plain = Draft202012Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=strict_spec._registry,
+                                 format_checker=strict_spec._format_checker)
+    fast = strict_spec._validator(pointer)
+    assert type(fast) is not Draft202012Validator
+    expected = sorted((list(e.absolute_path), e.validator, e.message) for e in plain.iter_errors(instance))
+    with _memoised():
+        got = sorted((list(e.absolute_path), e.validator, e.message) for e in fast.iter_errors(instance))
+    assert got == expected  # the same top-level errors, at the same places, saying the same
+    assert (not got) is valid
+    assert (strict_spec.validate_pointer(pointer, instance) == []) is valid
+
+
+def test_big_mapping_validates_fast(strict_spec: Spec) -> None:
+    """A text field with multi-fields and nested aggregations took seconds each with plain jsonschema."""
+    mapping = {"mappings": {"properties": {
+        **{f"text{i}": _TEXT_WITH_FIELDS for i in range(6)},
+        "obj": {"properties": {"inner": _TEXT_WITH_FIELDS, "n": {"type": "nested", "properties": {
+            "deep": _TEXT_WITH_FIELDS}}}},
+        "v": {"type": "knn_vector", "dimension": 512, "method": {"name": "hnsw", "engine": "faiss"}}}}}
+    aggs = {"aggs": {"a": {"terms": {"field": "t"}, "aggs": {"b": {"date_histogram": {
+        "field": "d", "calendar_interval": "month"}, "aggs": {"c": {"avg": {"field": "x"}},
+                                                            "d": {"top_hits": {"size": 1}}}}}}}}
+    started = time.perf_counter()
+    assert strict_spec.validate_request("PUT", "/images", body=mapping) == []
+    assert strict_spec.validate_request("POST", "/images/_search", body=aggs) == []
+    bad = {**mapping, "mappings": {"properties": {**mapping["mappings"]["properties"],
+                                                  "obj": {"properties": {"inner": {**_TEXT_WITH_FIELDS, "x": 1}}}}}}
+    problems = strict_spec.validate_request("PUT", "/images", body=bad)
+    assert problems and all("body.mappings.properties" in p for p in problems)
+    assert time.perf_counter() - started < 2.0
