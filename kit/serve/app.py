@@ -246,6 +246,13 @@ def _present(value: Any) -> bool:
     return value is not None and value != ""
 
 
+def _present_text(value: Any) -> bool:
+    """Text present? ML Commons fills a null text doc into the connector as the *string* "null"
+    (neural-search sends ``[null, image]`` for image-only documents and queries), so "null" means
+    no text here — otherwise every image-only vector would be mixed with the embedding of "null"."""
+    return _present(value) and value != "null"
+
+
 def _vec(v: np.ndarray) -> list[float]:
     return [float(x) for x in v]
 
@@ -292,6 +299,8 @@ def create_app(config: ServeConfig) -> Starlette:
         need("clip", rt.clip is not None)
         body = _object(await _read_json(request, config.max_body_bytes))
         text, image = body.get("inputText"), body.get("inputImage")
+        if not _present_text(text):
+            text = None
         if not _present(text) and not _present(image):
             raise ApiError(400, "bad_request", "No input text or image provided (send inputText and/or inputImage)")
         if _present(text) and not isinstance(text, str):

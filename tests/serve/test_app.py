@@ -44,6 +44,9 @@ def test_clip_embed_text_image_and_both(config: ServeConfig, serve_client: Any) 
             img = image_bytes("red")
             i = (await c.post("/clip/embed", json={"inputText": None, "inputImage": b64(img)})).json()["embedding"]
             both = (await c.post("/clip/embed", json={"inputText": "a red circle", "inputImage": b64(img)})).json()
+            # ML Commons sends an image-only doc's null text as the string "null": it must not count as text
+            nulled = (await c.post("/clip/embed", json={"inputText": "null", "inputImage": b64(img)})).json()
+            assert np.allclose(nulled["embedding"], i, atol=1e-6)
             t, i, b = np.array(t), np.array(i), np.array(both["embedding"])
             assert t.shape == i.shape == b.shape == (64,)
             for v in (t, i, b):
