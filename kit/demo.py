@@ -171,7 +171,7 @@ def start_stack(
     data = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="oskit-demo-"))
     config = load_serve_config(project / "models", device=device)
     serve = ServerThread(create_serve_app(config), name="model server")
-    serve_url = serve.start()
+    serve_url = serve.start(timeout=health_timeout)  # the lifespan loads the models before it listens
     try:
         _wait_healthy(serve_url, health_timeout)
         node = NodeServer(data / "node")

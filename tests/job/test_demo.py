@@ -35,7 +35,14 @@ def test_demo_runs_every_step(stack: Any, tmp_path: Path) -> None:
     assert any(t.startswith("phone photo of") for t in titles)
     assert all(d["result"].hits for k, d in events if k == "search" and not d["title"].startswith("tags"))
     report = next(d["report"] for k, d in events if k == "eval")
-    assert {r.config for r in report.rows} >= {"tags", "vector", "hybrid"}
+    assert {r.config for r in report.rows} == {"tags", "vector", "vector (no template)", "hybrid",
+                                               "hybrid (no template)"}
+    image = report.row("vector", "image")
+    assert image is not None and image.queries == 4  # max(4, n_images // 4) phone photos
+    assert report.row("tags", "image") is None  # photo queries are vector-only
+    assert report.row("tags", "text+ocr").queries == report.row("hybrid", "text+ocr").queries
+    for row in report.rows:
+        assert all(0.0 <= v <= 1.0 for v in row.metrics.values())
     # the page was up while the demo ran and is stopped afterwards (serve=False)
     assert summary["url"].startswith("http://127.0.0.1:")
     with pytest.raises(httpx.HTTPError):

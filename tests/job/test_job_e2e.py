@@ -181,19 +181,6 @@ def test_similar_rejects_a_non_image(stack: Any, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ eval
 
 
-def test_eval_library_compares_modes(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.evaluate import evaluate
-
-    report = evaluate(stack.client, samples, ks=(10,))
-    configs = {r.config for r in report.rows}
-    assert configs == {"tags", "vector", "vector (no template)", "hybrid", "hybrid (no template)"}
-    image = report.row("vector", "image")
-    assert image is not None and image.queries == sum(q.type == "image" for q in samples.queries)
-    assert report.row("tags", "image") is None  # photo queries are vector-only
-    for row in report.rows:
-        assert all(0.0 <= v <= 1.0 for v in row.metrics.values())
-
-
 def test_eval_cli_thresholds_and_exit_codes(stack: Any, samples: Any, indexed: Any) -> None:
     qfile = str(samples.path)
     ok = _oskit(stack, "eval", qfile, "--mode", "vector", "-k", "10", "--fail-under", "map=0.01")
