@@ -188,13 +188,18 @@ def test_committed_skip_list_is_justified_and_points_at_real_stories(spec_dir: P
             assert any(p.startswith(key) for p in stories), f"{key}: no story in this folder"
         else:
             assert key in stories, f"{key}: no such story in the suites"
-    # out_of_scope names an API outside issue 3's subset; cannot_run stays short
-    assert all(r.startswith(("out_of_scope: ", "cannot_run: ")) for r in skips.values())
+    # out_of_scope names an API outside issue 3's subset; cannot_run stays short; a documented difference
+    # cites COMPATIBILITY.md, where the node's deliberate differences are written down
+    assert all(r.startswith(("out_of_scope: ", "cannot_run: ", "documented_difference: ")) for r in skips.values())
     assert sum(r.startswith("cannot_run: ") for r in skips.values()) <= 5
+    differences = [r for r in skips.values() if r.startswith("documented_difference: ")]
+    assert len(differences) <= 3 and all("COMPATIBILITY.md" in r for r in differences)
+    assert "KMEANS" in (cf.skip_reason(skips, "plugins/ml/ml/tasks/search.yaml") or "")
     running = [p for p in stories if not cf.skip_reason(skips, p)]
     assert len(running) >= 60
     for must_run in ("default/indices/index.yaml", "plugins/ml/ml/models.yaml", "default/ingest/pipeline.yaml",
-                     "default/_core/search/hybrid_query_pagination.yaml", "plugins/ml/ml/models/predict.yaml"):
+                     "default/_core/search/hybrid_query_pagination.yaml", "plugins/ml/ml/models/predict.yaml",
+                     "plugins/ml/ingest/pipeline/text_chunking.yaml"):
         assert must_run in running
 
 
