@@ -959,6 +959,9 @@ def prepare_offline_mirror(root: Path, models: Sequence[tuple[str, str]] = MIRRO
     else:
         log.info("tracing all-MiniLM-L6-v2 for the offline model mirror in %s", cache)
         fields = build_mirror_package(package)
+        for old in cache.glob("all-MiniLM-L6-v2-*"):  # packages of other library versions or recipes
+            if old.name not in (package.name, package.with_suffix(".json").name):
+                old.unlink(missing_ok=True)
     for name, version in models:
         folder = root / name / version / "torch_script"
         folder.mkdir(parents=True, exist_ok=True)
@@ -978,7 +981,11 @@ def prepare_offline_mirror(root: Path, models: Sequence[tuple[str, str]] = MIRRO
         if target.is_file() and config_file.is_file() and config_file.read_text("utf-8") == text:
             continue  # already this package
         tmp = target.with_suffix(".part")
-        tmp.write_bytes(package.read_bytes())
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(package, tmp)  # the mirror's zips are read-only copies of one package: share its bytes
+        except OSError:
+            tmp.write_bytes(package.read_bytes())
         tmp.replace(target)
         config_file.write_text(text, encoding="utf-8")
     return root

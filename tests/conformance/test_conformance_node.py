@@ -10,9 +10,13 @@ from kit.node.conformance import prepare_offline_mirror, run_conformance
 
 
 @pytest.fixture(scope="session")
-def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The offline mirror with the MiniLM package standing in for pretrained models (built once)."""
-    return prepare_offline_mirror(tmp_path_factory.mktemp("ml-mirror"))
+def mirror(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The offline mirror with the MiniLM package standing in for pretrained models. Tracing MiniLM
+    takes a while, so the package is kept in pytest's cache folder, keyed by the library versions
+    (``mirror_package_key``): only the first run on a machine traces."""
+    cache = getattr(request.config, "cache", None)
+    package_cache = Path(cache.mkdir("oskit-conformance-mirror")) if cache is not None else None
+    return prepare_offline_mirror(tmp_path_factory.mktemp("ml-mirror"), package_cache=package_cache)
 
 
 def test_a_few_stories_pass_on_a_fresh_node(spec_dir: Path, tmp_path: Path) -> None:

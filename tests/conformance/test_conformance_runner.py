@@ -243,3 +243,37 @@ def test_cli_dry_run_output_and_exit_codes(spec_dir: Path, tmp_path: Path) -> No
     data = json.loads(result.output)
     assert (data["passed"], data["failed"], data["skipped"]) == (0, 1, 0)
     assert data["stories"][0]["reason"].endswith('Operation "GET /_nope" not found in the spec.')
+
+
+# ---- the offline model mirror ---------------------------------------------------------------------------
+
+
+def test_offline_mirror_reuses_the_package_traced_with_these_library_versions(tmp_path: Path) -> None:
+    from kit.node.ml.mirror import lookup, zip_name
+
+    cache = tmp_path / "packages"
+    cache.mkdir()
+    package = cache / f"all-MiniLM-L6-v2-st-trace-{cf.mirror_package_key()}.zip"
+    package.write_bytes(b"the traced package")  # present, so nothing is traced
+    fields = {"model_content_hash_value": "ab" * 32, "model_content_size_in_bytes": 18,
+              "model_config": {"model_type": "bert", "embedding_dimension": 384, "framework_type": "sentence_transformers",
+                               "all_config": "{}", "pooling_mode": "mean", "normalize_result": True}}
+    package.with_suffix(".json").write_text(json.dumps(fields), encoding="utf-8")
+    root = cf.prepare_offline_mirror(tmp_path / "mirror", package_cache=cache)
+    for name, version in cf.MIRRORED_MODELS:
+        entry = lookup(name, version, "TORCH_SCRIPT", root)
+        assert entry.zip_path.name == zip_name(name, version, "torch_script") + ".zip"
+        assert entry.zip_path.read_bytes() == b"the traced package"
+        assert entry.config["model_content_hash_value"] == "ab" * 32
+        # artifacts.opensearch.org's config.json carries no pooling / normalisation: the trace does both
+        assert set(entry.config["model_config"]) == {"model_type", "embedding_dimension", "framework_type", "all_config"}
+    assert cf.prepare_offline_mirror(tmp_path / "mirror", package_cache=cache) == root  # idempotent
+
+
+def test_mirror_package_key_follows_the_tracing_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    key = cf.mirror_package_key()
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda dist: "0.0-other" if dist == "torch" else real(dist))
+    assert cf.mirror_package_key() != key
