@@ -233,3 +233,35 @@ def test_neural_without_model_id_and_hybrid_without_pipeline(n: AsgiNode) -> Non
         "model id must be provided in neural query or a default model id must be set in search request processor")
     r = n.request("POST", "/v/_search", {"query": {"hybrid": {"queries": [{"match_all": {}}]}}})
     assert r.status_code == 400 and "search pipeline" in r.json()["error"]["reason"]
+
+
+class _RecordingML:
+    """Stands in for ML Commons at the engine.ml boundary: records the predict call, returns a vector."""
+
+    def __init__(self, vector: list[float]) -> None:
+        self.vector = vector
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def predict(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((model_id, body))
+        return {"inference_results": [{"output": [{"name": "sentence_embedding", "data_type": "FLOAT32",
+                                                   "shape": [len(self.vector)], "data": self.vector}]}]}
+
+
+def test_neural_query_embeds_then_runs_knn(n: AsgiNode) -> None:
+    _knn_index(n, "l2", dim=2)
+    for i, (v, color) in enumerate([([0, 0], "red"), ([1, 0], "blue"), ([5, 5], "red")]):
+        n.ok("PUT", f"/v/_doc/{i}", {"vec": v, "color": color})
+    ml = _RecordingML([0.9, 0.0])
+    real_ml = n.engine.ml
+    n.engine.ml = ml
+    try:
+        res = _search(n, "v", {"query": {"neural": {"vec": {"query_text": "a cat", "model_id": "m1", "k": 2}}}})
+        assert _ids(res) == ["1", "0"]
+        assert ml.calls[-1] == ("m1", {"text_docs": ["a cat"], "target_response": ["sentence_embedding"]})
+        res = _search(n, "v", {"query": {"neural": {"vec": {"query_image": "aW1n", "model_id": "m1", "k": 2,
+                                                            "filter": {"term": {"color": "red"}}}}}})
+        assert _ids(res) == ["0", "2"]
+        assert ml.calls[-1][1]["text_docs"] == [None, "aW1n"]
+    finally:
+        n.engine.ml = real_ml
