@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from kit.errors import NodeError
 
 __all__ = ["NodeProcess", "NodeServer", "free_port", "wait_until_up"]
@@ -29,18 +27,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def wait_until_up(url: str, timeout: float = 30.0, auth: tuple[str, str] | None = None,
                   proc: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``GET /`` until it answers (any HTTP status counts: the server is listening)."""
+    """Poll ``GET /`` until it answers (any HTTP status counts: the server is listening).
+
+    Plain ``http.client``: no TLS context or client set-up per attempt, so polling is cheap."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise NodeError(f"the node process exited with code {proc.returncode} before it was ready")
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=1.0)
         try:
-            httpx.get(url + "/", timeout=1.0, auth=auth)
+            conn.request("GET", "/")
+            conn.getresponse().read()
             return
-        except httpx.HTTPError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             last = exc
-            time.sleep(0.02)
+            time.sleep(0.01)
+        finally:
+            conn.close()
     raise NodeError(f"the node at {url} did not answer within {timeout:.0f}s ({last})")
 
 
