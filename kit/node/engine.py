@@ -305,6 +305,15 @@ class IndexState:
             return
         t0 = time.perf_counter()
         store = self.engine.store
+        # start clean: an earlier attempt may have failed half-way
+        for vf in self._vectors.values():
+            vf.close(save=False)
+        self.docs.clear()
+        self.rid_to_id.clear()
+        self.present.clear()
+        self._text.clear()
+        self._exact.clear()
+        self._vectors.clear()
         vec_paths = list(self.mapping.vector_fields())
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {p: ([], []) for p in vec_paths}
         # a saved graph covers the rids it holds (immutable doc versions): only newer rids are added
@@ -418,11 +427,33 @@ class Engine:
         for name, uid, meta in self.store.load_indices():
             self.indices[name] = IndexState(self, name, uid, meta)
         self.knn_stats: dict[str, int] = {}
+        self._closing = False
+        # Search structures are rebuilt from SQLite in the background, so the node answers at once;
+        # a request for an index not loaded yet waits for it (under the engine lock).
+        self._loader: threading.Thread | None = None
+        if self.indices:
+            self._loader = threading.Thread(target=self._preload, name="oskit-node-load", daemon=True)
+            self._loader.start()
         self.ml: Any = None
         self.ingest: Any = None
         self.search_pipelines: Any = None
 
+    def _preload(self) -> None:
+        for name in sorted(self.indices, key=lambda n: (not n.startswith("."), n)):  # system indices first
+            if self._closing:
+                return
+            with self.lock:
+                ix = self.indices.get(name)
+                if ix is not None and not self._closing:
+                    try:
+                        ix.ensure_loaded()
+                    except Exception:  # noqa: BLE001 - the lazy path will report it on use
+                        log.exception("loading index %s failed", name)
+
     def close(self) -> None:
+        self._closing = True
+        if self._loader is not None:
+            self._loader.join()
         for ix in self.indices.values():
             for vf in ix._vectors.values():
                 vf.close()
