@@ -1,0 +1,49 @@
+"""Docs that go stale fail the build: every command is in the README, the README starts with the two
+set-up commands, .ci/run runs the README's test command, and every linked doc exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from kit.cli import COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _all_command_paths() -> list[str]:
+    ctx = click.Context(cli)
+    paths = []
+    for name in COMMANDS:
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None, name
+        if isinstance(cmd, click.Group):
+            paths.extend(f"{name} {sub}" for sub in cmd.list_commands(ctx))
+        else:
+            paths.append(name)
+    return paths
+
+
+def test_every_command_is_in_the_readme() -> None:
+    missing = [p for p in _all_command_paths() if f"oskit {p}" not in README]
+    assert not missing, f"commands missing from README.md: {missing}"
+
+
+def test_readme_opens_with_the_two_setup_commands() -> None:
+    first_block = README.split("```sh", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in first_block.strip().splitlines()] == ["make demo", "make test"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_linked_docs_exist() -> None:
+    for target in re.findall(r"\]\(([^)#]+)\)", README):
+        if "://" in target:
+            continue
+        assert (ROOT / target).exists(), f"README links to missing {target}"
