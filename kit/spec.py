@@ -9,6 +9,11 @@ tool does (``tools/src/tester/MergedOpenApiSpec.ts``): object schemas get
 Optionally, the document is cut down to what one server version and distribution serve
 (``OpenApiVersionExtractor.ts``).
 
+Validation is jsonschema's Draft 2020-12 with two changes that keep its verdicts and make it fast on
+the spec's large unions (see :func:`fast_validator_class`): a ``oneOf``/``anyOf`` tries only the branches
+whose ``type``, ``required`` keys and string ``enum``/``const`` properties admit the instance, and
+validity of a (schema node, instance) pair is memoised during one validation.
+
 The spec has a few known gaps: fields and processors that real OpenSearch accepts and the spec does not
 declare (see the spec folder's README). :data:`ALLOW_LIST` patches exactly those into the spec before
 validation, each with its reason; a test fails when the upstream spec gains an entry, so the list
