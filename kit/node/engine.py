@@ -1087,12 +1087,16 @@ class Engine:
         for action, source, raw in lines:
             kind, meta = next(iter(action.items()))
             staged.append((kind, meta, source, raw, None))
-        work: list[Any] = []
+        work: list[list[Any]] = []
+        chains: dict[int, list[str]] = {}  # work position → pipelines to run (request/default, then final)
         for kind, meta, source, raw, _ in staged:
             index = meta.get("_index") or default_index
             err: ApiError | None = None
             if isinstance(source, ApiError):
                 err, source = source, None
+                if kind in ("index", "create") and meta.get("_id") is None:
+                    # the source is parsed on the shard, after the id is generated: the failure names it
+                    meta = {**meta, "_id": new_id()}
             elif index is None:
                 err = ApiError(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
             elif kind in ("index", "create"):
@@ -1111,19 +1115,37 @@ class Engine:
                     try:
                         with self.lock:
                             ix = self._target_for_write(index)
-                        new = self._run_pipelines(ix, meta.get("_id"), source, pid)
-                        if new is None:
-                            kind = "dropped"
-                        elif new is not source:
-                            source, raw = new, None
+                        first = pid if pid is not None else ix.settings.get("index.default_pipeline")
+                        chain = [p for p in (first, ix.settings.get("index.final_pipeline")) if p and p != "_none"]
+                        if chain and self.ingest is None:
+                            raise bad_request(f"pipeline with id [{chain[0]}] does not exist")
+                        if chain:
+                            chains[len(work)] = chain
                     except ApiError as exc:
                         err = exc
-            work.append((kind, meta, index, source, raw, err))
+            work.append([kind, meta, index, source, raw, err])
+        # documents go through their pipelines grouped by pipeline id, so processors that batch
+        # (text_embedding's batch_size) see the whole request, as IngestService.executeBulkRequest does
+        for step in (0, 1):
+            groups: dict[str, list[int]] = {}
+            for pos, chain in chains.items():
+                if len(chain) > step and work[pos][0] in ("index", "create") and work[pos][5] is None:
+                    groups.setdefault(chain[step], []).append(pos)
+            for pid, positions in groups.items():
+                results = self.ingest.execute_batch(
+                    pid, [(work[pos][2], work[pos][1].get("_id"), work[pos][3]) for pos in positions])
+                for pos, result in zip(positions, results):
+                    if isinstance(result, ApiError):
+                        work[pos][5] = result
+                    elif result is None:
+                        work[pos][0] = "dropped_create" if work[pos][0] == "create" else "dropped"
+                    elif result is not work[pos][3]:
+                        work[pos][3], work[pos][4] = result, None
         # 2) one transaction for the whole request; errors are per item
         sink: list[tuple[IndexState, str, int, np.ndarray]] = []
         with self.lock, self.store.transaction():
             for kind, meta, index, source, raw, err in work:
-                op = "create" if kind == "create" else kind
+                op = {"dropped_create": "create", "dropped": "index"}.get(kind, kind)
                 doc_id = meta.get("_id")
                 try:
                     if err is not None:
@@ -1133,10 +1155,12 @@ class Engine:
                                        "version", "version_type", "require_alias", "retry_on_conflict", "_source",
                                        "dynamic_templates"):
                             raise bad_request(f"Action/metadata line [1] contains an unknown parameter [{key}]")
-                    if kind == "dropped":
-                        items.append({"index": {"_index": index, "_id": doc_id, "_version": -3, "result": "noop",
-                                                "_shards": {"total": 0, "successful": 0, "failed": 0},
-                                                "status": 200}})
+                    if kind in ("dropped", "dropped_create"):
+                        # TransportBulkAction.markItemAsDropped: the request's op type, a placeholder id
+                        items.append({"create" if kind == "dropped_create" else "index": {
+                            "_index": index, "_id": doc_id if doc_id is not None else "auto-generated",
+                            "_version": -3, "result": "noop", "_shards": {"total": 0, "successful": 0, "failed": 0},
+                            "status": 200}})
                         continue
                     if kind in ("index", "create"):
                         if doc_id is not None:
@@ -1172,7 +1196,7 @@ class Engine:
                     items.append({op: res})
                 except ApiError as exc:
                     errors = True
-                    items.append({op if op != "dropped" else "index": {
+                    items.append({op: {
                         "_index": index, "_id": doc_id, "status": exc.status, "error": exc.item_error()}})
             self._flush_vectors(sink)
         return {"took": int((time.perf_counter() - t0) * 1000), "errors": errors, "items": items}
@@ -1291,7 +1315,10 @@ class Engine:
         response = self._execute_search(targets, body, params, pipeline, raw_source=raw_source,
                                         alias_filters=self.alias_filters(index_expr, targets))
         if pipeline is not None:
-            response = pipeline.process_response(response)
+            request = dict(body)
+            if "size" in params:  # truncate_hits without target_size falls back to the request's size
+                request["size"] = _int_param(params["size"], "size")
+            response = pipeline.process_response(response, request)
         response["took"] = int((time.perf_counter() - t0) * 1000)
         return response
 
@@ -1347,31 +1374,37 @@ class Engine:
             return {r: s for r, s in sc.items() if r in keep}
         scored: list[tuple[float, int, int]] = []  # (score, index position, rid)
         with self.lock:
+            hybrid_raw = False
             if isinstance(q, Hybrid):
-                if pipeline is None or not getattr(pipeline, "has_hybrid_combiner", True):
-                    raise bad_request("hybrid query requires a search pipeline with a normalization-processor or "
-                                      "score-ranker-processor (the oskit node rejects it without one; see "
-                                      "COMPATIBILITY.md)")
-                depth = max(from_ + size, 10)
-                per_sub: list[list[tuple[tuple[int, int], float]]] = []
-                for sub in q.queries:
-                    res: list[tuple[tuple[int, int], float]] = []
-                    for pos, ix in enumerate(targets):
-                        sc = sub.scores(ix)
-                        if q.filter is not None:
-                            allowed_docs = q.filter.docs(ix)
-                            sc = {r: s for r, s in sc.items() if r in allowed_docs}
-                        if post is not None:
-                            pd = post.docs(ix)
-                            sc = {r: s for r, s in sc.items() if r in pd}
-                        sc = allowed(ix, sc)
-                        res.extend(((pos, r), s) for r, s in sc.items())
-                    res.sort(key=lambda x: (-x[1], x[0]))
-                    per_sub.append(res[:depth])
-                combined = pipeline.combine_hybrid(per_sub)
-                scored = [(float(s), key[0], key[1]) for key, s in combined]
-                if min_score is not None:
-                    scored = [t for t in scored if t[0] >= float(min_score)]
+                depth = _hybrid_depth(q, from_, size, window)
+                per_shard: list[list[list[tuple[int, float]]]] = []  # [target][sub-query] → (rid, score), best first
+                for pos, ix in enumerate(targets):
+                    keep = q.filter.docs(ix) if q.filter is not None else None
+                    pd = post.docs(ix) if post is not None else None
+                    subs = []
+                    for sub in q.queries:
+                        sc = allowed(ix, sub.scores(ix))
+                        hits = [(r, s) for r, s in sc.items() if s > 0 and (keep is None or r in keep)
+                                and (pd is None or r in pd)]
+                        hits.sort(key=lambda x: (-x[1], x[0]))
+                        subs.append(hits[:depth])
+                    per_shard.append(subs)
+                if pipeline is not None and pipeline.has_hybrid_combiner:
+                    per_sub: list[list[tuple[tuple[int, int], float]]] = []
+                    for i in range(len(q.queries)):
+                        res = [((pos, r), s) for pos, subs in enumerate(per_shard) for r, s in subs[i]]
+                        res.sort(key=lambda x: (-x[1], x[0]))
+                        per_sub.append(res)
+                    combined = pipeline.combine_hybrid(per_sub)
+                    scored = [(float(s), key[0], key[1]) for key, s in combined]
+                    if min_score is not None:
+                        scored = [t for t in scored if t[0] >= float(min_score)]
+                else:
+                    if sort_spec:
+                        raise unsupported("sort in a hybrid query without a normalization-processor or "
+                                          "score-ranker-processor search pipeline")
+                    hybrid_raw = True
+                    raw_page, raw_total, raw_max = _hybrid_raw_results(per_shard, from_, size)
             else:
                 for pos, ix in enumerate(targets):
                     sc = allowed(ix, q.scores(ix))
@@ -1385,7 +1418,9 @@ class Engine:
             total = len(scored)
             sort_values: dict[tuple[int, int], list[Any]] = {}
             want = from_ + size
-            if sort_spec and not all(f == "_score" for f, _, _ in sort_spec):
+            if hybrid_raw:
+                total, page, score_visible = raw_total, raw_page, True
+            elif sort_spec and not all(f == "_score" for f, _, _ in sort_spec):
                 keys = []
                 for s, pos, rid in scored:
                     vals, key = _sort_key(targets[pos], rid, s, sort_spec)
@@ -1409,6 +1444,8 @@ class Engine:
                         sort_values[(pos, rid)] = [s]
                 score_visible = True
             max_score = max((t[0] for t in scored), default=None) if score_visible and size > 0 else None
+            if hybrid_raw:
+                max_score = raw_max
             by_index: dict[int, list[int]] = {}
             for _, pos, rid in page:
                 by_index.setdefault(pos, []).append(rid)
@@ -1468,6 +1505,66 @@ class Engine:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+# neural-search HybridSearchResultFormatUtil: float32 magic scores of the raw hybrid result format,
+# as a client parses them from OpenSearch's JSON (Float.toString: -9.549512E9, -4.4224404E9)
+HYBRID_START_STOP = float(str(np.float32(-9549511920.4881596047)))
+HYBRID_DELIMITER = float(str(np.float32(-4422440593.9791198149)))
+
+
+def _hybrid_depth(q: Any, from_: int, size: int, window: int) -> int:
+    """Hits collected per sub-query and shard (HybridCollectorManager.getSubqueryResultsRetrievalSize)."""
+    depth = q.pagination_depth
+    if depth is None:
+        if from_ > 0:
+            raise bad_request("pagination_depth param is missing in the search request")
+        return size
+    if depth < 0:
+        raise bad_request("pagination_depth should be greater than 0")
+    if depth > window:
+        raise bad_request("pagination_depth should be less than or equal to index.max_result_window setting")
+    return depth
+
+
+def _hybrid_raw_results(per_shard: list[list[list[tuple[int, float]]]], from_: int,
+                        size: int) -> tuple[list[tuple[float, int, int]], int, float]:
+    """A hybrid query's hits when no search pipeline combines them: neural-search's compound format.
+
+    Each shard returns start, then per sub-query a delimiter and its hits, then stop; the marker
+    elements carry magic scores and the first hit's document. One shard: the first ``size`` elements
+    (the plugin resets ``from`` to 0 on a single shard). Several: Lucene's ``TopDocs.merge`` (k-way by
+    score, ties to the lower shard), then ``from``/``size``. Returns (page, total, max_score).
+    """
+    lists: list[list[tuple[float, int, int]]] = []
+    total = 0
+    max_score = 0.0
+    for pos, subs in enumerate(per_shard):
+        first = next((hits[0][0] for hits in subs if hits), None)
+        if first is None:
+            lists.append([])
+            continue
+        out = [(HYBRID_START_STOP, pos, first)]
+        for hits in subs:
+            out.append((HYBRID_DELIMITER, pos, first))
+            out.extend((float(s), pos, r) for r, s in hits)
+        out.append((HYBRID_START_STOP, pos, first))
+        lists.append(out)
+        total += len({r for hits in subs for r, _ in hits})
+        max_score = max([max_score] + [hits[0][1] for hits in subs if hits])
+    if len(lists) == 1:
+        return lists[0][:size], total, max_score
+    merged: list[tuple[float, int, int]] = []
+    heads = [0] * len(lists)
+    while len(merged) < from_ + size:
+        best = None
+        for pos, lst in enumerate(lists):
+            if heads[pos] < len(lst) and (best is None or lst[heads[pos]][0] > lists[best][heads[best]][0]):
+                best = pos
+        if best is None:
+            break
+        merged.append(lists[best][heads[best]])
+        heads[best] += 1
+    return merged[from_:], total, max_score
+
 def mapper_parsing_doc() -> ApiError:
     return ApiError(400, "mapper_parsing_exception", "failed to parse",
                     caused_by={"type": "not_x_content_exception",

@@ -21,7 +21,7 @@ __all__ = ["Query", "parse_query"]
 
 _UNSUPPORTED_QUERIES = {
     "match_phrase", "match_phrase_prefix", "match_bool_prefix", "query_string", "simple_query_string",
-    "prefix", "wildcard", "regexp", "fuzzy", "ids", "nested", "has_child", "has_parent", "geo_distance",
+    "prefix", "wildcard", "regexp", "fuzzy", "nested", "has_child", "has_parent", "geo_distance",
     "geo_bounding_box", "geo_shape", "script", "script_score", "function_score", "more_like_this",
     "dis_max", "constant_score", "boosting", "span_term", "span_near", "intervals", "distance_feature",
     "rank_feature", "percolate", "wrapper", "neural_sparse", "terms_set", "combined_fields", "match_none",
@@ -54,11 +54,46 @@ class MatchNone(Query):
         return set()
 
 
+def _id_docs(ix: "IndexState", values: list[Any]) -> set[int]:
+    """Rids of the documents whose ``_id`` is one of ``values`` (ids are strings, as Lucene stores them)."""
+    out: set[int] = set()
+    for v in values:
+        cur = ix.docs.get(v if isinstance(v, str) else _id_string(v))
+        if cur is not None:
+            out.add(cur[0])
+    return out
+
+
+def _id_string(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _index_matches(ix: "IndexState", value: Any) -> bool:
+    """``_index`` term semantics (IndexFieldMapper): the index name, simple ``*`` wildcards allowed."""
+    return fnmatch.fnmatchcase(ix.name, _id_string(value))
+
+
+class Ids(Query):
+    """``ids`` query (and ``term``/``terms`` on ``_id``): constant score ``boost`` per matching id."""
+
+    def __init__(self, values: list[Any], boost: float = 1.0) -> None:
+        self.values, self.boost = values, boost
+
+    def docs(self, ix: "IndexState") -> set[int]:
+        return _id_docs(ix, self.values)
+
+
 class Term(Query):
     def __init__(self, field: str, value: Any, boost: float = 1.0, case_insensitive: bool = False) -> None:
         self.field, self.value, self.boost, self.ci = field, value, boost, case_insensitive
 
     def _resolve(self, ix: "IndexState") -> tuple[str, Any]:
+        if self.field == "_id":
+            return "id", _id_string(self.value)
+        if self.field == "_index":
+            return "index", self.value
         fd = ix.mapping.fields.get(self.field)
         if fd is None:
             return "missing", None
@@ -99,6 +134,8 @@ class Term(Query):
         kind, value = self._resolve(ix)
         if kind == "missing":
             return {}
+        if kind in ("id", "index"):
+            return {r: self.boost for r in self.docs(ix)}
         if kind == "text":
             if self.ci:
                 raise unsupported("term.case_insensitive on text fields")
@@ -119,6 +156,13 @@ class Term(Query):
         kind, value = self._resolve(ix)
         if kind == "missing":
             return set()
+        if kind == "id":
+            if self.ci:
+                low = value.lower()
+                return {rid for did, (rid, _, _) in ix.docs.items() if did.lower() == low}
+            return _id_docs(ix, [value])
+        if kind == "index":
+            return set(ix.rid_to_id) if _index_matches(ix, value) else set()
         if kind == "text":
             return ix.text(self.field).term_docs(value)
         if kind == "keyword" and self.ci:
@@ -131,6 +175,8 @@ class Terms(Query):
         self.field, self.values, self.boost = field, values, boost
 
     def docs(self, ix: "IndexState") -> set[int]:
+        if self.field == "_id":
+            return _id_docs(ix, self.values)
         out: set[int] = set()
         for v in self.values:
             out |= Term(self.field, v).docs(ix)
@@ -457,8 +503,8 @@ def _first_embedding(res: dict[str, Any]) -> list[float]:
 class Hybrid(Query):
     """Marker: hybrid is executed by the engine (per sub-query, then the search pipeline combines)."""
 
-    def __init__(self, queries: list[Query], filter_: Query | None) -> None:
-        self.queries, self.filter = queries, filter_
+    def __init__(self, queries: list[Query], filter_: Query | None, pagination_depth: int | None = None) -> None:
+        self.queries, self.filter, self.pagination_depth = queries, filter_, pagination_depth
 
 
 def _msm(spec: Any, n: int) -> int:
@@ -532,6 +578,18 @@ def parse_query(q: Any, *, predict: Callable[[str, dict[str, Any]], dict[str, An
         if not isinstance(vals, list):
             raise parsing_error(f"[terms] query does not support [{fields[0]}]")
         return Terms(fields[0], vals, boost)
+    if name == "ids":
+        if not isinstance(body, dict):
+            raise parsing_error("[ids] query malformed, no start_object after query name")
+        for key in body:
+            if key not in ("values", "boost", "_name", "type", "types"):
+                raise parsing_error(f"[ids] query does not support [{key}]")
+        values = body.get("values", [])
+        if not isinstance(values, list):
+            raise parsing_error("[ids] query does not support [values]")
+        if any(v is None or isinstance(v, (dict, list)) for v in values):
+            raise parsing_error("[ids] failed to parse field [values]")
+        return Ids(values, float(body.get("boost", 1.0)))
     if name == "range":
         field, spec = _field_and_spec(name, body)
         if not isinstance(spec, dict):
@@ -595,9 +653,18 @@ def parse_query(q: Any, *, predict: Callable[[str, dict[str, Any]], dict[str, An
             raise parsing_error("Number of sub-queries exceeds maximum supported by [hybrid] query")
         for key in body:
             if key not in ("queries", "filter", "boost", "_name", "pagination_depth"):
-                raise parsing_error(f"[hybrid] query does not support [{key}]")
+                # HybridQueryBuilder.fromXContent's wording
+                raise parsing_error("Field is not supported by [hybrid] query")
+        if "boost" in body and float(body["boost"]) != 1.0:
+            raise parsing_error("[hybrid] query does not support [boost]")
+        depth = body.get("pagination_depth")
+        if depth is not None:
+            try:
+                depth = int(depth)
+            except (TypeError, ValueError):
+                raise parsing_error(f"[hybrid] failed to parse field [pagination_depth]: [{depth}]") from None
         f = body.get("filter")
-        return Hybrid(many(body["queries"]), sub(f) if f is not None else None)
+        return Hybrid(many(body["queries"]), sub(f) if f is not None else None, depth)
     if name in _UNSUPPORTED_QUERIES:
         raise unsupported(f"{name} query")
     raise parsing_error(f"unknown query [{name}]")
