@@ -8,6 +8,7 @@ terms, range, exists, match_all → constant 1.0·boost; bool sums must + should
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -25,7 +26,7 @@ _UNSUPPORTED_QUERIES = {
     "geo_bounding_box", "geo_shape", "script", "script_score", "function_score", "more_like_this",
     "dis_max", "constant_score", "boosting", "span_term", "span_near", "intervals", "distance_feature",
     "rank_feature", "percolate", "wrapper", "neural_sparse", "terms_set", "combined_fields", "match_none",
-    "template", "pinned", "xy_shape", "parent_id",
+    "pinned", "xy_shape", "parent_id",
 }
 
 
@@ -507,6 +508,27 @@ class Hybrid(Query):
         self.queries, self.filter, self.pagination_depth = queries, filter_, pagination_depth
 
 
+def _template(body: Any, *, predict: Callable[[str, dict[str, Any]], dict[str, Any]] | None,
+              top_level: bool) -> Query:
+    """``template`` query (TemplateQueryBuilder.doRewrite): the content, with ``"${var}"`` placeholders
+    replaced by the search pipeline's context variables, parsed as the query it stands for.
+
+    Only ml_inference search request processors set context variables and the node has none, so the
+    variables are always empty and placeholders stay as they are, as in OpenSearch without them.
+    """
+    if not isinstance(body, dict):
+        raise parsing_error("[template] query malformed, no start_object after query name")
+    content = json.dumps(body, separators=(",", ":"))
+    try:
+        return parse_query(body, predict=predict, top_level=top_level)
+    except ApiError as exc:
+        if "is not supported by the oskit embedded node" in exc.reason:
+            raise  # the node's own limits stay visible as such
+        # the coordinator's rewrite wraps a failed parse in an IOException (HTTP 500)
+        raise ApiError(500, "i_o_exception", f"Failed to rewrite template query: {content}",
+                       caused_by={"type": exc.type, "reason": exc.reason}) from None
+
+
 def _msm(spec: Any, n: int) -> int:
     if spec is None:
         return 1
@@ -665,6 +687,8 @@ def parse_query(q: Any, *, predict: Callable[[str, dict[str, Any]], dict[str, An
                 raise parsing_error(f"[hybrid] failed to parse field [pagination_depth]: [{depth}]") from None
         f = body.get("filter")
         return Hybrid(many(body["queries"]), sub(f) if f is not None else None, depth)
+    if name == "template":
+        return _template(body, predict=predict, top_level=top_level)
     if name in _UNSUPPORTED_QUERIES:
         raise unsupported(f"{name} query")
     raise parsing_error(f"unknown query [{name}]")

@@ -186,3 +186,22 @@ def test_hybrid_pagination_depth_rules(n: AsgiNode) -> None:
                                                         "pagination_depth": 5}}}
     res = n.ok("POST", "/books/_search", body, params={"search_pipeline": "norm"})
     assert len(res["hits"]["hits"]) == 1 and res["hits"]["total"]["value"] == 2
+
+
+# ---- template query (TemplateQueryBuilder): content rewritten with the pipeline's context variables
+
+
+def test_template_query_runs_its_content(n: AsgiNode) -> None:
+    _books(n)
+    res = n.ok("POST", "/books/_search", {"query": {"template": {"match": {"title": "Gatsby"}}}})
+    plain = n.ok("POST", "/books/_search", {"query": {"match": {"title": "Gatsby"}}})
+    assert _ids(res) == ["book3"] and res["hits"]["max_score"] == plain["hits"]["max_score"]
+    res = n.ok("POST", "/books/_search", {"query": {"bool": {"filter": [{"template": {"ids": {"values": ["book2"]}}}]}}})
+    assert _ids(res) == ["book2"]
+    # no ml_inference processor sets variables: a placeholder stays a literal string, as in OpenSearch
+    assert n.ok("POST", "/books/_search", {"query": {"template": {"match": {"title": "${text}"}}}})[
+        "hits"]["total"]["value"] == 0
+    r = n.request("POST", "/books/_search", {"query": {"template": {"range": {"year": "${y}"}}}})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "i_o_exception"
+    assert r.json()["error"]["reason"] == 'Failed to rewrite template query: {"range":{"year":"${y}"}}'
+    assert r.json()["error"]["caused_by"]["type"] == "parsing_exception"
