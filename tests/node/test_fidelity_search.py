@@ -205,3 +205,30 @@ def test_template_query_runs_its_content(n: AsgiNode) -> None:
     assert r.status_code == 500 and r.json()["error"]["type"] == "i_o_exception"
     assert r.json()["error"]["reason"] == 'Failed to rewrite template query: {"range":{"year":"${y}"}}'
     assert r.json()["error"]["caused_by"]["type"] == "parsing_exception"
+
+
+def test_over_a_socket_ids_bulk_ids_and_raw_hybrid(node: Any) -> None:
+    """The same fixes through the real server (uvicorn on a free port), as clients see them."""
+    import requests
+
+    url = node.url
+    index = "fidelity-socket"
+    requests.delete(f"{url}/{index}", timeout=30)
+    raw = "".join(json.dumps(x) + "\n" for x in [
+        {"index": {"_index": index}}, {"title": "red shoe"}, {"index": {"_index": index, "_id": "k"}},
+        {"title": "blue shoe"}])
+    r = requests.post(f"{url}/_bulk?refresh=true", data=raw, timeout=30,
+                      headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 200
+    generated = r.json()["items"][0]["index"]["_id"]
+    assert isinstance(generated, str)
+    res = requests.post(f"{url}/{index}/_search", json={"query": {"ids": {"values": [generated]}}}, timeout=30).json()
+    assert [h["_id"] for h in res["hits"]["hits"]] == [generated]
+    red = requests.post(f"{url}/{index}/_search", json={"query": {"match": {"title": "red"}}},
+                        timeout=30).json()["hits"]["hits"][0]["_score"]
+    res = requests.post(f"{url}/{index}/_search", timeout=30, json={"query": {"hybrid": {"queries": [
+        {"match": {"title": "red"}}, {"term": {"_id": "k"}}]}}}).json()
+    assert [(h["_id"], h["_score"]) for h in res["hits"]["hits"]] == [
+        (generated, HYBRID_START_STOP), (generated, HYBRID_DELIMITER), (generated, red),
+        (generated, HYBRID_DELIMITER), ("k", 1.0), (generated, HYBRID_START_STOP)]
+    requests.delete(f"{url}/{index}", timeout=30)
