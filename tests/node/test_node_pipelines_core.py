@@ -70,9 +70,10 @@ def test_hybrid_with_normalization_pipeline(n: AsgiNode) -> None:
     n.ok("PUT", "/h/_settings", {"index.search.default_pipeline": "norm"})
     res2 = n.ok("POST", "/h/_search", _hybrid_body())
     assert [h["_id"] for h in res2["hits"]["hits"]] == [h["_id"] for h in hits]
-    # _none bypasses the default → a hybrid query has nothing to combine it → rejected
+    # _none bypasses the default → nothing combines the sub-queries → neural-search's raw compound format
+    from kit.node.engine import HYBRID_START_STOP
     r = n.request("POST", "/h/_search", _hybrid_body(), params={"search_pipeline": "_none"})
-    assert r.status_code == 400
+    assert r.status_code == 200 and r.json()["hits"]["hits"][0]["_score"] == HYBRID_START_STOP
 
 
 def test_search_pipeline_request_processor_applies(n: AsgiNode) -> None:
