@@ -339,6 +339,7 @@ class VectorField:
             self._rids[:n] = rids
             self._alive = np.zeros(max(n, 1024), dtype=bool)
             self._alive[:n] = True
+            self._bitmap = None
         return rids
 
     def discard_snapshot(self) -> None:
@@ -447,8 +448,16 @@ class VectorField:
         params = faiss.SearchParametersHNSW()
         params.efSearch = max(int(ef_search or self.ef_search), k)
         bm = None
-        if mask is not None or not alive[:gn].all():
+        if mask is not None:
             bm = np.packbits(use[:gn], bitorder="little")
+        elif self._live != self._n:
+            # deleted/replaced docs: the bitmap of live graph positions is kept until the next write,
+            # so an unfiltered query does not pay an O(N) pack each time
+            cached = self._bitmap
+            if cached is None or cached[0] != gn:
+                cached = self._bitmap = (gn, np.packbits(alive[:gn], bitorder="little"))
+            bm = cached[1]
+        if bm is not None:
             params.sel = faiss.IDSelectorBitmap(gn, faiss.swig_ptr(bm))
         dist, ids = g.search(q.reshape(1, -1), k, params=params)
         ids = ids[0]

@@ -63,3 +63,25 @@ def test_bulk_vectors_match_single_doc_indexing(n: AsgiNode) -> None:
     b = n.ok("POST", "/bulk/_search", body)["hits"]["hits"]
     assert [(h["_id"], h["_score"]) for h in a] == [(h["_id"], h["_score"]) for h in b]
     assert len(a) == 2
+
+
+def test_graph_search_skips_deleted_vectors_after_each_delete() -> None:
+    import numpy as np
+
+    from kit.node.vectors import VectorField
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((400, 8)).astype(np.float32)
+    vf = VectorField(8, "l2", approximate_threshold=100)
+    vf.add_many(list(range(1, 401)), data)
+    vf.wait_for_graph()
+    assert vf._graph is not None and vf._gn == 400
+    q = data[10]
+    assert vf.search(q, 1)[0][0] == 11
+    vf.remove(11)
+    assert 11 not in {r for r, _ in vf.search(q, 5)}
+    nxt = vf.search(q, 1)[0][0]
+    vf.remove(nxt)  # the cached live bitmap must not outlive this delete
+    got = {r for r, _ in vf.search(q, 5)}
+    assert 11 not in got and nxt not in got and len(got) == 5
+    vf.close(save=False)
