@@ -86,3 +86,7 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 # Click's standalone mode catches only its own exceptions, so KitError propagates to main().
+
+
+if __name__ == "__main__":
+    main()
