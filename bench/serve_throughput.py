@@ -166,7 +166,12 @@ class Server:
                "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
                "--workers", str(args.workers)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
+            env["OMP_NUM_THREADS"] = str(args.torch_threads)
+        # stderr to a file, not a pipe: nobody reads a pipe during the run, and once its 64 kB
+        # buffer is full of access-log lines the server would block on logging.
+        self.log = open(Path(self.tmp.name) / "serve.log", "w+b")
+        self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
     def __enter__(self) -> "Server":
         import httpx
@@ -174,7 +179,8 @@ class Server:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("oskit serve exited: " + (self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""))
+                self.log.seek(0)
+                raise RuntimeError("oskit serve exited: " + self.log.read().decode(errors="replace")[-2000:])
             try:
                 if httpx.get(self.url + "/health", timeout=2).status_code == 200:
                     return self
@@ -189,6 +195,7 @@ class Server:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
         self.tmp.cleanup()
 
 
@@ -298,7 +305,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workers", type=int, default=1, help="oskit serve --workers")
     p.add_argument("--client-procs", type=int, default=None, help="client processes (default 1; --gpu: 4)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client for the served run")
-    p.add_argument("--latency-requests", type=int, default=40)
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads for BOTH the offline run and the server (default: torch's own)")
+    p.add_argument("--latency-requests", type=int, default=30)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.gpu:
@@ -321,6 +330,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from kit.serve.clip import ClipEngine, load_open_clip
 
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    load_before = os.getloadavg()
     print(f"making {args.images} JPEGs {w}x{h} …", file=sys.stderr)
     jpegs = make_jpegs(args.images, (w, h), threads=threads)
     precision = args.precision if args.precision != "auto" else ("fp16" if args.device.startswith("cuda") else "fp32")
@@ -362,6 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batching_overhead_p50_ms": round(1000 * (pct(seq_lat, 50) - pct(single, 50)), 2),
         "time_split": {k: round(v, 3) for k, v in split.items()},
         "cpu_count": os.cpu_count(),
+        "torch_threads": args.torch_threads,
+        "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     print(json.dumps(result, indent=2))
     if args.json:

@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import anyio
 import numpy as np
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -227,12 +228,13 @@ async def _read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise ApiError(413, "request_too_large", f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one chunk: no copy
     if not raw:
         raise ApiError(400, "bad_request", "empty request body; send JSON")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # orjson: a 100 kB base64 string parses in microseconds, several times faster than json
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from exc
 
 
@@ -253,8 +255,18 @@ def _present_text(value: Any) -> bool:
     return _present(value) and value != "null"
 
 
-def _vec(v: np.ndarray) -> list[float]:
-    return [float(x) for x in v]
+class _Json(Response):
+    """JSON via orjson; numpy arrays are written as float64 so the digits equal ``float(x)``'s repr
+    (what the stdlib encoder wrote before), without a Python float per element."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _f64(v: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(v, dtype=np.float64)
 
 
 def create_app(config: ServeConfig) -> Starlette:
@@ -312,7 +324,7 @@ def create_app(config: ServeConfig) -> Starlette:
             vectors.extend(await text_vectors([text]))
         vec = vectors[0] if len(vectors) == 1 else vectors[0] + vectors[1]
         vec = vec / max(float(np.linalg.norm(vec)), 1e-12)  # both → normalised mean (the sum, renormalised)
-        return JSONResponse({"embedding": _vec(vec)})
+        return _Json({"embedding": _f64(vec)})
 
     async def clip_embed_texts(request: Request) -> Response:
         need("clip", rt.clip is not None)
@@ -326,7 +338,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "bad_request", "no texts given")
         if len(texts) > config.max_texts:
             raise ApiError(413, "too_many_inputs", f"{len(texts)} texts in one request; the limit is {config.max_texts}")
-        return JSONResponse([_vec(v) for v in await text_vectors(texts)])
+        return _Json([_f64(v) for v in await text_vectors(texts)])
 
     async def ocr(request: Request) -> Response:
         need("ocr", rt.ocr_batcher is not None)
