@@ -125,7 +125,9 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, no
         config = config.model_copy(update={"decode_threads": config.decode_threads or max(2, share),
                                            "torch_threads": config.torch_threads or share})
     click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s))", err=True)
-    kwargs: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "timeout_graceful_shutdown": 10}
+    # No per-request access log: at thousands of embeddings a second it is pure overhead (use /metrics).
+    kwargs: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "access_log": False,
+                              "timeout_graceful_shutdown": 10}
     if workers == 1:
         uvicorn.run(create_app(config), **kwargs)
     else:  # uvicorn's workers import the app by name, so the config travels in the environment
