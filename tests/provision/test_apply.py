@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 import kit.cluster as cluster
-from conftest import edit
+from provision_helpers import edit
 from kit.cluster.client import connect
 from kit.config.loader import load_project
 from kit.errors import Conflict, DestroyRefused, PlanStale, Unsupported

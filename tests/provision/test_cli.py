@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from clihelp import oskit
-from conftest import ROOT, edit
+from provision_helpers import ROOT, edit
 
 GOLDEN = ROOT / "tests" / "golden"
 COMMANDS = ["validate", "plan", "apply", "diff", "status", "destroy"]

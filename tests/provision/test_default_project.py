@@ -10,7 +10,7 @@ import pytest
 
 import kit.cluster as cluster
 from clihelp import oskit
-from conftest import Faults, copy_default_project, edit, faulty_client
+from provision_helpers import Faults, copy_default_project, edit, faulty_client
 from kit.config.loader import load_project
 from kit.errors import TaskFailed, Unreachable
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import kit.cluster as cluster
-from conftest import Faults, faulty_client
+from provision_helpers import Faults, faulty_client
 from kit.config.loader import load_project
 from kit.errors import KitError, Unreachable
 from kit.node.server import NodeServer

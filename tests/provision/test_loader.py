@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, copy_default_project, edit
+from provision_helpers import ROOT, copy_default_project, edit
 from kit.config.loader import load_project
 from kit.errors import ConfigError
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import edit
+from provision_helpers import ROOT, edit
 from kit.cluster.desired import build_desired, parse_marker
 from kit.cluster.diff import compare_mappings, compare_settings
 from kit.cluster.state import flatten_settings
@@ -154,8 +154,6 @@ def test_capability_refusals_name_the_feature_and_version(distribution: str, ver
                                                           expected: list[str]) -> None:
     from kit.cluster.capabilities import Target, check
     from kit.errors import Unsupported
-
-    from conftest import ROOT
 
     with pytest.raises(Unsupported) as err:
         check(load_project(ROOT), Target("https://x", version, distribution=distribution), {})
