@@ -23,6 +23,7 @@ stored as documents of the hidden system index ``.oskit-ingest-pipelines`` (so t
 
 from __future__ import annotations
 
+import abc
 import copy
 import json
 import logging
@@ -508,13 +509,14 @@ def _render_value(value: Any, doc: IngestDocument) -> Any:
 # Processors
 
 
-class Processor:
+class Processor(abc.ABC):
     type = ""
 
     def __init__(self, tag: str | None, description: str | None) -> None:
         self.tag = tag
         self.description = description
 
+    @abc.abstractmethod
     def execute(self, doc: IngestDocument, ctx: "ExecContext") -> IngestDocument | None:
         raise NotImplementedError
 
@@ -641,6 +643,7 @@ class _StringProcessor(Processor):
         self.ignore_missing = c.boolean("ignore_missing", False)
         self.target = c.string("target_field", default=self.field) or self.field
 
+    @abc.abstractmethod
     def apply(self, s: str) -> Any:
         raise NotImplementedError
 

@@ -17,6 +17,7 @@ The core calls, per search request::
 
 from __future__ import annotations
 
+import abc
 import copy
 import fnmatch
 import logging
@@ -254,11 +255,12 @@ def _bounds_param(params: Mapping[str, Any], name: str) -> list[dict[str, Any]] 
     return value
 
 
-class Normalization:
+class Normalization(abc.ABC):
     """One normalization technique; ``normalize`` maps per-sub-query scores to normalized ones."""
 
     name = ""
 
+    @abc.abstractmethod
     def normalize(self, subs: list[list[np.float32]]) -> list[list[np.float32]]:
         raise NotImplementedError
 
@@ -404,7 +406,7 @@ _COMPATIBLE = {
 # Combination techniques (neural-search processor/combination)
 
 
-class Combination:
+class Combination(abc.ABC):
     name = ""
 
     def __init__(self, params: Mapping[str, Any] | None) -> None:
@@ -447,6 +449,7 @@ class Combination:
                 f"[{len(scores)}] in hybrid query"
             )
 
+    @abc.abstractmethod
     def combine(self, scores: Sequence[np.float32]) -> np.float32:
         raise NotImplementedError
 
@@ -618,7 +621,7 @@ def parse_phase_processor(type_: str, config: dict[str, Any]) -> PhaseProcessor:
 # Request and response processors
 
 
-class RequestProcessor:
+class RequestProcessor(abc.ABC):
     type = ""
 
     def __init__(self, tag: str | None, description: str | None, ignore_failure: bool) -> None:
@@ -626,6 +629,7 @@ class RequestProcessor:
         self.description = description
         self.ignore_failure = ignore_failure
 
+    @abc.abstractmethod
     def process(self, body: dict[str, Any], index: str | None) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -705,7 +709,7 @@ class FilterQuery(RequestProcessor):
         return body
 
 
-class ResponseProcessor:
+class ResponseProcessor(abc.ABC):
     type = ""
 
     def __init__(self, tag: str | None, description: str | None, ignore_failure: bool) -> None:
@@ -713,6 +717,7 @@ class ResponseProcessor:
         self.description = description
         self.ignore_failure = ignore_failure
 
+    @abc.abstractmethod
     def process(self, response: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
