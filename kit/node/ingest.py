@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
+from kit.node.pipeline_rest import PipelineRest
 from kit.node.errors import ApiError, unsupported
 from kit.node.jsonpath import JsonPathError, PathNotFound, compile_path
 from kit.node.searchpipe import PipelineStore
@@ -1990,7 +1991,7 @@ class Pipeline:
 # Service + REST
 
 
-class IngestService:
+class IngestService(PipelineRest):
     """``/_ingest/pipeline`` REST API and ``execute`` for the write path."""
 
     def __init__(self, engine: "Engine | None") -> None:
@@ -2172,35 +2173,6 @@ class IngestService:
             Route("POST", "/_ingest/pipeline/{id}/_simulate", self._rest_simulate),
         ]
 
-    def _rest_get_all(self, req: "NodeRequest") -> Any:
-        from kit.node.routing import json_response
-
-        pipelines = self.store.all()
-        # GetPipelineResponse#isFound: an empty answer is a 404, as on a fresh cluster
-        return pipelines if pipelines else json_response({}, status=404)
-
-    def _rest_get(self, req: "NodeRequest") -> Any:
-        from kit.node.routing import json_response
-
-        ids = self.store.match(req.path_params["id"])
-        if not ids:
-            return json_response({}, status=404)
-        return {pid: self.store.get(pid) for pid in ids}
-
-    def _rest_put(self, req: "NodeRequest") -> Any:
-        if not req.has_body():
-            raise ApiError(400, "parse_exception", "request body or source parameter is required")
-        return self.put(req.path_params["id"], req.json())
-
-    def _rest_delete(self, req: "NodeRequest") -> Any:
-        expr = req.path_params["id"]
-        ids = self.store.match(expr)
-        if not ids:
-            raise ApiError(404, "resource_not_found_exception", f"pipeline [{expr}] is missing")
-        for pid in ids:
-            self.store.delete(pid)
-            self._parsed.pop(pid, None)
-        return {"acknowledged": True}
 
     def _rest_simulate(self, req: "NodeRequest") -> Any:
         if not req.has_body():

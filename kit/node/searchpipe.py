@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from kit.node.pipeline_rest import PipelineRest
 from kit.node.errors import ApiError, bad_request, unsupported
 
 if TYPE_CHECKING:
@@ -978,7 +979,7 @@ def _setting(settings: Mapping[str, Any] | None, key: str) -> Any:
     return node
 
 
-class SearchPipelineService:
+class SearchPipelineService(PipelineRest):
     """``/_search/pipeline`` REST API and per-request pipeline resolution."""
 
     def __init__(self, engine: "Engine | None") -> None:
@@ -1052,33 +1053,3 @@ class SearchPipelineService:
             Route("DELETE", "/_search/pipeline/{id}", self._rest_delete),
         ]
 
-    def _rest_get_all(self, req: "NodeRequest") -> Any:
-        from kit.node.routing import json_response
-
-        pipelines = self.store.all()
-        # GetPipelineResponse#isFound: an empty answer is a 404, as on a fresh cluster
-        return pipelines if pipelines else json_response({}, status=404)
-
-    def _rest_get(self, req: "NodeRequest") -> Any:
-        from kit.node.routing import json_response
-
-        expr = req.path_params["id"]
-        ids = self.store.match(expr)
-        if not ids:
-            return json_response({}, status=404)
-        return {pid: self.store.get(pid) for pid in ids}
-
-    def _rest_put(self, req: "NodeRequest") -> Any:
-        if not req.has_body():
-            raise ApiError(400, "parse_exception", "request body or source parameter is required")
-        return self.put(req.path_params["id"], req.json())
-
-    def _rest_delete(self, req: "NodeRequest") -> Any:
-        expr = req.path_params["id"]
-        ids = self.store.match(expr)
-        if not ids:
-            raise ApiError(404, "resource_not_found_exception", f"pipeline [{expr}] is missing")
-        for pid in ids:
-            self.store.delete(pid)
-            self._parsed.pop(pid, None)
-        return {"acknowledged": True}
