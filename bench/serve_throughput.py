@@ -2,21 +2,26 @@
 
 What it measures (JPEG bytes → L2-normalised vectors, preprocessing ``oskit-image-v1``):
 
-1. **offline**: the same model + preprocessing in-process — a thread pool decodes/resizes, the
-   model runs batches of ``--max-batch`` (decode of later images overlaps the model).
-2. **time split**: single-threaded ms/image for decode (JPEG draft + full decode), resize
-   (EXIF/RGB/crop/resize) and model (batched forward), on a subset.
+1. **offline**: the same model, the same ``oskit-image-v1`` implementation the server uses
+   (Pillow in decode threads, or ``--decode device``: batched nvJPEG/torchvision decode + tensor
+   resize on the model's device) and the same JPEG bytes, in-process: a thread pool prepares items
+   while the model runs batches through the server's own batch function (``embed_items``). Every
+   batch size in ``--offline-batches`` (× ``--offline-streams`` concurrent batch threads) is tried
+   and the best is the baseline.
+2. **time split**: ms/image for decode, resize and model (Pillow path: single-threaded; device
+   path: one batch of ``--max-batch``, each stage synchronised), on a subset.
 3. **served**: ``oskit serve`` in a subprocess on a real socket, ``--clients`` concurrent HTTP
-   clients posting ``{"inputImage": b64}`` to ``/clip/embed``; images/s, p50/p95 latency, and the
-   served/offline ratio.
-4. **batching latency overhead**: one client, sequential requests: served p50 minus offline
-   single-image p50 (the HTTP + JSON + base64 cost is included in that difference).
+   clients (in ``--client-procs`` processes) posting ``{"inputImage": b64}`` to ``/clip/embed``;
+   images/s, p50/p95 latency, mean batch, and the served/offline ratio.
+4. **lone-request latency, batching on vs off**: one client, sequential requests, against the
+   server above (``--max-wait-ms``) and a second one with ``max_wait_ms: 0``; the p50 difference is
+   what batching adds to a request that has nothing to batch with.
 
 CPU (default): ``oskit-clip-tiny`` (the project's weights if present, else random).
 GPU: ``--gpu`` = ViT-B-32 shapes with random weights on CUDA, larger batches, more images.
 
     python bench/serve_throughput.py --images 256
-    python bench/serve_throughput.py --gpu --json /tmp/serve-gpu.json
+    python bench/serve_throughput.py --gpu --workers 8 --client-procs 4 --json /tmp/serve-gpu.json
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import base64
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -75,16 +81,33 @@ def pct(values: list[float], q: float) -> float:
 # --- offline -------------------------------------------------------------------------------------
 
 
-def offline_throughput(engine: Any, jpegs: list[bytes], batch: int, threads: int) -> float:
-    from kit.serve.images import preprocess
+def prepare_item(data: bytes, size: int, device_decode: bool) -> Any:
+    """What the server's request handler hands its batcher for ``data`` (see kit/serve/app.py)."""
+    from kit.serve.images import jpeg_job, preprocess
 
+    if device_decode:
+        job = jpeg_job(data, size)
+        if job is not None:
+            return job
+    return preprocess(data, size)
+
+
+def offline_throughput(engine: Any, jpegs: list[bytes], batch: int, threads: int, device_decode: bool,
+                       streams: int = 1) -> float:
+    """Items prepared by ``threads`` threads; ``streams`` threads run ``embed_items`` batches."""
     size = engine.image_size
-    with ThreadPoolExecutor(threads) as pool:
+    with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(streams) as runners:
         t0 = time.perf_counter()
-        futures = [pool.submit(preprocess, data, size) for data in jpegs]
-        for start in range(0, len(futures), batch):
-            pixels = [f.result() for f in futures[start:start + batch]]
-            engine.embed_pixels(pixels)
+        futures = [pool.submit(prepare_item, data, size, device_decode) for data in jpegs]
+
+        def run(start: int) -> None:
+            out = engine.embed_items([f.result() for f in futures[start:start + batch]])
+            bad = [r for r in out if isinstance(r, BaseException)]
+            if bad:
+                raise bad[0]
+
+        for f in [runners.submit(run, start) for start in range(0, len(futures), batch)]:
+            f.result()
         _sync(engine)
         return len(jpegs) / (time.perf_counter() - t0)
 
@@ -96,8 +119,63 @@ def _sync(engine: Any) -> None:
         torch.cuda.synchronize()
 
 
+def best_offline(engine: Any, jpegs: list[bytes], batches: list[int], streams: list[int], threads: int,
+                 device_decode: bool) -> tuple[float, dict[str, float]]:
+    """The best (batch size, streams) of ``batches`` × ``streams``, each measured twice (max)."""
+    tried: dict[str, float] = {}
+    for b in batches:
+        for st in streams:
+            offline_throughput(engine, jpegs[: min(len(jpegs), 2 * b * st)], b, threads, device_decode, st)  # warm
+            tried[f"batch{b}_streams{st}"] = max(
+                offline_throughput(engine, jpegs, b, threads, device_decode, st) for _ in range(2))
+    return max(tried.values()), {k: round(v, 1) for k, v in tried.items()}
+
+
+def offline_cpu_ms(engine: Any, jpegs: list[bytes], tried: dict[str, float], threads: int, device_decode: bool) -> float:
+    """Process CPU ms per image of one more pass with the best offline configuration."""
+    best = max(tried, key=lambda k: tried[k])
+    b, st = (int(x) for x in best.replace("batch", "").split("_streams"))
+    c0 = time.process_time()
+    offline_throughput(engine, jpegs, b, threads, device_decode, st)
+    return 1000 * (time.process_time() - c0) / len(jpegs)
+
+
+def time_split_device(engine: Any, jpegs: list[bytes], batch: int) -> dict[str, float]:
+    """Device path: ms per image for batched decode (nvJPEG), crop/resize and model, each synchronised."""
+    from kit.serve.images import decode_jpegs, jpeg_job, tensor_preprocess
+
+    size = engine.image_size
+    jobs = [jpeg_job(d, size) for d in jpegs]
+    if any(j is None for j in jobs):
+        raise SystemExit("time split: some bench JPEGs are not tensor-path JPEGs")
+    t_prep = t_decode = t_resize = t_model = 0.0
+    for _ in range(2):  # first pass warms up
+        t_prep = t_decode = t_resize = t_model = 0.0
+        for start in range(0, len(jpegs), batch):
+            t0 = time.perf_counter()
+            chunk = [jpeg_job(d, size) for d in jpegs[start:start + batch]]
+            t1 = time.perf_counter()
+            imgs = decode_jpegs(chunk, engine.loaded.device)  # type: ignore[arg-type]
+            _sync(engine)
+            t2 = time.perf_counter()
+            x = tensor_preprocess(chunk, imgs, size)  # type: ignore[arg-type]
+            _sync(engine)
+            t3 = time.perf_counter()
+            engine.embed_uint8(x)
+            t4 = time.perf_counter()
+            t_prep += t1 - t0
+            t_decode += t2 - t1
+            t_resize += t3 - t2
+            t_model += t4 - t3
+    n = len(jpegs)
+    total = t_prep + t_decode + t_resize + t_model
+    return {"header_check_ms": 1000 * t_prep / n, "decode_ms": 1000 * t_decode / n, "resize_ms": 1000 * t_resize / n,
+            "model_ms": 1000 * t_model / n, "header_check_share": t_prep / total, "decode_share": t_decode / total,
+            "resize_share": t_resize / total, "model_share": t_model / total, "batch": batch}
+
+
 def time_split(engine: Any, jpegs: list[bytes], batch: int) -> dict[str, float]:
-    """Single-threaded ms per image for decode, resize and model."""
+    """Pillow path: single-threaded ms per image for decode, resize and model."""
     from PIL import Image
 
     from kit.serve.images import open_image, to_rgb
@@ -130,13 +208,11 @@ def time_split(engine: Any, jpegs: list[bytes], batch: int) -> dict[str, float]:
             "decode_share": t_decode / total, "resize_share": t_resize / total, "model_share": t_model / total}
 
 
-def offline_single_latency(engine: Any, jpegs: list[bytes], n: int) -> list[float]:
-    from kit.serve.images import preprocess
-
+def offline_single_latency(engine: Any, jpegs: list[bytes], n: int, device_decode: bool) -> list[float]:
     out = []
     for data in jpegs[:n]:
         t0 = time.perf_counter()
-        engine.embed_pixels([preprocess(data, engine.image_size)])
+        engine.embed_items([prepare_item(data, engine.image_size, device_decode)])
         _sync(engine)
         out.append(time.perf_counter() - t0)
     return out
@@ -148,23 +224,24 @@ def offline_single_latency(engine: Any, jpegs: list[bytes], n: int) -> list[floa
 class Server:
     """``oskit serve`` in a subprocess on a free port, for a one-file model spec."""
 
-    def __init__(self, args: argparse.Namespace, max_wait_ms: float) -> None:
+    def __init__(self, args: argparse.Namespace, max_wait_ms: float, workers: int) -> None:
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
         self.tmp = tempfile.TemporaryDirectory(prefix="oskit-bench-")
         spec = {"serve": {"kind": "clip", "open_clip": {"model": args.model, "pretrained": args.pretrained},
-                          "precision": args.precision,
+                          "precision": args.precision, "decode": args.decode,
                           "batching": {"max_batch": args.max_batch, "max_wait_ms": max_wait_ms,
                                        "max_queue": max(256, 4 * args.clients)}}}
         self.spec = Path(self.tmp.name) / "clip.yaml"
         self.spec.write_text(json.dumps(spec))  # JSON is YAML
         cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
                "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
-               "--workers", str(args.workers)]
+               "--workers", str(workers)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
@@ -182,12 +259,18 @@ class Server:
                 self.log.seek(0)
                 raise RuntimeError("oskit serve exited: " + self.log.read().decode(errors="replace")[-2000:])
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and self._all_started():
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise RuntimeError("oskit serve did not become ready")
+
+    def _all_started(self) -> bool:
+        """Every worker has finished its lifespan (else the first ones get all keep-alive connections)."""
+        self.log.flush()
+        text = Path(self.log.name).read_bytes().decode(errors="replace")
+        return text.count("Application startup complete") >= self.workers
 
     def __exit__(self, *exc: Any) -> None:
         self.proc.terminate()
@@ -289,6 +372,51 @@ def served_multi(url: str, bodies: list[bytes], clients: int, procs: int, kind: 
     return total / wall, [x for r in results for x in r[2]], sum(r[3] for r in results)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (the client processes, once joined)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and all its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    return sum(cpu.get(p, 0.0) for p in tree)
+
+
+def _batch_stats(url: str) -> tuple[float, float]:
+    """(sum, count) of the image batcher's batch sizes from /metrics (one worker's view per call)."""
+    import httpx
+
+    total = count = 0.0
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("oskit_serve_batch_size_sum") and 'batcher="clip-image"' in line:
+            total = float(line.split()[-1])
+        elif line.startswith("oskit_serve_batch_size_count") and 'batcher="clip-image"' in line:
+            count = float(line.split()[-1])
+    return total, count
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", action="store_true", help="ViT-B-32 shapes, random weights, CUDA, larger run")
@@ -301,8 +429,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--max-batch", type=int, default=None)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--decode", choices=["auto", "cpu", "device"], default="auto",
+                   help="JPEG decode for both sides: device = batched torchvision/nvJPEG (auto: device on CUDA)")
+    p.add_argument("--offline-batches", default=None, help="batch sizes tried offline (default: CPU 8,16,32; GPU 128,256)")
+    p.add_argument("--offline-streams", default=None, help="concurrent batch threads tried offline (default: CPU 1; GPU 1,2)")
+    p.add_argument("--no-lone", action="store_true", help="skip the batching-off server (lone-request latency)")
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
-    p.add_argument("--workers", type=int, default=1, help="oskit serve --workers")
+    p.add_argument("--workers", default="1", help="oskit serve --workers; a comma list measures each (best wins)")
     p.add_argument("--client-procs", type=int, default=None, help="client processes (default 1; --gpu: 4)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client for the served run")
     p.add_argument("--torch-threads", type=int, default=None,
@@ -310,17 +443,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--latency-requests", type=int, default=30)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    # `timeout`/SIGTERM: exit through the context managers so the server subprocesses are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.gpu:
         args.model = args.model or "ViT-B-32"
         args.device = args.device or "cuda"
         args.images = args.images or 8192
         args.max_batch = args.max_batch or 256
         args.client_procs = args.client_procs or 4
+        args.offline_batches = args.offline_batches or "128,256"
+        args.offline_streams = args.offline_streams or "1,2"
     else:
         args.model = args.model or "oskit-clip-tiny"
         args.device = args.device or "cpu"
         args.images = args.images or 256
         args.max_batch = args.max_batch or 32
+        args.offline_batches = args.offline_batches or "8,16,32"
+        args.offline_streams = args.offline_streams or "1"
         weights = ROOT / "models" / "weights" / "oskit-clip-tiny.pt"
         if args.pretrained is None and args.model == "oskit-clip-tiny" and weights.is_file():
             args.pretrained = str(weights)
@@ -339,10 +478,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jpegs = make_jpegs(args.images, (w, h), threads=threads)
     precision = args.precision if args.precision != "auto" else ("fp16" if args.device.startswith("cuda") else "fp32")
     engine = ClipEngine(load_open_clip(args.model, args.pretrained, device=args.device, precision=precision))
-    offline_throughput(engine, jpegs[: min(len(jpegs), 2 * args.max_batch)], args.max_batch, threads)  # warm-up
-    offline = max(offline_throughput(engine, jpegs, args.max_batch, threads) for _ in range(2))
-    split = time_split(engine, jpegs[: min(len(jpegs), 512)], args.max_batch)
-    single = offline_single_latency(engine, jpegs, args.latency_requests)
+    device_decode = args.decode == "device" or (args.decode == "auto" and args.device.startswith("cuda"))
+    batches = [int(x) for x in args.offline_batches.split(",")]
+    streams = [int(x) for x in args.offline_streams.split(",")]
+    print(f"offline: batches {batches} × streams {streams} …", file=sys.stderr)
+    offline, offline_tried = best_offline(engine, jpegs, batches, streams, threads, device_decode)
+    offline_cpu = offline_cpu_ms(engine, jpegs, offline_tried, threads, device_decode)
+    subset = jpegs[: min(len(jpegs), 1024 if device_decode else 256)]
+    split = (time_split_device(engine, subset, args.max_batch) if device_decode
+             else time_split(engine, subset, args.max_batch))
+    single = offline_single_latency(engine, jpegs, args.latency_requests, device_decode)
     del engine
     if args.device.startswith("cuda"):
         import torch
@@ -350,30 +495,65 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.cuda.empty_cache()
 
     bodies = [json.dumps({"inputText": None, "inputImage": base64.b64encode(j).decode()}).encode() for j in jpegs]
-    with Server(args, args.max_wait_ms) as server:
-        asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients, args.client))
-        served, lat, errors = served_multi(server.url, bodies, args.clients, args.client_procs, args.client)
-        _, seq_lat, _ = asyncio.run(served_run(server.url, bodies[: args.latency_requests], 1, args.client))
-        metrics = __import__("httpx").get(server.url + "/metrics").text
-    batch_line = [ln for ln in metrics.splitlines() if ln.startswith("oskit_serve_batch_size_sum")]
-    count_line = [ln for ln in metrics.splitlines() if ln.startswith("oskit_serve_batch_size_count")]
-    mean_batch = (float(batch_line[0].split()[-1]) / float(count_line[0].split()[-1])) if batch_line and count_line else None
+    worker_counts = [int(x) for x in str(args.workers).split(",")]
+    runs: list[dict[str, Any]] = []
+    for w_count in worker_counts:
+        print(f"served: {w_count} worker(s), {args.clients} clients in {args.client_procs} process(es) …", file=sys.stderr)
+        with Server(args, args.max_wait_ms, w_count) as server:
+            asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients, args.client))
+            before = _batch_stats(server.url)
+            cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
+            served, lat, errors = served_multi(server.url, bodies, args.clients, args.client_procs, args.client)
+            server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(bodies)
+            # the clients: child processes (joined by now), or this process when they ran in it
+            client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
+                                 else (time.process_time() - own0)) / len(bodies)
+            after = _batch_stats(server.url)
+        if w_count == 1:
+            mean_batch = ((after[0] - before[0]) / (after[1] - before[1])) if after[1] > before[1] else None
+        else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
+            mean_batch = after[0] / after[1] if after[1] else None
+        runs.append({"workers": w_count, "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
+                     "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
+                     "mean_batch": round(mean_batch, 2) if mean_batch else None,
+                     "server_cpu_ms_per_image": round(server_cpu, 3),
+                     "client_cpu_ms_per_image": round(client_cpu, 3)})
+        print(json.dumps(runs[-1]), file=sys.stderr)
+    best = max(runs, key=lambda r: r["images_per_s"])
+    seq_on: list[float] = []
+    seq_off: list[float] = []
+    if not args.no_lone:
+        # lone requests, batching on (max_wait) vs off (0): two one-worker servers up at once and
+        # requests alternating between them, so load drift on a shared machine hits both alike
+        print("lone-request latency, batching on vs off …", file=sys.stderr)
+        with Server(args, args.max_wait_ms, 1) as on, Server(args, 0.0, 1) as off:
+            for srv in (on, off):  # warm
+                asyncio.run(served_run(srv.url, bodies[:5], 1, args.client))
+            for body in bodies[: args.latency_requests]:
+                for srv, out in ((on, seq_on), (off, seq_off)):
+                    out.extend(asyncio.run(served_run(srv.url, [body], 1, args.client))[1])
 
     result = {
         "device": args.device, "model": args.model, "random_weights": not args.pretrained, "precision": precision,
         "images": args.images, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
-        "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": args.workers,
+        "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": best["workers"],
         "client_procs": args.client_procs, "client": args.client,
+        "decode": "device" if device_decode else "cpu",
         "offline_images_per_s": round(offline, 1),
-        "served_images_per_s": round(served, 1),
-        "served_over_offline": round(served / offline, 3),
-        "served_errors": errors,
-        "served_latency_p50_ms": round(1000 * pct(lat, 50), 2),
-        "served_latency_p95_ms": round(1000 * pct(lat, 95), 2),
-        "served_mean_batch": round(mean_batch, 2) if mean_batch else None,
+        "offline_tried": offline_tried,
+        "served_images_per_s": best["images_per_s"],
+        "served_over_offline": best["ratio"],
+        "served_errors": best["errors"],
+        "served_latency_p50_ms": best["p50_ms"],
+        "served_latency_p95_ms": best["p95_ms"],
+        "served_mean_batch": best["mean_batch"],
+        "served_runs": runs,
         "single_offline_p50_ms": round(1000 * pct(single, 50), 2),
-        "single_served_p50_ms": round(1000 * pct(seq_lat, 50), 2),
-        "batching_overhead_p50_ms": round(1000 * (pct(seq_lat, 50) - pct(single, 50)), 2),
+        "lone_served_p50_ms_batching_on": round(1000 * pct(seq_on, 50), 2) if seq_on else None,
+        "lone_served_p50_ms_batching_off": round(1000 * pct(seq_off, 50), 2) if seq_off else None,
+        "batching_added_p50_ms": round(1000 * (pct(seq_on, 50) - pct(seq_off, 50)), 2) if seq_off else None,
+        "http_overhead_p50_ms": round(1000 * (pct(seq_off, 50) - pct(single, 50)), 2) if seq_off else None,
+        "offline_cpu_ms_per_image": round(offline_cpu, 3),
         "time_split": {k: round(v, 3) for k, v in split.items()},
         "cpu_count": os.cpu_count(),
         "torch_threads": args.torch_threads,

@@ -39,7 +39,7 @@ from kit.errors import KitError, ModelError, ServeError
 from kit.serve.batching import Batcher, QueueFull
 from kit.serve.captions import Captioner, CaptionsUnavailable, UpstreamError
 from kit.serve.config import ServeConfig
-from kit.serve.images import PREPROCESS_VERSION, BadImage, decode_b64, open_image, preprocess
+from kit.serve.images import PREPROCESS_VERSION, BadImage, decode_b64, jpeg_job, open_image, preprocess
 from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics
 
 __all__ = ["CONFIG_ENV", "ApiError", "Runtime", "config_to_env", "create_app", "create_app_from_env"]
@@ -90,7 +90,8 @@ class Runtime:
         self.metrics = _make_metrics()
         self.device = "cpu"
         self.clip: Any = None  # kit.serve.clip.ClipEngine
-        self.image_batcher: Batcher[np.ndarray, np.ndarray] | None = None
+        self.image_batcher: Batcher[Any, np.ndarray] | None = None
+        self.device_decode = False  # JPEGs decoded in the batch on the model's device (nvJPEG on CUDA)
         self.text_batcher: Batcher[str, np.ndarray] | None = None
         self.tagger: Any = None  # kit.serve.tags.Tagger
         self.ocr: Any = None  # kit.serve.ocr.OcrEngine
@@ -120,8 +121,12 @@ class Runtime:
             loaded = await anyio.to_thread.run_sync(
                 lambda: load_open_clip(cfg.clip.model, cfg.clip.pretrained, device=self.device, precision=precision))
             self.clip = ClipEngine(loaded)
+            self.device_decode = cfg.clip.decode == "device" or (cfg.clip.decode == "auto"
+                                                                  and self.device.startswith("cuda"))
+            if self.device_decode:
+                await anyio.to_thread.run_sync(_check_device_decode, self.device)
             b, tb = cfg.clip.batching, cfg.clip.text_batching
-            self.image_batcher = Batcher("clip-image", self.clip.embed_pixels, max_batch=b.max_batch,
+            self.image_batcher = Batcher("clip-image", self.clip.embed_items, max_batch=b.max_batch,
                                          max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, metrics=self.metrics)
             self.text_batcher = Batcher("clip-text", self.clip.embed_texts, max_batch=tb.max_batch,
                                         max_wait_ms=tb.max_wait_ms, max_queue=tb.max_queue, metrics=self.metrics)
@@ -162,6 +167,15 @@ class Runtime:
             size = self.clip.image_size
             grey = np.full((size, size, 3), 127, dtype=np.uint8)
             await self.image_batcher.run_now([grey])
+            if self.device_decode:  # nvJPEG's first call initialises its handles (hundreds of ms)
+                from PIL import Image
+                import io
+
+                buf = io.BytesIO()
+                Image.new("RGB", (2 * size, 2 * size), "grey").save(buf, "JPEG")
+                job = jpeg_job(buf.getvalue(), size)
+                if job is not None:
+                    await self.image_batcher.run_now([job])
             await self.text_batcher.run_now(["warm up sentence"])
         if self.ocr is not None and self.ocr_batcher is not None:
             from PIL import Image
@@ -189,6 +203,7 @@ class Runtime:
                 "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,
                 "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
                 "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
+                "decode": "device" if self.device_decode else "cpu",
                 "batching": self.config.clip.batching.model_dump(),
             }
         if self.tagger is not None:
@@ -200,6 +215,17 @@ class Runtime:
         models["captions"] = {"configured": self.captioner.configured,
                               **({"model": self.config.captions.model} if self.captioner.configured else {})}
         return models
+
+
+def _check_device_decode(device: str) -> None:
+    """Fail at start, not on the first image, when torchvision cannot decode JPEGs on ``device``."""
+    try:
+        import torch
+        from torchvision.io import decode_jpeg  # noqa: F401
+    except ImportError as exc:
+        raise ModelError(f"decode: device needs torchvision's image IO ({exc})", hint="set decode: cpu") from exc
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("decode: device on CUDA but no GPU is visible", hint="set decode: cpu")
 
 
 def _make_metrics() -> Metrics:
@@ -282,13 +308,20 @@ def create_app(config: ServeConfig) -> Starlette:
         assert rt.image_batcher is not None and rt.clip is not None
         async with rt.image_batcher.slot():
             try:
-                pixels = await asyncio.get_running_loop().run_in_executor(
-                    rt.decode_pool, preprocess, data, rt.clip.image_size, config.max_image_pixels)
+                item: Any = None
+                if rt.device_decode:
+                    # headers only (tens of µs, no pixel work): fine on the event loop; the decode
+                    # itself happens batched on the device inside the model batch
+                    item = jpeg_job(data, rt.clip.image_size, config.max_image_pixels)
+                if item is None:  # the reference path, in the decode threads: never on the event loop
+                    item = await asyncio.get_running_loop().run_in_executor(
+                        rt.decode_pool, preprocess, data, rt.clip.image_size, config.max_image_pixels)
+                vector = await rt.image_batcher.submit(item)
             except BadImage:
                 rt.metrics.inc("oskit_serve_images_total", {"outcome": "bad"})
                 raise
             rt.metrics.inc("oskit_serve_images_total", {"outcome": "ok"})
-            return await rt.image_batcher.submit(pixels)
+            return vector
 
     async def text_vectors(texts: list[str]) -> list[np.ndarray]:
         assert rt.text_batcher is not None

@@ -4,17 +4,22 @@ Requests first take a *slot* (:meth:`Batcher.slot`): at most ``max_queue`` reque
 the batcher's part of the server at once — preprocessing, waiting or running. One more is refused
 with :class:`QueueFull` (HTTP 429 + ``Retry-After``) before any work is spent on it.
 
-Inside a slot, :meth:`Batcher.submit` queues one item; a single worker takes the first waiting
-item, keeps collecting until ``max_batch`` items or ``max_wait_ms`` after that first item, then runs
-the batch function in a worker thread (torch releases the GIL) and hands each caller its result.
-It waits only while other admitted requests (still decoding their image) may join: a lone request
-runs at once, so batching costs no latency when there is nothing to batch.
+Inside a slot, :meth:`Batcher.submit` queues one item. Items queue up while the model runs (the
+event loop keeps reading, decoding in its thread pool and queueing), so when the model frees up the
+next batch is already collected: the batch loop takes every queued item up to ``max_batch`` and
+runs the batch function in a worker thread (torch releases the GIL). It waits for more only while
+admitted requests are still *preparing* (decoding their image, not yet submitted) and at most until
+``max_wait_ms`` after the batch's first item was queued — time spent queued behind a running batch
+counts. A lone request therefore runs at once: batching costs no latency when there is nothing to
+batch. The batch function may return an exception for one item (a corrupt image found while
+decoding the batch): only that caller gets it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -30,6 +35,18 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class _Slot:
+    """One admitted request; ``preparing`` until its first :meth:`Batcher.submit`."""
+
+    __slots__ = ("preparing",)
+
+    def __init__(self) -> None:
+        self.preparing = True
+
+
+_current_slot: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("oskit_batch_slot", default=None)
 
 
 class QueueFull(ServeError):
@@ -53,15 +70,20 @@ class Batcher(Generic[T, R]):
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
         self.metrics = metrics
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], float]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._inflight = 0
+        self._preparing = 0  # admitted requests that have not queued an item yet (still decoding)
         self._batch_seconds = 0.05  # running estimate for Retry-After
 
     @property
     def inflight(self) -> int:
         return self._inflight
+
+    @property
+    def preparing(self) -> int:
+        return self._preparing
 
     async def start(self) -> None:
         if self._task is not None:
@@ -79,7 +101,7 @@ class Batcher(Generic[T, R]):
         self._task = None
         assert self._queue is not None
         while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
+            _, fut, _ = self._queue.get_nowait()
             if not fut.done():
                 fut.set_exception(ServeError(f"batcher {self.name} stopped"))
         if self._executor is not None:
@@ -96,18 +118,29 @@ class Batcher(Generic[T, R]):
                 self.metrics.inc("oskit_serve_rejected_total", {"batcher": self.name})
             raise QueueFull(f"{self.name}: {self._inflight} requests queued (max_queue {self.max_queue})",
                             retry_after=retry)
+        slot = _Slot()
         self._inflight += 1
+        self._preparing += 1
+        token = _current_slot.set(slot)
         try:
             yield
         finally:
+            _current_slot.reset(token)
             self._inflight -= 1
+            if slot.preparing:
+                self._preparing -= 1
 
     async def submit(self, item: T) -> R:
         """Queue one item and wait for its result (call inside :meth:`slot`)."""
         if self._queue is None or self._task is None:
             raise ServeError(f"batcher {self.name} is not running")
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, fut))
+        slot = _current_slot.get()
+        if slot is not None and slot.preparing:
+            slot.preparing = False
+            self._preparing -= 1
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[R] = loop.create_future()
+        self._queue.put_nowait((item, fut, loop.time()))
         return await fut
 
     async def run_now(self, items: list[T]) -> Sequence[R]:
@@ -120,14 +153,15 @@ class Batcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         queue = self._queue
         while True:
-            batch = [await queue.get()]
-            deadline = loop.time() + self.max_wait
+            first = await queue.get()
+            batch = [first]
+            deadline = first[2] + self.max_wait  # queued behind a running batch counts as waiting
             while len(batch) < self.max_batch:
                 if not queue.empty():
                     batch.append(queue.get_nowait())
                     continue
-                if self._inflight <= len(batch):
-                    break  # nobody else has been admitted: waiting could only add latency
+                if self._preparing <= 0:
+                    break  # nobody else is on the way: waiting could only add latency
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -135,7 +169,7 @@ class Batcher(Generic[T, R]):
                     batch.append(await asyncio.wait_for(queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
-            live = [(item, fut) for item, fut in batch if not fut.done()]  # drop callers that went away
+            live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # drop callers that went away
             if not live:
                 continue
             started = time.perf_counter()
@@ -156,5 +190,9 @@ class Batcher(Generic[T, R]):
                 self.metrics.observe("oskit_serve_batch_size", len(live), {"batcher": self.name})
                 self.metrics.observe("oskit_serve_batch_seconds", elapsed, {"batcher": self.name})
             for (_, fut), res in zip(live, results):
-                if not fut.done():
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):  # this item alone failed (e.g. a corrupt image)
+                    fut.set_exception(res)
+                else:
                     fut.set_result(res)

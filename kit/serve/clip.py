@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kit.errors import ModelError
+from kit.serve.images import DEFAULT_MAX_PIXELS, JpegJob, decode_jpegs, preprocess, tensor_preprocess
 
 __all__ = ["ClipEngine", "LoadedClip", "load_open_clip", "resolve_device"]
 
@@ -119,11 +120,77 @@ class ClipEngine:
         if not pixels:
             return np.zeros((0, self.dim), dtype=np.float32)
         batch = torch.from_numpy(np.stack(pixels))
+        x = batch.to(self.loaded.device, non_blocking=True).permute(0, 3, 1, 2)
+        return self.embed_uint8(x)
+
+    def embed_uint8(self, x: Any) -> np.ndarray:
+        """``uint8 [n, 3, S, S]`` tensor on the model's device → normalised vectors (normalisation: step 7)."""
+        import torch
+
         with self._lock, torch.inference_mode():
-            x = batch.to(self.loaded.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+            x = x.float().div_(255.0)
             x = ((x - self._mean) / self._std).to(self.loaded.dtype)
             out = self.loaded.model.encode_image(x, normalize=True)
             return out.float().cpu().numpy()
+
+    def decode_jobs(self, jobs: Sequence[JpegJob]) -> tuple[Any, list[int], list[BaseException | np.ndarray]]:
+        """Tensor path for ``jobs``: ``(uint8 [k, 3, S, S] on device, indices of those k, fallbacks)``.
+
+        One batched decode; if it fails, each JPEG alone, and any that still fails goes through the
+        reference :func:`preprocess` — which either reads it (an array in ``fallbacks``) or says
+        exactly why not (a :class:`BadImage` there); ``fallbacks`` follows the failed indices in
+        ascending order."""
+        device = self.loaded.device
+        try:
+            images = decode_jpegs(jobs, device)
+            ok = list(range(len(jobs)))
+        except Exception:  # torchvision raises RuntimeError subclasses; find the bad member(s)
+            images, ok = [], []
+            for i, job in enumerate(jobs):
+                try:
+                    images.extend(decode_jpegs([job], device))
+                    ok.append(i)
+                except Exception:
+                    log.debug("tensor decode failed for item %d; using the reference path", i)
+        fallbacks: list[BaseException | np.ndarray] = []
+        for i in sorted(set(range(len(jobs))) - set(ok)):
+            try:
+                fallbacks.append(preprocess(jobs[i].data, self.image_size, DEFAULT_MAX_PIXELS))
+            except Exception as exc:  # BadImage: the caller's 400
+                fallbacks.append(exc)
+        return tensor_preprocess([jobs[i] for i in ok], images, self.image_size), ok, fallbacks
+
+    def embed_items(self, items: Sequence[Any]) -> list[Any]:
+        """The image batcher's function: arrays and :class:`JpegJob` s → one vector (or the exception
+        that image raised) per item, in order. Both kinds share one model batch."""
+        import torch
+
+        items = list(items)
+        results: list[Any] = [None] * len(items)
+        job_idx = [i for i, it in enumerate(items) if isinstance(it, JpegJob)]
+        pix_idx = [i for i, it in enumerate(items) if not isinstance(it, JpegJob)]
+        parts, order = [], []
+        if job_idx:
+            decoded, ok, fallbacks = self.decode_jobs([items[i] for i in job_idx])
+            parts.append(decoded)
+            order.extend(job_idx[k] for k in ok)
+            failed = sorted(set(range(len(job_idx))) - set(ok))
+            for k, res in zip(failed, fallbacks):
+                if isinstance(res, np.ndarray):
+                    pix_idx.append(job_idx[k])
+                    items[job_idx[k]] = res
+                else:
+                    results[job_idx[k]] = res
+        if pix_idx:
+            batch = torch.from_numpy(np.stack([items[i] for i in pix_idx]))
+            parts.append(batch.to(self.loaded.device, non_blocking=True).permute(0, 3, 1, 2))
+            order.extend(pix_idx)
+        if order:
+            x = parts[0] if len(parts) == 1 else torch.cat([p.to(parts[0].device) for p in parts])
+            vectors = self.embed_uint8(x)
+            for i, vec in zip(order, vectors):
+                results[i] = vec
+        return results
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → L2-normalised vectors (open_clip's tokenizer: 77 tokens, truncated)."""

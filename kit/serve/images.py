@@ -11,6 +11,18 @@ Steps, in order (changing any of them means a new version string, and re-embeddi
 6. Resize to the model's input size (bicubic).
 7. The model's normalisation ``(x/255 - mean) / std`` — done on the batch in :mod:`kit.serve.clip`
    so the uint8 pixels travel to the GPU (4× less data than float32).
+
+Two implementations of the one spec:
+
+* :func:`preprocess` — the reference: Pillow on the CPU, any accepted format.
+* :func:`jpeg_job` + :func:`tensor_preprocess` — plain JPEGs (3 components, no EXIF rotation, ending
+  in an EOI marker) decoded as a batch with ``torchvision.io.decode_jpeg`` (nvJPEG on a GPU,
+  libjpeg-turbo on the CPU), then steps 2, 5 and 6 as tensor ops: libjpeg's draft scale (the same
+  1/2, 1/4, 1/8 that Pillow's ``draft()`` picks) as an average pool, the same centre crop, and an
+  antialiased bicubic resize (PyTorch's antialias kernels are Pillow's, a = -0.5). Pixels differ
+  from the reference by a few grey levels (scaled IDCT vs box average, IDCT rounding); the
+  embeddings agree to cosine ≥ 0.99 (tests/serve/test_serve_perf_tensor_path.py), which is why
+  both carry the version ``oskit-image-v1``. Every other image goes through :func:`preprocess`.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import binascii
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -30,9 +43,13 @@ __all__ = [
     "PREPROCESS_VERSION",
     "BadImage",
     "DecodedImage",
+    "JpegJob",
     "decode_b64",
+    "draft_scale",
+    "jpeg_job",
     "open_image",
     "preprocess",
+    "tensor_preprocess",
 ]
 
 PREPROCESS_VERSION = "oskit-image-v1"
@@ -84,6 +101,24 @@ def decode_b64(value: object, field: str = "inputImage") -> bytes:
         raise BadImage(f"{field} is not valid base64: {exc}") from exc
 
 
+def _identify(data: bytes, max_pixels: int) -> tuple[Any, str, int, int]:
+    """Open ``data`` lazily (headers only) and check format and size: ``(image, format, w, h)``."""
+    from PIL import Image
+
+    if not data:
+        raise BadImage("empty image")
+    img = Image.open(io.BytesIO(data))
+    fmt = (img.format or "").upper()
+    if fmt not in ALLOWED_FORMATS:
+        raise BadImage(f"unsupported image format {fmt or 'unknown'} (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                       code="unsupported_image")
+    width, height = img.size
+    if width * height > max_pixels:
+        raise BadImage(f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}",
+                       code="image_too_large", status=413)
+    return img, fmt, width, height
+
+
 def open_image(data: bytes, *, draft_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Open and fully decode ``data`` (steps 1–2), raising :class:`BadImage` with the reason."""
     from PIL import Image, UnidentifiedImageError
@@ -93,15 +128,7 @@ def open_image(data: bytes, *, draft_size: int | None = None, max_pixels: int = 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = (img.format or "").upper()
-            if fmt not in ALLOWED_FORMATS:
-                raise BadImage(f"unsupported image format {fmt or 'unknown'} (supported: JPEG, PNG, WebP, GIF, BMP, TIFF)",
-                               code="unsupported_image")
-            width, height = img.size
-            if width * height > max_pixels:
-                raise BadImage(f"image is {width}x{height} = {width * height} pixels, above the limit of {max_pixels}",
-                               code="image_too_large", status=413)
+            img, fmt, width, height = _identify(data, max_pixels)
             if fmt in ("JPEG", "MPO") and draft_size:
                 img.draft("RGB", (draft_size, draft_size))
             img.load()
@@ -148,3 +175,86 @@ def preprocess(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if side != size or (w, h) != (side, side):
         img = img.resize((size, size), Image.Resampling.BICUBIC, box=box)
     return np.asarray(img, dtype=np.uint8)
+
+
+# --- the tensor implementation (batched JPEG decode: nvJPEG on a GPU) ------------------------------
+
+
+@dataclass(frozen=True)
+class JpegJob:
+    """A JPEG admitted to the tensor path: its bytes and the draft scale the spec gives it."""
+
+    data: bytes
+    width: int
+    height: int
+    scale: int  # 1, 2, 4 or 8: what Pillow's draft() picks for this size (step 2)
+
+
+def draft_scale(width: int, height: int, size: int) -> int:
+    """The libjpeg reduction Pillow's ``JpegImageFile.draft`` chooses for a ``(size, size)`` request."""
+    fit = min(width // size, height // size)
+    return next((s for s in (8, 4, 2) if fit >= s), 1)
+
+
+def jpeg_job(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> JpegJob | None:
+    """Headers only (tens of µs): a :class:`JpegJob` when the tensor path reproduces the spec for
+    ``data``, ``None`` when only :func:`preprocess` does (not JPEG, grey/CMYK, EXIF-rotated, trailing
+    bytes after the EOI marker — e.g. a truncated file, which must fail the way Pillow fails).
+    Unreadable or too-large input raises :class:`BadImage` exactly as :func:`open_image` would."""
+    from PIL import Image, UnidentifiedImageError
+
+    if data[:3] != b"\xff\xd8\xff" or not data.endswith(b"\xff\xd9"):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img, fmt, width, height = _identify(data, max_pixels)
+            if fmt != "JPEG" or img.mode != "RGB" or img.getexif().get(0x0112, 1) != 1:
+                return None
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
+            OSError, SyntaxError, ValueError, EOFError):
+        return None  # let the reference path produce the exact error message
+    return JpegJob(data=data, width=width, height=height, scale=draft_scale(width, height, size))
+
+
+def decode_jpegs(jobs: Sequence[JpegJob], device: str) -> list[Any]:
+    """Batched decode to ``uint8 [3, H, W]`` tensors on ``device`` (nvJPEG for CUDA). Raises on any
+    undecodable member: the caller retries one by one to find it."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    tensors = [torch.frombuffer(bytearray(job.data), dtype=torch.uint8) for job in jobs]
+    with warnings.catch_warnings():
+        # torchvision ≥ 0.29 warns that its image IO moves to TorchCodec; the function is unchanged
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io\.image")
+        out = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=device)
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def tensor_preprocess(jobs: Sequence[JpegJob], images: Sequence[Any], size: int) -> Any:
+    """Steps 2, 5, 6 on decoded ``uint8 [3, H, W]`` tensors → ``uint8 [n, 3, size, size]`` (same device).
+
+    Images of one shape are processed as one stacked batch (a photo collection has few shapes)."""
+    import torch
+    import torch.nn.functional as F
+
+    if not images:
+        return torch.zeros((0, 3, size, size), dtype=torch.uint8)
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8, device=images[0].device)
+    groups: dict[tuple[int, int, int], list[int]] = {}
+    for i, (job, img) in enumerate(zip(jobs, images)):
+        groups.setdefault((int(img.shape[1]), int(img.shape[2]), job.scale), []).append(i)
+    for (h, w, scale), idx in groups.items():
+        x = torch.stack([images[i] for i in idx]).float()
+        if scale > 1:  # libjpeg's scaled IDCT ≈ a box filter; ceil like libjpeg's output size
+            x = F.avg_pool2d(x, kernel_size=scale, stride=scale, ceil_mode=True)
+            h, w = int(x.shape[2]), int(x.shape[3])
+        side = min(w, h)
+        top, left = (h - side) // 2, (w - side) // 2
+        x = x[:, :, top:top + side, left:left + side]
+        if side != size:
+            x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        out[torch.tensor(idx, device=out.device)] = x.round_().clamp_(0, 255).to(torch.uint8)
+    return out
