@@ -1502,6 +1502,9 @@ class Engine:
                         if rid in id_of:
                             fetched[(pos, rid)] = (id_of[rid], 0, 0, "")
         hits = []
+        # per-request flags hoisted out of the per-hit loop (it runs k times per k-NN query)
+        want_version = body.get("version") or params.get("version") == "true"
+        want_seq_no = body.get("seq_no_primary_term") or params.get("seq_no_primary_term") == "true"
         for s, pos, rid in page:
             row = fetched.get((pos, rid))
             if row is None:
@@ -1509,9 +1512,9 @@ class Engine:
             did, ver, seq, src = row
             hit: dict[str, Any] = {"_index": targets[pos].name, "_id": did,
                                    "_score": float(s) if score_visible else None}
-            if body.get("version") or params.get("version") == "true":
+            if want_version:
                 hit["_version"] = ver
-            if body.get("seq_no_primary_term") or params.get("seq_no_primary_term") == "true":
+            if want_seq_no:
                 hit["_seq_no"] = seq
                 hit["_primary_term"] = 1
             if src_param is not False:

@@ -144,25 +144,66 @@ class Route:
 
 
 class Router:
-    """Finds the most specific route; distinguishes 404 (no path) from 405 (path, other method)."""
+    """Finds the most specific route; distinguishes 404 (no path) from 405 (path, other method).
+
+    Routes sit in a segment trie (literal children and one parameter child per level), so a lookup
+    visits only the routes that can match instead of all ~170 (a linear scan cost ~40 µs a request).
+    """
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
+        self._trie: _Node | None = None
 
     def add(self, route: Route) -> None:
         self.routes.append(route)
+        self._trie = None
 
     def extend(self, routes: list[Route], prefix: str = "") -> None:
         for r in routes:
             if prefix and not r.pattern.startswith(prefix):
                 r = Route(r.method, prefix.rstrip("/") + "/" + r.pattern.lstrip("/"), r.handler)
             self.routes.append(r)
+        self._trie = None
+
+    def _build(self) -> "_Node":
+        root = _Node()
+        for order, r in enumerate(self.routes):
+            node = root
+            for is_param, name in r.segments:
+                if is_param:
+                    if node.param is None:
+                        node.param = _Node()
+                    node = node.param
+                else:
+                    node = node.literal.setdefault(name, _Node())
+            node.routes.append((order, r))
+        self._trie = root
+        return root
+
+    def _candidates(self, parts: list[str]) -> list[tuple[int, Route]]:
+        """Every route whose pattern matches ``parts``, in the order they were added."""
+        nodes = [self._trie or self._build()]
+        for part in parts:
+            nxt = []
+            for node in nodes:
+                lit = node.literal.get(part)
+                if lit is not None:
+                    nxt.append(lit)
+                if node.param is not None and part:
+                    nxt.append(node.param)
+            if not nxt:
+                return []
+            nodes = nxt
+        out = [hit for node in nodes for hit in node.routes]
+        if len(nodes) > 1:
+            out.sort(key=lambda hit: hit[0])
+        return out
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         allowed: set[str] = set()
         found: dict[str, tuple[tuple[int, ...], Route, dict[str, str]]] = {}
-        for r in self.routes:
+        for _, r in self._candidates(parts):
             params = r.match(parts)
             if params is None:
                 continue
@@ -183,6 +224,17 @@ class Router:
             )
         raise ApiError(400, "illegal_argument_exception",
                        f"no handler found for uri [{path}] and method [{method}]")
+
+
+class _Node:
+    """One level of the route trie."""
+
+    __slots__ = ("literal", "param", "routes")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.routes: list[tuple[int, Route]] = []
 
 
 class NodeRequest:

@@ -88,6 +88,7 @@ class NodeServer:
                             hint="pick another --port or stop the process using it") from None
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level=self.log_level, access_log=False, lifespan="on",
+                                proxy_headers=False,
                                 timeout_graceful_shutdown=5)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -200,7 +201,9 @@ def run_foreground(data_dir: Path, host: str, port: int, *, version: str = "3.3.
     real_port = sock.getsockname()[1]
     shown = host if ":" not in host else f"[{host}]"
     url = f"http://{shown}:{real_port}"
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                proxy_headers=False,
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
 
     async def _ready() -> None:

@@ -11,12 +11,23 @@ refer to a document version by one integer and drop stale ones cheaply.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 __all__ = ["Storage"]
+
+log = logging.getLogger(__name__)
+
+# WAL checkpoints (copying committed pages into the database file, then fsync) run on a background
+# thread with its own connection: done by the committing thread, they stalled every few _bulk
+# requests on fsync (measured: ~40 µs per 5 KB doc, a quarter of bulk wall time). The writer's own
+# auto-checkpoint stays on at a larger size as a bound on the WAL if the background one falls behind.
+_CHECKPOINT_PAGES = 1000         # background checkpoint once the WAL holds this many pages (SQLite's default)
+_WRITER_CHECKPOINT_PAGES = 16384  # the writer checkpoints itself beyond this (64 MiB of 4 KiB pages)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -42,7 +53,13 @@ class Storage:
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against process death, not power loss
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.execute("PRAGMA cache_size=-65536")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
         self.db.executescript(_SCHEMA)
+        self._page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+        self._ckpt_wake = threading.Event()
+        self._ckpt_stop = False
+        self._ckpt_thread = threading.Thread(target=self._checkpointer, name="oskit-node-checkpoint", daemon=True)
+        self._ckpt_thread.start()
         self._in_tx = 0
         row = self.db.execute("SELECT MAX(rid) FROM docs").fetchone()
         seq = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='docs'").fetchone()
@@ -52,8 +69,40 @@ class Storage:
         self._pending_deletes: list[tuple[int]] = []
 
     def close(self) -> None:
+        self._ckpt_stop = True
+        self._ckpt_wake.set()
+        self._ckpt_thread.join()
         with self._lock:
             self.db.close()
+
+    # ------------------------------------------------------------------ background WAL checkpoints
+    def wrote(self) -> None:
+        """A write was committed: wake the checkpointer (it checks the WAL size itself)."""
+        self._ckpt_wake.set()
+
+    def _checkpointer(self) -> None:
+        wal = str(self.path) + "-wal"
+        limit = _CHECKPOINT_PAGES * self._page_size
+        db: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._ckpt_wake.wait()
+                self._ckpt_wake.clear()
+                if self._ckpt_stop:
+                    return
+                try:
+                    if os.path.getsize(wal) < limit:
+                        continue
+                    if db is None:
+                        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                        db.execute("PRAGMA synchronous=NORMAL")
+                    # PASSIVE: never blocks writers; what it cannot copy now, the next wake-up does
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except (OSError, sqlite3.Error) as exc:  # a checkpoint is an optimisation: the writer's own still runs
+                    log.debug("background WAL checkpoint skipped: %s", exc)
+        finally:
+            if db is not None:
+                db.close()
 
     # ------------------------------------------------------------------ transactions
     def transaction(self) -> "_Tx":
@@ -69,6 +118,7 @@ class Storage:
         with self._lock:
             self.db.execute("INSERT OR REPLACE INTO kv (ns, key, value) VALUES (?, ?, ?)",
                             (ns, key, json.dumps(value)))
+        self.wrote()
 
     def kv_delete(self, ns: str, key: str) -> bool:
         with self._lock:
@@ -90,6 +140,7 @@ class Storage:
         with self._lock:
             self.db.execute("INSERT OR REPLACE INTO indices (name, uuid, meta) VALUES (?, ?, ?)",
                             (name, uuid, json.dumps(meta)))
+        self.wrote()
 
     def delete_index(self, name: str, uuid: str) -> None:
         with self._lock, self.transaction():
@@ -212,5 +263,6 @@ class _Tx:
                         self.st.db.execute("ROLLBACK")
                         raise
                     self.st.db.execute("COMMIT")
+                    self.st.wrote()
         finally:
             self.st._lock.release()
