@@ -334,7 +334,7 @@ def evaluate(
         rel = set(q.relevant)
         flags = [is_relevant(h, rel) for h in hits]
         m = query_metrics(flags, len(rel), ks)
-        per_query.append({"config": cfg.name, "id": q.id, "type": q.type,
+        per_query.append({"config": cfg.name, "id": q.id, "type": q.type, "kind": q.kind,
                           "query": q.text if q.text is not None else str(q.image),
                           "positives": len(rel), "found": sum(flags),
                           "metrics": {k: round(v, 4) for k, v in m.items()},

@@ -42,9 +42,16 @@ MODES = ("vector", "hybrid", "tags")
 FIELDS = ("image", "ocr_text", "caption")
 #: the k-NN field searched for each ``--field``
 VECTOR_FIELDS: dict[str, str] = {"image": "image_embedding", "ocr_text": "ocr_embedding", "caption": "caption_embedding"}
-#: the text fields matched lexically (``tags`` mode and the BM25 half of ``hybrid``) for each ``--field``
+#: the text fields of the BM25 half of ``hybrid`` for each ``--field`` (``tags`` mode matches ``tags`` alone).
+#: ``tags`` is left out of hybrid on purpose: the zero-shot tags are CLIP's own image vector
+#: thresholded into words (colour and shape unbound, so "purple square" matches any purple thing
+#: and any square), so they add no evidence the vector half lacks, only its quantisation noise.
+#: With min-max normalisation the best BM25 match always scores 1.0, so that noise outranked
+#: CLIP's correct top hit (text queries: hybrid mAP@30 0.679 < vector 0.709; see bench/README.md
+#: "hybrid"). OCR text and captions carry what the image vector cannot: printed words and a
+#: describer's view.
 LEXICAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "image": ("tags", "ocr_text", "caption"),
+    "image": ("ocr_text", "caption"),
     "ocr_text": ("ocr_text",),
     "caption": ("caption",),
 }
@@ -160,11 +167,12 @@ def filter_clauses(filters: Mapping[str, Any], mapping: Mapping[str, Any] | None
 
 
 def _lexical(text: str, fields: Sequence[str], all_terms: bool) -> dict[str, Any]:
+    # most_fields sums the fields' BM25 scores; with operator "and" every word must match within one
+    # field (cross_fields would pool the fields, but the embedded node does not implement it)
     operator = "and" if all_terms else "or"
     if len(fields) == 1:
         return {"match": {fields[0]: {"query": text, "operator": operator}}}
-    return {"multi_match": {"query": text, "fields": list(fields), "operator": operator,
-                            "type": "most_fields" if not all_terms else "cross_fields"}}
+    return {"multi_match": {"query": text, "fields": list(fields), "operator": operator, "type": "most_fields"}}
 
 
 def _with_filter(query: dict[str, Any], clauses: list[dict[str, Any]]) -> dict[str, Any]:
@@ -191,11 +199,13 @@ def build_search(
     all_terms: bool = False,
     mapping: Mapping[str, Any] | None = None,
     thumbnails: bool = False,
+    lexical_fields: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The ``_search`` body for a text query (pure; no I/O).
 
     The prompt template applies only to the vector half on ``--field image`` (CLIP was trained on
-    sentences; OCR and caption text are matched as typed).
+    sentences; OCR and caption text are matched as typed). ``lexical_fields`` replaces the BM25
+    fields of ``hybrid`` (default :data:`LEXICAL_FIELDS`), e.g. to add human-written metadata.
     """
     if mode not in MODES:
         raise KitError(f"unknown search mode {mode!r}", hint=f"one of: {', '.join(MODES)}")
@@ -207,9 +217,12 @@ def build_search(
     if not text:
         raise KitError("empty query", hint='pass the words to look for, e.g. oskit search "red dress"')
     clauses = filter_clauses(filters or {}, mapping)
-    # the baseline matches tags only; hybrid's BM25 half also reads the OCR text and the caption
-    lexical_fields = ("tags",) if (mode == "tags" and field == "image") else LEXICAL_FIELDS[field]
-    lexical = _lexical(text, lexical_fields, all_terms)
+    # the baseline matches tags only; hybrid's BM25 half reads the OCR text and the caption
+    if mode == "tags" and field == "image":
+        lex_fields: Sequence[str] = ("tags",)
+    else:
+        lex_fields = tuple(lexical_fields) if lexical_fields else LEXICAL_FIELDS[field]
+    lexical = _lexical(text, lex_fields, all_terms)
     vector_text = apply_template(text, prompt_template) if field == "image" else text
     neural = _neural(VECTOR_FIELDS[field], k, clauses, query_text=vector_text)
     if mode == "tags":
@@ -312,6 +325,7 @@ def search(
     all_terms: bool = False,
     thumbnails: bool = False,
     search_pipeline: str | None = None,
+    lexical_fields: Sequence[str] | None = None,
 ) -> SearchResult:
     """Search ``index`` for ``text``; see :func:`build_search` for the modes.
 
@@ -324,7 +338,7 @@ def search(
     if mode == "hybrid":
         _check_hybrid_pipeline(client, index, pipeline)
     body = build_search(text, k=k, mode=mode, field=field, filters=flt, prompt_template=prompt_template,
-                        all_terms=all_terms, mapping=mapping, thumbnails=thumbnails)
+                        all_terms=all_terms, mapping=mapping, thumbnails=thumbnails, lexical_fields=lexical_fields)
     return run_query(client, index, body, search_pipeline=search_pipeline, query_text=text, mode=mode, field=field)
 
 

@@ -42,7 +42,9 @@ def test_hybrid_body_has_bm25_and_vector_halves() -> None:
     q = build_search("stop", mode="hybrid", k=10, thumbnails=True)
     assert q["_source"] == {"excludes": EXCLUDES[:-1]}
     lexical, neural = q["query"]["hybrid"]["queries"]
-    assert lexical["multi_match"]["fields"] == ["tags", "ocr_text", "caption"]
+    # zero-shot tags are CLIP's own vector in words: hybrid's BM25 half reads only OCR text and captions
+    assert lexical["multi_match"]["fields"] == ["ocr_text", "caption"]
+    assert lexical["multi_match"]["type"] == "most_fields"
     assert lexical["multi_match"]["query"] == "stop"  # BM25 sees the words as typed
     assert neural == {"neural": {"image_embedding": {"query_text": "a picture of a stop", "k": 10}}}
 
