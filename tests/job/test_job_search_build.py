@@ -168,3 +168,16 @@ def test_gallery_html() -> None:
     assert "search: red &amp; blue" in page and "0.9123" in page and "label-similar" in page
     assert "no thumbnail" in page
     assert "No results." in render_gallery([], title="t")
+
+
+def test_cli_defaults_are_the_seeds_text_to_image_search() -> None:
+    """`oskit search WORD` = top 30 by CLIP, a single word wrapped as "a picture of a {term}"."""
+    from kit.cli_job import search as search_cmd
+    from kit.search import DEFAULT_PROMPT_TEMPLATE
+
+    defaults = {p.name: p.default for p in search_cmd.params}
+    assert defaults["k"] == 30 and defaults["mode"] == "vector" and defaults["field_"] == "image"
+    assert defaults["prompt_template"] == DEFAULT_PROMPT_TEMPLATE == "a picture of a {term}"
+    body = build_search("dress", k=defaults["k"], mode=defaults["mode"], prompt_template=defaults["prompt_template"])
+    assert body["query"] == {"neural": {"image_embedding": {"query_text": "a picture of a dress", "k": 30}}}
+    assert body["size"] == 30
