@@ -21,6 +21,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,11 @@ class LocalModel:
             import torch
 
             try:
-                self.module = torch.jit.load(str(model_file), map_location="cpu")
+                with warnings.catch_warnings():
+                    # ML Commons' local format *is* TorchScript (brief §2); torch's deprecation of
+                    # jit.load in favour of torch.export says nothing about these packages.
+                    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+                    self.module = torch.jit.load(str(model_file), map_location="cpu")
             except Exception as exc:
                 raise ModelLoadError(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from None
             self.module.eval()
