@@ -18,7 +18,7 @@ After the fill it waits for the HNSW graphs (``_plugins/_knn/warmup``), then war
 once (first-call costs are excluded), then times. Progress goes to stderr; the result (JSON) to
 stdout, with the load average before and after so noisy numbers can be recognised.
 
-    python bench/search_latency.py --n 100000 --real 200 --queries 200 --json bench/results/search_latency.json
+    python bench/search_latency.py --n 100000 --real 200 --queries 200 --json /tmp/search_latency.json
 """
 
 from __future__ import annotations
