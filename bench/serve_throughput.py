@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="JPEG decode for both sides: device = batched torchvision/nvJPEG (auto: device on CUDA)")
     p.add_argument("--offline-batches", default=None, help="batch sizes tried offline (default: CPU 8,16,32; GPU 128,256)")
     p.add_argument("--offline-streams", default=None, help="concurrent batch threads tried offline (default: CPU 1; GPU 1,2)")
+    p.add_argument("--served-repeat", type=int, default=None,
+                   help="send the image set this many times in the served run (default 1; --gpu: 2)")
     p.add_argument("--no-lone", action="store_true", help="skip the batching-off server (lone-request latency)")
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
     p.add_argument("--workers", default="1", help="oskit serve --workers; a comma list measures each (best wins)")
@@ -452,7 +454,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.max_batch = args.max_batch or 256
         args.client_procs = args.client_procs or 4
         args.offline_batches = args.offline_batches or "128,256"
-        args.offline_streams = args.offline_streams or "1,2"
+        args.served_repeat = args.served_repeat or 2
+        args.offline_streams = args.offline_streams or "1,2,4"
     else:
         args.model = args.model or "oskit-clip-tiny"
         args.device = args.device or "cpu"
@@ -464,6 +467,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.pretrained is None and args.model == "oskit-clip-tiny" and weights.is_file():
             args.pretrained = str(weights)
     args.client_procs = args.client_procs or 1
+    args.served_repeat = args.served_repeat or 1
     threads = args.threads or os.cpu_count() or 2
     w, h = (int(x) for x in args.image_size.split("x"))
 
@@ -503,11 +507,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients, args.client))
             before = _batch_stats(server.url)
             cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
-            served, lat, errors = served_multi(server.url, bodies, args.clients, args.client_procs, args.client)
-            server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(bodies)
+            sent = bodies * args.served_repeat
+            served, lat, errors = served_multi(server.url, sent, args.clients, args.client_procs, args.client)
+            server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
             # the clients: child processes (joined by now), or this process when they ran in it
             client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
-                                 else (time.process_time() - own0)) / len(bodies)
+                                 else (time.process_time() - own0)) / len(sent)
             after = _batch_stats(server.url)
         if w_count == 1:
             mean_batch = ((after[0] - before[0]) / (after[1] - before[1])) if after[1] > before[1] else None
@@ -535,7 +540,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result = {
         "device": args.device, "model": args.model, "random_weights": not args.pretrained, "precision": precision,
-        "images": args.images, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
+        "images": args.images, "served_repeat": args.served_repeat, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": best["workers"],
         "client_procs": args.client_procs, "client": args.client,
         "decode": "device" if device_decode else "cpu",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -130,8 +131,19 @@ class ClipEngine:
         with self._lock, torch.inference_mode():
             x = x.float().div_(255.0)
             x = ((x - self._mean) / self._std).to(self.loaded.dtype)
-            out = self.loaded.model.encode_image(x, normalize=True)
-            return out.float().cpu().numpy()
+            out = self.loaded.model.encode_image(x, normalize=True).float()
+            if not out.is_cuda:
+                return out.numpy()
+            # Wait for the GPU by polling an event instead of a blocking copy: CUDA's default wait
+            # spins a core at 100%, and with several workers those spinning threads take the cores
+            # that decode and HTTP need.
+            host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            host.copy_(out, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            while not done.query():
+                time.sleep(0.0002)
+            return host.numpy()
 
     def decode_jobs(self, jobs: Sequence[JpegJob]) -> tuple[Any, list[int], list[BaseException | np.ndarray]]:
         """Tensor path for ``jobs``: ``(uint8 [k, 3, S, S] on device, indices of those k, fallbacks)``.

@@ -73,6 +73,11 @@ def test_routing_only_plain_jpegs_take_the_tensor_path() -> None:
     Image.new("RGB", (40, 30)).save(rotated, "JPEG", exif=exif)
     assert jpeg_job(rotated.getvalue(), 32) is None
     assert jpeg_job(image_bytes()[:-10], 32) is None  # truncated: Pillow's error is the answer
+    good = image_bytes(size=(90, 70))
+    assert jpeg_job(good[:good.index(b"\xff\xda")] + b"\xff\xd9", 32) is None  # no scan
+    for w, h in [(640, 480), (333, 517), (7, 5)]:
+        job = jpeg_job(_photo((w, h), 1) if w > 8 else image_bytes(size=(w, h)), 32)
+        assert job is not None and (job.width, job.height) == (w, h)
     with pytest.raises(BadImage) as e:
         jpeg_job(image_bytes(size=(100, 100)), 32, max_pixels=50 * 50)
     assert e.value.status == 413
@@ -93,7 +98,8 @@ def test_embeddings_agree_and_bad_items_fail_alone() -> None:
     good = image_bytes(size=(90, 70))
     corrupt = good[:good.index(b"\xff\xda")] + b"\xff\xd9"  # headers fine, no scan data
     items: list[Any] = [jpeg_job(d, engine.image_size) for d in datas]
-    items += [jpeg_job(corrupt, engine.image_size), preprocess(good, engine.image_size)]
+    # headers that look fine (jpeg_job itself sends this one to the reference path), no scan data
+    items += [JpegJob(data=corrupt, width=90, height=70, scale=1), preprocess(good, engine.image_size)]
     out = engine.embed_items(items)
     vecs = np.stack(out[:12])
     assert (vecs * ref).sum(axis=1).min() >= 0.99
