@@ -415,7 +415,11 @@ def weighted_pipeline(stored: Mapping[str, Any], weights: Sequence[float]) -> di
     return out
 
 
-_HYBRID_OK: "weakref.WeakKeyDictionary[Any, dict[str, dict[str, Any]]]" = weakref.WeakKeyDictionary()
+#: checked pipelines per client: name → (when read, stored definition). The definition is re-read after
+#: ``_PIPELINE_TTL_S`` because the temporary pipeline copies its model ids, which an ``oskit apply``
+#: may change under a long-running client (the search page)
+_HYBRID_OK: "weakref.WeakKeyDictionary[Any, dict[str, tuple[float, dict[str, Any]]]]" = weakref.WeakKeyDictionary()
+_PIPELINE_TTL_S = 30.0
 
 
 def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> dict[str, Any]:
@@ -425,8 +429,8 @@ def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> dic
                        "has no default search pipeline",
                        hint="`oskit apply` sets one (pipelines/images-search.yaml), or pass --search-pipeline")
     known = _HYBRID_OK.get(client, {}).get(pipeline)
-    if known is not None:
-        return known
+    if known is not None and time.monotonic() - known[0] < _PIPELINE_TTL_S:
+        return known[1]
     try:
         resp = client.request("GET", f"/_search/pipeline/{pipeline}")
     except NotFound:
@@ -437,7 +441,7 @@ def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> dic
     if not names & {"normalization-processor", "score-ranker-processor"}:
         raise KitError(f"search pipeline {pipeline!r} has no normalization-processor, so hybrid scores would "
                        "be meaningless", hint="add one to the pipeline (see pipelines/images-search.yaml)")
-    _HYBRID_OK.setdefault(client, {})[pipeline] = body
+    _HYBRID_OK.setdefault(client, {})[pipeline] = (time.monotonic(), body)
     return body
 
 

@@ -148,3 +148,18 @@ def test_node_combines_hybrid_scores_by_the_inline_weights(fresh_node: Any) -> N
         assert dict(lexical_led)["a"] == pytest.approx(0.9 * 1.0 + 0.1 * 0.001, abs=2e-3)
     finally:
         client.close()
+
+
+def test_stored_pipeline_is_reread_after_its_ttl(recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temporary pipeline copies model ids: a changed stored pipeline is picked up, not cached forever."""
+    import kit.search as ks
+
+    search(recorder, "STOP", mode="hybrid")
+    recorder.pipeline = copy.deepcopy(STORED)
+    recorder.pipeline["request_processors"][0]["neural_query_enricher"]["default_model_id"] = "new-id"
+    search(recorder, "STOP", mode="hybrid")  # within the TTL: the cached definition
+    assert recorder.searches[-1][0]["search_pipeline"]["request_processors"] == [ENRICHER]
+    monkeypatch.setattr(ks, "_PIPELINE_TTL_S", 0.0)
+    search(recorder, "STOP", mode="hybrid")
+    enricher = recorder.searches[-1][0]["search_pipeline"]["request_processors"][0]["neural_query_enricher"]
+    assert enricher["default_model_id"] == "new-id"
