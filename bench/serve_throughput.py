@@ -239,9 +239,15 @@ class Server:
                                        "max_queue": max(256, 4 * args.clients)}}}
         self.spec = Path(self.tmp.name) / "clip.yaml"
         self.spec.write_text(json.dumps(spec))  # JSON is YAML
-        cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
-               "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
-               "--workers", str(workers)]
+        if workers > 1 and args.reuse_port:  # one SO_REUSEPORT socket per worker (kit/serve/workers.py)
+            code = ("import sys; from kit.serve.config import load_serve_config; from kit.serve.workers import run_workers; "
+                    "run_workers(load_serve_config(sys.argv[1], device=sys.argv[2]), '127.0.0.1', int(sys.argv[3]), "
+                    "int(sys.argv[4]))")
+            cmd = [sys.executable, "-c", code, str(self.spec), args.device, str(self.port), str(workers)]
+        else:
+            cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
+                   "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
+                   "--workers", str(workers)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
@@ -438,6 +444,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-lone", action="store_true", help="skip the batching-off server (lone-request latency)")
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
     p.add_argument("--workers", default="1", help="oskit serve --workers; a comma list measures each (best wins)")
+    p.add_argument("--no-reuse-port", dest="reuse_port", action="store_false",
+                   help="several workers through uvicorn's shared socket (oskit serve --workers) instead of "
+                        "one SO_REUSEPORT socket per worker")
     p.add_argument("--client-procs", type=int, default=None, help="client processes (default 1; --gpu: 4)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client for the served run")
     p.add_argument("--torch-threads", type=int, default=None,
@@ -542,7 +551,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": args.device, "model": args.model, "random_weights": not args.pretrained, "precision": precision,
         "images": args.images, "served_repeat": args.served_repeat, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": best["workers"],
-        "client_procs": args.client_procs, "client": args.client,
+        "client_procs": args.client_procs, "client": args.client, "reuse_port": args.reuse_port,
         "decode": "device" if device_decode else "cpu",
         "offline_images_per_s": round(offline, 1),
         "offline_tried": offline_tried,
