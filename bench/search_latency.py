@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -173,6 +174,7 @@ def main() -> None:
     ap.add_argument("--project", default=str(ROOT))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", dest="json_out", default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary images and node data (~1 GB at 100k)")
     args = ap.parse_args()
     if args.real < 1 or args.n < args.real:
         ap.error("need 1 <= --real <= --n")
@@ -246,6 +248,10 @@ def main() -> None:
         }
     finally:
         stack.stop()
+        if args.keep:
+            phase(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(out, indent=2))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
