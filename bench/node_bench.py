@@ -88,7 +88,14 @@ class LeanClient:
         self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=600)
 
     def post(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
-        self.conn.request("POST", path, body=body, headers={"content-type": content_type})
+        headers = {"content-type": content_type}
+        try:
+            self.conn.request("POST", path, body=body, headers=headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # the server closed the idle keep-alive connection (uvicorn: after 5 s, e.g. during
+            # warmup); the request never reached it, so sending it again on a new one is safe
+            self.conn.close()
+            self.conn.request("POST", path, body=body, headers=headers)
         r = self.conn.getresponse()
         return r.status, r.read()
 
@@ -128,10 +135,10 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_rss_gb(pid: int) -> float:
-    """Resident memory of a process in GB (Linux /proc)."""
+def proc_rss_gb(pid: int, key: str = "VmRSS") -> float:
+    """Resident memory of a process in GB (Linux /proc); ``key="VmHWM"`` gives its peak."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1e6
     return float("nan")
 
@@ -177,10 +184,12 @@ def bench_bulk(tmp: Path, n: int, dim: int, batch: int) -> dict[str, Any]:
 
 
 def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, batch: int,
-              inproc: bool) -> dict[str, Any]:
+              inproc: bool, ef_search: int | None = None) -> dict[str, Any]:
     """Load n docs over HTTP into a node process, warm up (graph complete), time queries over HTTP;
     then reopen the same data in-process (restart cost) and time `Engine.search` without HTTP."""
     MAPPING["mappings"]["properties"]["vec"]["dimension"] = dim
+    if ef_search is not None:  # the k-NN plugin's own index setting (default 100)
+        MAPPING["settings"]["index.knn.algo_param.ef_search"] = ef_search
     data = vectors(n, dim, 2, uniform)
     rng = np.random.default_rng(3)
     qs = data[rng.integers(0, n, queries)] + 0.05 * rng.standard_normal((queries, dim)).astype(np.float32)
@@ -197,6 +206,7 @@ def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, 
     def bodies(q: np.ndarray) -> dict[str, Any]:
         return {"size": k, "_source": False, "query": {"knn": {"vec": {"vector": q.tolist(), "k": k}}}}
 
+    t_all = time.perf_counter()
     with NodeProcess(tmp / "knn") as p, httpx.Client(base_url=p.url, timeout=600) as c:
         assert p.proc is not None
         c.put("/knn", json=MAPPING).raise_for_status()
@@ -211,6 +221,8 @@ def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, 
         c.get("/_plugins/_knn/warmup/knn", timeout=None).raise_for_status()
         out["knn_graph_wait_after_bulk_s"] = time.perf_counter() - t
         out["knn_node_rss_gb_after_load"] = proc_rss_gb(p.proc.pid)
+        lean.close()
+        lean = LeanClient(p.url)  # the old connection idled through the warmup
         # each query goes out through both clients, alternating which goes first, so the two
         # latencies are measured under the same conditions; recall is from the lean client's answer
         lat_lean: list[float] = []
@@ -240,7 +252,9 @@ def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, 
         out["vector_bytes_per_vec"] = node["graph_memory_usage"] * 1024 / n
         out["opensearch_estimate_x1.1"] = 1.1 * (4 * dim + 8 * 16)
         out["knn_node_rss_gb_after_queries"] = proc_rss_gb(p.proc.pid)
+        out["knn_node_peak_rss_gb"] = proc_rss_gb(p.proc.pid, "VmHWM")
         out["loadavg_after_knn_http"] = os.getloadavg()
+    out["knn_http_phase_s"] = time.perf_counter() - t_all
     if inproc:
         from kit.node.engine import Engine
 
@@ -277,9 +291,25 @@ def bench_knn(tmp: Path, n: int, dim: int, k: int, queries: int, uniform: bool, 
             vf._graph.search(q1, k, params=params)
             lat.append((time.perf_counter() - t) * 1000)
         out.update({"knn_faiss_raw_p50_ms": pct(lat, 50), "knn_faiss_raw_p99_ms": pct(lat, 99)})
+        out["knn_ef_search"] = vf.ef_search
+        # recall and latency against ef_search on the same graph, to choose --ef-search for a size
+        sweep = {}
+        for ef in sorted({100, 200, 300, 400, vf.ef_search}):
+            lat, rec = [], []
+            for q, ex in zip(qs, exact):
+                qv = vf.query_vector(q, "vec")
+                t = time.perf_counter()
+                hits = vf.search(qv, k, ef_search=ef)
+                lat.append((time.perf_counter() - t) * 1000)
+                rec.append(len({int(ix.rid_to_id[r]) for r, _ in hits} & ex) / k)
+            sweep[str(ef)] = {"recall": float(np.mean(rec)), "vectorfield_p50_ms": pct(lat, 50),
+                              "vectorfield_p99_ms": pct(lat, 99)}
+        out["knn_ef_search_sweep"] = sweep
         out["knn_engine_over_faiss_p50"] = out["knn_engine_p50_ms"] / out["knn_faiss_raw_p50_ms"]
         out["machine_after_knn"] = machine()
+        out["bench_process_peak_rss_gb"] = proc_rss_gb(os.getpid(), "VmHWM")
         engine.close()
+        out["knn_inproc_phase_s"] = time.perf_counter() - t_all - out["knn_http_phase_s"]
     return out
 
 
@@ -313,6 +343,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=30)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--uniform", action="store_true")
+    ap.add_argument("--ef-search", type=int, default=None,
+                    help="index.knn.algo_param.ef_search for the k-NN index (plugin default 100)")
     ap.add_argument("--no-inproc", action="store_true", help="skip the in-process restart + engine timing")
     ap.add_argument("--skip", default="", help="comma list of: start,bulk,knn")
     ap.add_argument("--json", dest="json_out", default=None)
@@ -329,7 +361,7 @@ def main() -> None:
             print(json.dumps(results), flush=True)
         if "knn" not in skip:
             results.update(bench_knn(tmp, args.knn_n, args.dim, args.k, args.queries, args.uniform, args.batch,
-                                     not args.no_inproc))
+                                     not args.no_inproc, args.ef_search))
     print(json.dumps(results, indent=2))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))

@@ -365,16 +365,25 @@ class IndexState:
 
     def _index_values(self, rid: int, values: dict[str, list[Any]]) -> None:
         fields = self.mapping.fields
+        present = self.present
         for path, vals in values.items():
-            fd = fields.get(path)
-            if fd is None or not vals:
+            if not vals:
                 continue
-            self.present.setdefault(path, set()).add(rid)
+            fd = fields.get(path)
+            if fd is None:
+                continue
+            seen = present.get(path)
+            if seen is None:
+                seen = present[path] = set()
+            seen.add(rid)
             if fd.type == "text":
                 an = analyzer(fd.analyzer_name)
-                tokens: list[str] = []
-                for v in vals:
-                    tokens.extend(an(v))
+                if len(vals) == 1:
+                    tokens = an(vals[0])
+                else:
+                    tokens = []
+                    for v in vals:
+                        tokens.extend(an(v))
                 self.text(path).add(rid, tokens)
             else:
                 self.exact(path).add(rid, vals)
@@ -1150,10 +1159,13 @@ class Engine:
                         work[pos][3], work[pos][4] = result, None
         # 2) one transaction for the whole request; errors are per item
         sink: list[tuple[IndexState, str, int, np.ndarray]] = []
+        # write targets resolved once per index name and request (nothing else changes them while
+        # this request holds the engine lock; a failed lookup is not cached, so its error repeats per item)
+        targets: dict[str, IndexState] = {}
         with self.lock, self.store.transaction(), _gc_paused():
             pre_vecs = self._batch_vectors(work)
             for n_item, (kind, meta, index, source, raw, err) in enumerate(work):
-                op = {"dropped_create": "create", "dropped": "index"}.get(kind, kind)
+                op = _DROPPED_OP.get(kind, kind)
                 doc_id = meta.get("_id")
                 try:
                     if err is not None:
@@ -1171,7 +1183,9 @@ class Engine:
                     if kind in ("index", "create"):
                         if doc_id is not None:
                             _check_doc_id(str(doc_id))
-                        ix = self._target_for_write(index)
+                        ix = targets.get(index)  # type: ignore[assignment]
+                        if ix is None or self.indices.get(ix.name) is not ix:
+                            ix = targets[index] = self._target_for_write(index)
                         if doc_id is None:
                             doc_id = new_id()
                         prep = self._prepare(ix, str(doc_id), source, raw, pre_vecs.get(n_item))
@@ -1212,13 +1226,17 @@ class Engine:
         call per (index, top-level field): item number → {path: vector}. Items left out (invalid
         values, nested paths, indices not loaded yet) go through per-document ``prepare``."""
         groups: dict[tuple[str, str], tuple[VectorField, list[int], list[Any]]] = {}
+        vec_paths: dict[str, list[str]] = {}  # per index: building the field dict per doc cost ~2 µs
         for n, (kind, _meta, index, source, _raw, err) in enumerate(work):
             if err is not None or kind not in ("index", "create") or not isinstance(source, dict):
                 continue
             ix = self.indices.get(index) if index is not None else None
             if ix is None or not ix.loaded:
                 continue
-            for path in ix.mapping.vector_fields():
+            paths = vec_paths.get(ix.name)
+            if paths is None:
+                paths = vec_paths[ix.name] = list(ix.mapping.vector_fields())
+            for path in paths:
                 val = source.get(path)
                 if type(val) is not list or "." in path:
                     continue
@@ -1547,6 +1565,7 @@ class Engine:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+_DROPPED_OP = {"dropped_create": "create", "dropped": "index"}
 _BULK_META_KEYS = frozenset(("_index", "_id", "pipeline", "routing", "if_seq_no", "if_primary_term", "version",
                              "version_type", "require_alias", "retry_on_conflict", "_source", "dynamic_templates"))
 _gc_lock = threading.Lock()

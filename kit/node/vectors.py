@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 APPROXIMATE_THRESHOLD = 15_000
 _GRAPH_BATCH = 256  # vectors added to the graph per graph-lock hold, so searches wait at most one batch
 _BUILD_THREADS = 1
+# When nothing is being written (or warmup waits for the graph), the graph is built with every core
+# in larger batches: FAISS parallelises an add over its vectors with OpenMP, and a 1M×512 graph is
+# ~8 min of single-core work on this VM. Searches then wait at most one such batch (~0.1-0.5 s);
+# warmup takes the largest batches, since its caller is waiting for the whole graph anyway.
+_IDLE_BATCH = 2048
+_URGENT_BATCH = 16384
 # Graph building yields to ingest: it waits until writes pause this long, unless the tail that is
 # searched exactly grows past _MAX_TAIL (then exact search would get slow, so the graph catches up).
 _INGEST_QUIET_S = 1.0
@@ -247,21 +253,29 @@ class VectorField:
     def _grow(self) -> None:
         import faiss
 
-        # One OpenMP thread for graph building: ingest keeps the other core(s) (OpenSearch likewise
-        # bounds native index-build threads with knn.algo_param.index_thread_qty, default 1).
-        faiss.omp_set_num_threads(_BUILD_THREADS)
+        # While documents are being written: one OpenMP thread, small batches, so ingest keeps the
+        # other core(s) (OpenSearch likewise bounds native index-build threads with
+        # knn.algo_param.index_thread_qty, default 1). Idle or urgent: every core, larger batches.
+        all_cores = max(1, os.cpu_count() or 1)
+        threads = 0
         while not self._stop:
             with self._lock:
                 start = self._gn - self._base
                 tail = self._buf_n - start
                 if tail <= 0:
                     return
-                busy = time.monotonic() - self._last_write < _INGEST_QUIET_S and not self._urgent
+                urgent = self._urgent
+                busy = time.monotonic() - self._last_write < _INGEST_QUIET_S and not urgent
             if busy and tail < _MAX_TAIL:
                 time.sleep(0.05)
                 continue
+            want_threads, size = ((_BUILD_THREADS, _GRAPH_BATCH) if busy else
+                                  (all_cores, _URGENT_BATCH if urgent else _IDLE_BATCH))
+            if want_threads != threads:
+                faiss.omp_set_num_threads(want_threads)
+                threads = want_threads
             with self._lock:
-                take = min(_GRAPH_BATCH, self._buf_n - start)
+                take = min(size, self._buf_n - start)
                 batch = np.ascontiguousarray(self._buf[start: start + take])
                 if self._graph is None:
                     metric = faiss.METRIC_L2 if self.space == "l2" else faiss.METRIC_INNER_PRODUCT
