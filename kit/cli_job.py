@@ -47,6 +47,19 @@ def _client(conn: dict[str, Any]) -> Iterator[Any]:
 # ------------------------------------------------------------------------------------------- ingest
 
 
+def _weights(value: str | None) -> list[float] | None:
+    """``--hybrid-weights 0.3,0.7`` → [0.3, 0.7]; the library checks they are in [0, 1] and sum to 1."""
+    if value is None:
+        return None
+    try:
+        weights = [float(x) for x in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected two numbers, e.g. 0.3,0.7") from None
+    if len(weights) != 2:
+        raise click.BadParameter(f"{value!r}: expected two numbers (BM25, vector), e.g. 0.3,0.7")
+    return weights
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--index", default="images", show_default=True, help="Target index.")
@@ -179,14 +192,16 @@ def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> No
               help="Wraps single-word queries for CLIP; '' disables.")
 @click.option("--index", default="images", show_default=True)
 @click.option("--search-pipeline", default=None, help="Search pipeline to use instead of the index's default.")
+@click.option("--hybrid-weights", default=None, metavar="BM25,VECTOR", callback=lambda ctx, p, v: _weights(v),
+              help="hybrid: sub-query weights summing to 1, e.g. 0.3,0.7 (default: per field, see README).")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML gallery with thumbnails.")
 @json_option
 @connection_options
 @verbose_option
 def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...], all_terms: bool,
-           prompt_template: str, index: str, search_pipeline: str | None, html_file: Path | None, as_json: bool,
-           conn: dict[str, Any]) -> None:
+           prompt_template: str, index: str, search_pipeline: str | None, hybrid_weights: list[float] | None,
+           html_file: Path | None, as_json: bool, conn: dict[str, Any]) -> None:
     """Search images by text.
 
     \b
@@ -195,13 +210,15 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
       oskit search dress --mode tags
       oskit search --field ocr_text "SN 4411-AB" --mode hybrid
       oskit search "striped star" --filter format=png --json
+      oskit search "red heart" --mode hybrid --hybrid-weights 0.3,0.7
     """
     from kit.search import search as run_search
 
     with _client(conn) as client:
         result = run_search(client, query, index=index, k=k, mode=mode, field=field_, filters=list(filters),
                             prompt_template=prompt_template or None, all_terms=all_terms,
-                            thumbnails=html_file is not None, search_pipeline=search_pipeline)
+                            thumbnails=html_file is not None, search_pipeline=search_pipeline,
+                            hybrid_weights=hybrid_weights)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:

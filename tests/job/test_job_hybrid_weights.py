@@ -163,3 +163,32 @@ def test_stored_pipeline_is_reread_after_its_ttl(recorder: Recorder, monkeypatch
     search(recorder, "STOP", mode="hybrid")
     enricher = recorder.searches[-1][0]["search_pipeline"]["request_processors"][0]["neural_query_enricher"]
     assert enricher["default_model_id"] == "new-id"
+
+
+@pytest.mark.parametrize("value", ["0.3", "a,b", "0.3,0.3,0.4"])
+def test_cli_rejects_malformed_hybrid_weights_before_connecting(value: str) -> None:
+    from click.testing import CliRunner
+
+    from kit.cli import cli
+
+    r = CliRunner().invoke(cli, ["search", "red", "--mode", "hybrid", "--hybrid-weights", value,
+                                 "--url", "http://127.0.0.1:9"])
+    assert r.exit_code == 2, r.output
+    assert "--hybrid-weights" in r.output and "e.g. 0.3,0.7" in r.output
+
+
+def test_cli_hybrid_weights_reach_the_request(recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``oskit search --hybrid-weights 0.2,0.8`` sends exactly those weights in the temporary pipeline."""
+    import contextlib
+
+    from click.testing import CliRunner
+
+    import kit.cli_job
+    from kit.cli import cli
+
+    monkeypatch.setattr(kit.cli_job, "_client", lambda conn: contextlib.nullcontext(recorder))
+    r = CliRunner().invoke(cli, ["search", "red", "--mode", "hybrid", "--hybrid-weights", "0.2,0.8", "--json"])
+    assert r.exit_code == 0, r.output
+    (body, _), = recorder.searches
+    norm = body["search_pipeline"]["phase_results_processors"][0]["normalization-processor"]
+    assert norm["combination"]["parameters"]["weights"] == [0.2, 0.8]
