@@ -450,6 +450,17 @@ class Combination(abc.ABC):
                 f"[{len(scores)}] in hybrid query"
             )
 
+    def weighted_sum(self, scores: Sequence[np.float32]) -> tuple[np.float32, np.float32]:
+        """Σ wᵢ·sᵢ and Σ wᵢ over the sub-queries with a score ≥ 0 (float32, in neural-search's order)."""
+        self.check(scores)
+        total, wsum = F32(0.0), F32(0.0)
+        for i, s in enumerate(scores):
+            if s >= 0.0:
+                w = self.weight(i)
+                total = F32(total + F32(s * w))
+                wsum = F32(wsum + w)
+        return total, wsum
+
     @abc.abstractmethod
     def combine(self, scores: Sequence[np.float32]) -> np.float32:
         raise NotImplementedError
@@ -459,13 +470,7 @@ class ArithmeticMean(Combination):
     name = "arithmetic_mean"
 
     def combine(self, scores: Sequence[np.float32]) -> np.float32:
-        self.check(scores)
-        total, wsum = F32(0.0), F32(0.0)
-        for i, s in enumerate(scores):
-            if s >= 0.0:
-                w = self.weight(i)
-                total = F32(total + F32(s * w))
-                wsum = F32(wsum + w)
+        total, wsum = self.weighted_sum(scores)
         return F32(0.0) if wsum == 0.0 else F32(total / wsum)
 
 
@@ -503,13 +508,7 @@ class RRFCombination(Combination):
     name = "rrf"
 
     def combine(self, scores: Sequence[np.float32]) -> np.float32:
-        self.check(scores)
-        total, wsum = F32(0.0), F32(0.0)
-        for i, s in enumerate(scores):
-            if s >= 0.0:
-                w = self.weight(i)
-                total = F32(total + F32(s * w))
-                wsum = F32(wsum + w)
+        total, wsum = self.weighted_sum(scores)
         return F32(0.0) if wsum == 0.0 else total
 
 
