@@ -637,23 +637,38 @@ class RenameProcessor(Processor):
         return doc
 
 
-class _StringProcessor(Processor):
+_SKIP = object()
+
+
+class _FieldProcessor(Processor):
+    """``field`` → ``target_field`` (default: the same field) with ``ignore_missing``, as OpenSearch's
+    AbstractStringProcessor / ConvertProcessor / SplitProcessor read them."""
+
     def __init__(self, tag: str | None, description: str | None, c: Config) -> None:
         super().__init__(tag, description)
         self.field = c.string("field") or ""
         self.ignore_missing = c.boolean("ignore_missing", False)
         self.target = c.string("target_field", default=self.field) or self.field
 
+    def value(self, doc: IngestDocument, null_message: str) -> Any:
+        """The field's value; ``_SKIP`` when it is missing and ``ignore_missing``; else ``null_message``."""
+        val = doc.get(self.field, self.ignore_missing)
+        if val is None and self.ignore_missing:
+            return _SKIP
+        if val is None:
+            raise iae(null_message)
+        return val
+
+
+class _StringProcessor(_FieldProcessor):
     @abc.abstractmethod
     def apply(self, s: str) -> Any:
         raise NotImplementedError
 
     def execute(self, doc: IngestDocument, ctx: ExecContext) -> IngestDocument:
-        val = doc.get(self.field, self.ignore_missing)
-        if val is None and self.ignore_missing:
+        val = self.value(doc, f"field [{self.field}] is null, cannot process it.")
+        if val is _SKIP:
             return doc
-        if val is None:
-            raise iae(f"field [{self.field}] is null, cannot process it.")
         if isinstance(val, list):
             out = []
             for v in val:
@@ -765,51 +780,41 @@ def _convert(value: Any, kind: str) -> Any:
     return value
 
 
-class ConvertProcessor(Processor):
+class ConvertProcessor(_FieldProcessor):
     type = "convert"
 
     def __init__(self, tag: str | None, description: str | None, c: Config) -> None:
-        super().__init__(tag, description)
-        self.field = c.string("field") or ""
+        super().__init__(tag, description, c)
         kind = c.string("type") or ""
         if kind.lower() not in _CONVERT_TYPES:
             raise c.err("type", f"type [{kind}] not supported, cannot convert field.")
         self.kind = kind.lower()
-        self.target = c.string("target_field", default=self.field) or self.field
-        self.ignore_missing = c.boolean("ignore_missing", False)
 
     def execute(self, doc: IngestDocument, ctx: ExecContext) -> IngestDocument:
-        old = doc.get(self.field, self.ignore_missing)
-        if old is None and self.ignore_missing:
+        old = self.value(doc, f"Field [{self.field}] is null, cannot be converted to type [{self.kind}]")
+        if old is _SKIP:
             return doc
-        if old is None:
-            raise iae(f"Field [{self.field}] is null, cannot be converted to type [{self.kind}]")
         new = [_convert(v, self.kind) for v in old] if isinstance(old, list) else _convert(old, self.kind)
         doc.set(self.target, new)
         return doc
 
 
-class SplitProcessor(Processor):
+class SplitProcessor(_FieldProcessor):
     type = "split"
 
     def __init__(self, tag: str | None, description: str | None, c: Config) -> None:
-        super().__init__(tag, description)
-        self.field = c.string("field") or ""
+        super().__init__(tag, description, c)
         self.separator = c.string("separator") or ""
         try:
             self.regex = re.compile(self.separator)
         except re.error as exc:
             raise c.err("separator", f"invalid regex [{self.separator}]: {exc}") from None
-        self.target = c.string("target_field", default=self.field) or self.field
-        self.ignore_missing = c.boolean("ignore_missing", False)
         self.preserve_trailing = c.boolean("preserve_trailing", False)
 
     def execute(self, doc: IngestDocument, ctx: ExecContext) -> IngestDocument:
-        val = doc.get(self.field, self.ignore_missing)
-        if val is None and self.ignore_missing:
+        val = self.value(doc, f"field [{self.field}] is null, cannot split.")
+        if val is _SKIP:
             return doc
-        if val is None:
-            raise iae(f"field [{self.field}] is null, cannot split.")
         if not isinstance(val, str):
             raise iae(f"field [{self.field}] of type [{java_class(val)}] cannot be cast to [java.lang.String]")
         parts = self.regex.split(val) if val else [""]
