@@ -35,6 +35,29 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def prefer_blocking_sync(device: str) -> bool:
+    """Ask the CUDA driver to let host threads *sleep* while they wait for the GPU (the default
+    spins a core at 100%). Several server workers share one GPU, so their waits are long, and the
+    spinning threads take the cores that HTTP, base64 and JPEG Huffman decoding need. Sets the
+    primary context's flags through the driver API (``CU_CTX_SCHED_BLOCKING_SYNC``), best before
+    torch first touches the GPU; returns whether the driver accepted it."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    dev = ctypes.c_int()
+    if lib.cuInit(0) != 0 or lib.cuDeviceGet(ctypes.byref(dev), index) != 0:
+        return False
+    set_flags = getattr(lib, "cuDevicePrimaryCtxSetFlags_v2", None) or getattr(lib, "cuDevicePrimaryCtxSetFlags")
+    rc = int(set_flags(dev, 0x04))  # CU_CTX_SCHED_BLOCKING_SYNC
+    if rc != 0:
+        log.debug("cuDevicePrimaryCtxSetFlags returned %d; CUDA waits keep spinning", rc)
+    return rc == 0
+
+
 @dataclass
 class LoadedClip:
     """An open_clip model ready for inference plus what preprocessing needs to know."""
@@ -71,6 +94,8 @@ def load_open_clip(model_name: str, pretrained: str | None, *, device: str = "cp
                          hint="see open_clip.list_models(); project architectures live in kit/models/clip_configs/")
     if not pretrained:
         log.warning("CLIP %s has no pretrained weights configured: using RANDOM weights", model_name)
+    if device.startswith("cuda"):
+        prefer_blocking_sync(device)
     try:
         model, _, _ = open_clip.create_model_and_transforms(
             model_name, pretrained=pretrained or None, device=device, precision=precision,

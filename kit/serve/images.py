@@ -305,5 +305,9 @@ def tensor_preprocess(jobs: Sequence[JpegJob], images: Sequence[Any], size: int)
         x = x[:, :, top:top + side, left:left + side]
         if side != size:
             x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-        out[torch.tensor(idx, device=out.device)] = x.round_().clamp_(0, 255).to(torch.uint8)
+        x = x.round_().clamp_(0, 255).to(torch.uint8)
+        if idx[-1] - idx[0] == len(idx) - 1:  # contiguous (always, for one shape): a slice, no index upload
+            out[idx[0]:idx[-1] + 1] = x
+        else:
+            out[torch.tensor(idx).to(out.device, non_blocking=True)] = x
     return out

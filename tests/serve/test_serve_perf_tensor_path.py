@@ -152,3 +152,11 @@ def test_server_with_device_decode(tiny_clip: str, serve_client: Any) -> None:
             assert float(np.dot(direct, rs[0].json()["embedding"])) >= 0.99
 
     asyncio.run(go())
+
+
+def test_mixed_shapes_keep_their_order() -> None:
+    """Images of several shapes in one batch are grouped by shape and written back in order."""
+    datas = [_photo((640, 480), 60), _photo((333, 517), 61), _photo((640, 480), 62), _photo((200, 150), 63)]
+    together = _tensor_pixels(datas, 48)
+    alone = np.concatenate([_tensor_pixels([d], 48) for d in datas])
+    assert np.array_equal(together, alone)
