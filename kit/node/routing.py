@@ -253,7 +253,7 @@ class NodeRequest:
         self._parsed = False
 
     def has_body(self) -> bool:
-        return bool(self.body.strip())
+        return bool(self.body) and not self.body.isspace()  # = bool(body.strip()), without the copy
 
     def json(self, default: Any = None) -> Any:
         """Parsed body; ``default`` for an empty body; malformed JSON → json_parse_exception (400)."""
