@@ -234,9 +234,11 @@ class Server:
         self.workers = workers
         self.tmp = tempfile.TemporaryDirectory(prefix="oskit-bench-")
         spec = {"serve": {"kind": "clip", "open_clip": {"model": args.model, "pretrained": args.pretrained},
-                          "precision": args.precision, "decode": args.decode,
+                          "precision": args.precision,
                           "batching": {"max_batch": args.max_batch, "max_wait_ms": max_wait_ms,
                                        "max_queue": max(256, 4 * args.clients)}}}
+        if args.decode != "auto":  # only when asked: the spec stays valid for servers without the key
+            spec["serve"]["decode"] = args.decode
         self.spec = Path(self.tmp.name) / "clip.yaml"
         self.spec.write_text(json.dumps(spec))  # JSON is YAML
         if workers > 1 and args.reuse_port:  # one SO_REUSEPORT socket per worker (kit/serve/workers.py)

@@ -95,3 +95,25 @@ def test_an_item_exception_fails_only_its_caller() -> None:
     out = asyncio.run(go())
     assert out[:2] == [0, 1] and out[3] == 3
     assert isinstance(out[2], ServeError) and out[2].message == "bad 2"
+
+
+def test_lone_requests_through_the_app_never_wait_for_max_wait(tiny_clip: str, serve_client: Any) -> None:
+    """Sequential requests with max_wait 1 s: answered far sooner (nothing to wait for)."""
+    from _serve_helpers import b64, image_bytes
+    from kit.serve.config import BatchingConfig, ClipConfig, ServeConfig
+
+    cfg = ServeConfig(clip=ClipConfig(model=tiny_clip, batching=BatchingConfig(max_batch=32, max_wait_ms=1000)),
+                      device="cpu")
+
+    async def go() -> list[float]:
+        async with serve_client(cfg) as (c, app):
+            body = {"inputImage": b64(image_bytes(size=(320, 240)))}
+            took = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                assert (await c.post("/clip/embed", json=body)).status_code == 200
+                took.append(time.perf_counter() - t0)
+            assert app.state.runtime.image_batcher.preparing == 0
+            return took
+
+    assert sorted(asyncio.run(go()))[2] < 0.5  # the median; a slow first call on a busy VM is fine
