@@ -209,7 +209,8 @@ class ClipEngine:
         parts, order = [], []
         if job_idx:
             decoded, ok, fallbacks = self.decode_jobs([items[i] for i in job_idx])
-            parts.append(decoded)
+            if ok:
+                parts.append(decoded)
             order.extend(job_idx[k] for k in ok)
             failed = sorted(set(range(len(job_idx))) - set(ok))
             for k, res in zip(failed, fallbacks):
@@ -223,7 +224,7 @@ class ClipEngine:
             parts.append(batch.to(self.loaded.device, non_blocking=True).permute(0, 3, 1, 2))
             order.extend(pix_idx)
         if order:
-            x = parts[0] if len(parts) == 1 else torch.cat([p.to(parts[0].device) for p in parts])
+            x = parts[0] if len(parts) == 1 else torch.cat([p.to(self.loaded.device) for p in parts])
             vectors = self.embed_uint8(x)
             for i, vec in zip(order, vectors):
                 results[i] = vec

@@ -105,6 +105,8 @@ def test_embeddings_agree_and_bad_items_fail_alone() -> None:
     assert (vecs * ref).sum(axis=1).min() >= 0.99
     assert isinstance(out[12], BadImage) and "corrupt" in out[12].message
     assert np.allclose(out[13], engine.embed_pixels([preprocess(good, engine.image_size)])[0], atol=1e-5)
+    only_bad = engine.embed_items([items[12], items[13]])  # no JPEG decodes at all in this batch
+    assert isinstance(only_bad[0], BadImage) and np.allclose(only_bad[1], out[13], atol=1e-5)
 
 
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU (nvJPEG)")
