@@ -1,4 +1,4 @@
-"""The node's REST layer: ``create_app(data_dir)`` → a Starlette app speaking OpenSearch's API subset.
+"""The node's REST layer: ``create_app(data_dir)`` → an ASGI app speaking OpenSearch's API subset.
 
 Every error leaves as OpenSearch's envelope (``{"error": {...}, "status": N}``). Plugin routes
 (ML Commons, ingest and search pipelines) are mounted when their modules are present.
@@ -13,7 +13,6 @@ import hmac
 import inspect
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -58,6 +57,9 @@ class NodeApp:
         self.state = State()
         self.state.engine = engine
         self.state.router = router
+        # Threads for sync handlers: a plain executor hop costs about half of anyio's
+        # run_in_threadpool; 40 threads is the limit Starlette's default capacity limiter had.
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=40, thread_name_prefix="oskit-node")
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
         kind = scope["type"]
@@ -75,6 +77,7 @@ class NodeApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 try:
+                    self.executor.shutdown(wait=False)
                     self.engine.close()
                 except Exception as exc:  # noqa: BLE001 - reported to the server, which logs it
                     await send({"type": "lifespan.shutdown.failed", "message": f"{type(exc).__name__}: {exc}"})
@@ -88,7 +91,7 @@ class NodeApp:
             resp: Response = Response(b"Method Not Allowed", status_code=405, media_type="text/plain",
                                       headers={"Allow": ", ".join(_METHODS)})
         else:
-            resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth)
+            resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth, self.executor)
         await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
 
@@ -112,10 +115,9 @@ class _RawRequest:
     @property
     def path(self) -> str:
         path: str = self.scope["path"]
-        scope_path = path
         # Starlette's request.url.path (what the node has always routed on) re-escapes these and
         # normalises through urlsplit; other paths come out unchanged, so only these pay for it.
-        if any(c in scope_path for c in "?#\\\t\r\n") or self.scope.get("root_path"):
+        if any(c in path for c in "?#\\\t\r\n") or self.scope.get("root_path"):
             from starlette.datastructures import URL
 
             path = URL(scope=self.scope).path
@@ -156,7 +158,10 @@ class _RawRequest:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tuple[str, str] | None) -> Response:
+async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tuple[str, str] | None,
+                 executor: concurrent.futures.Executor | None = None) -> Response:
+    """One request → one response (never raises); sync handlers run on ``executor`` (None: the
+    event loop's default executor)."""
     method = request.method
     path = request.path
     t0 = time.perf_counter()
@@ -170,7 +175,7 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
         if route.is_async:
             result = await route.handler(req)  # type: ignore[misc]
         else:
-            result = await asyncio.get_running_loop().run_in_executor(_executor(), route.handler, req)
+            result = await asyncio.get_running_loop().run_in_executor(executor, route.handler, req)
         if isinstance(result, Response):
             resp = result
         else:
@@ -189,21 +194,6 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
     if method == "HEAD":
         return Response(b"", status_code=resp.status_code, headers={"content-type": resp.media_type or "application/json"})
     return resp
-
-
-_EXECUTOR: concurrent.futures.ThreadPoolExecutor | None = None
-_EXECUTOR_LOCK = threading.Lock()
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads for sync handlers. A plain executor hop costs about half of anyio's
-    ``run_in_threadpool``; 40 threads is the limit Starlette's default capacity limiter had."""
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        with _EXECUTOR_LOCK:
-            if _EXECUTOR is None:
-                _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=40, thread_name_prefix="oskit-node")
-    return _EXECUTOR
 
 
 def _render(obj: Any, status: int, query: dict[str, str]) -> Response:
