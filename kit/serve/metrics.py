@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "BATCH_BUCKETS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "BATCH_BUCKETS", "Labels", "Metrics", "label_key"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -32,6 +32,11 @@ class _Family:
 
 def _labels(labels: dict[str, str] | None) -> Labels:
     return tuple(sorted((labels or {}).items()))
+
+
+def label_key(labels: dict[str, str] | None) -> Labels:
+    """Labels in the form :meth:`Metrics.inc_key` / :meth:`Metrics.observe_key` take (made once)."""
+    return _labels(labels)
 
 
 def _fmt_labels(labels: Labels, extra: tuple[str, str] | None = None) -> str:
@@ -75,6 +80,12 @@ class Metrics:
         with self._lock:
             fam.values[key] = fam.values.get(key, 0.0) + value
 
+    def inc_key(self, name: str, key: Labels, value: float = 1.0) -> None:
+        """:meth:`inc` with labels already made by :func:`label_key` (the hot request path: no sort)."""
+        fam = self._families[name]
+        with self._lock:
+            fam.values[key] = fam.values.get(key, 0.0) + value
+
     def set(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
         fam = self._families[name]
         with self._lock:
@@ -86,8 +97,11 @@ class Metrics:
             fam.callbacks.append((_labels(labels), fn))
 
     def observe(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        self.observe_key(name, value, _labels(labels))
+
+    def observe_key(self, name: str, value: float, key: Labels) -> None:
+        """:meth:`observe` with labels already made by :func:`label_key`."""
         fam = self._families[name]
-        key = _labels(labels)
         with self._lock:
             row = fam.hist.get(key)
             if row is None:
