@@ -465,6 +465,9 @@ class Engine:
         self._closing = True
         if self._loader is not None:
             self._loader.join()
+        close_ml = getattr(self.ml, "close", None)
+        if close_ml is not None:
+            close_ml()  # deployed models and the connectors' pooled HTTP connections
         for ix in self.indices.values():
             for vf in ix._vectors.values():
                 vf.close()

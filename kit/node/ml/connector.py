@@ -38,6 +38,8 @@ from kit.node.ml.templating import (
 __all__ = [
     "ACTION_TYPES",
     "close_clients",
+    "release_clients",
+    "use_clients",
     "POST_PROCESS",
     "PRE_PROCESS",
     "execute_predict",
@@ -516,8 +518,28 @@ def _client(connect_t: float, read_t: float, max_conn: int) -> Any:
         return client
 
 
+_USERS = 0  # live nodes (ML services) in this process sharing the pooled clients
+
+
+def use_clients() -> None:
+    """A node's ML service starts: the pooled clients stay open until the last one releases them."""
+    global _USERS
+    with _CLIENTS_LOCK:
+        _USERS += 1
+
+
+def release_clients() -> None:
+    """A node's ML service stops; the last one out closes the pooled clients (no socket outlives it)."""
+    global _USERS
+    with _CLIENTS_LOCK:
+        _USERS = max(0, _USERS - 1)
+        last = _USERS == 0
+    if last:
+        close_clients()
+
+
 def close_clients() -> None:
-    """Close the pooled HTTP clients (node shutdown; tests before stopping a fake remote service)."""
+    """Close the pooled HTTP clients (the last node's shutdown; tests before stopping a fake remote service)."""
     with _CLIENTS_LOCK:
         clients = list(_CLIENTS.values())
         _CLIENTS.clear()

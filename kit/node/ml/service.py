@@ -72,6 +72,8 @@ class MLCommons:
         self._lock = threading.RLock()
         self._model_locks: dict[str, threading.Lock] = {}
         self._loaded: dict[str, LocalModel] = {}
+        self._closed = False
+        conn.use_clients()
         self._indices_ready = False
         self._threads: list[threading.Thread] = []
         data_dir = getattr(engine, "data_dir", None)
@@ -202,7 +204,10 @@ class MLCommons:
             for model in self._loaded.values():
                 model.close()
             self._loaded.clear()
-        conn.close_clients()
+            if self._closed:
+                return
+            self._closed = True
+        conn.release_clients()
 
     # ================================================================================== eligibility
     def _eligible(self, *, remote: bool) -> bool:
