@@ -241,16 +241,18 @@ class Server:
             spec["serve"]["decode"] = args.decode
         self.spec = Path(self.tmp.name) / "clip.yaml"
         self.spec.write_text(json.dumps(spec))  # JSON is YAML
-        if workers > 1 and args.reuse_port:  # one SO_REUSEPORT socket per worker (kit/serve/workers.py)
-            code = ("import sys; from kit.serve.config import load_serve_config; from kit.serve.workers import run_workers; "
-                    "run_workers(load_serve_config(sys.argv[1], device=sys.argv[2]), '127.0.0.1', int(sys.argv[3]), "
-                    "int(sys.argv[4]))")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        if workers > 1 and not args.reuse_port:  # the old way: uvicorn's workers on one shared socket
+            code = ("import os, sys, uvicorn; from kit.serve.app import CONFIG_ENV, config_to_env; "
+                    "from kit.serve.config import load_serve_config; from kit.serve.workers import UVICORN_OPTIONS, share_cores; "
+                    "os.environ[CONFIG_ENV] = config_to_env(share_cores(load_serve_config(sys.argv[1], device=sys.argv[2]), "
+                    "int(sys.argv[4]))); uvicorn.run('kit.serve.app:create_app_from_env', factory=True, host='127.0.0.1', "
+                    "port=int(sys.argv[3]), workers=int(sys.argv[4]), **UVICORN_OPTIONS)")
             cmd = [sys.executable, "-c", code, str(self.spec), args.device, str(self.port), str(workers)]
-        else:
+        else:  # `oskit serve` itself (several workers: one SO_REUSEPORT socket each, kit/serve/workers.py)
             cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
                    "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
                    "--workers", str(workers)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
         # stderr to a file, not a pipe: nobody reads a pipe during the run, and once its 64 kB
@@ -447,8 +449,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
     p.add_argument("--workers", default="1", help="oskit serve --workers; a comma list measures each (best wins)")
     p.add_argument("--no-reuse-port", dest="reuse_port", action="store_false",
-                   help="several workers through uvicorn's shared socket (oskit serve --workers) instead of "
-                        "one SO_REUSEPORT socket per worker")
+                   help="several workers through uvicorn's shared socket instead of one SO_REUSEPORT socket "
+                        "per worker (what oskit serve --workers does)")
     p.add_argument("--client-procs", type=int, default=None, help="client processes (default 1; --gpu: 4)")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client for the served run")
     p.add_argument("--torch-threads", type=int, default=None,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -101,7 +99,9 @@ def package(model: str, fmt: str, out: Path, name: str | None, pretrained: str |
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = the GPU when one is visible.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes; each loads its own copy of the models (for many-core/GPU hosts).")
+              help="Server processes, each with its own SO_REUSEPORT socket (the kernel spreads connections "
+                   "evenly) and its share of the cores; each loads its own copy of the models (for many-core/GPU "
+                   "hosts; Linux).")
 @click.option("--no-warmup", is_flag=True, help="Skip running each model once at start.")
 @verbose_option
 def serve(models_path: Path, host: str, port: int, device: str, workers: int, no_warmup: bool) -> None:
@@ -112,24 +112,20 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, no
       oskit serve --models models/ --port 8765
       curl -s localhost:8765/health
     """
-    import uvicorn
-
-    from kit.serve.app import CONFIG_ENV, config_to_env, create_app
     from kit.serve.config import load_serve_config
 
     config = load_serve_config(models_path, device=device)
     if no_warmup:
         config = config.model_copy(update={"warmup": False})
-    if workers > 1:  # share the cores out: N processes × (all cores each) oversubscribes the CPU
-        share = max(1, (os.cpu_count() or 2) // workers)
-        config = config.model_copy(update={"decode_threads": config.decode_threads or max(2, share),
-                                           "torch_threads": config.torch_threads or share})
     click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s))", err=True)
-    # No per-request access log: at thousands of embeddings a second it is pure overhead (use /metrics).
-    kwargs: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "access_log": False,
-                              "timeout_graceful_shutdown": 10}
-    if workers == 1:
-        uvicorn.run(create_app(config), **kwargs)
-    else:  # uvicorn's workers import the app by name, so the config travels in the environment
-        os.environ[CONFIG_ENV] = config_to_env(config)
-        uvicorn.run("kit.serve.app:create_app_from_env", factory=True, workers=workers, **kwargs)
+    if workers > 1:  # one SO_REUSEPORT socket per process; run_workers also shares the cores out
+        from kit.serve.workers import run_workers
+
+        run_workers(config, host, port, workers)
+        return
+    import uvicorn
+
+    from kit.serve.app import create_app
+    from kit.serve.workers import UVICORN_OPTIONS
+
+    uvicorn.run(create_app(config), host=host, port=port, **UVICORN_OPTIONS)

@@ -45,6 +45,7 @@ __all__ = [
     "DecodedImage",
     "JpegJob",
     "decode_b64",
+    "decode_b64_buffer",
     "draft_scale",
     "jpeg_job",
     "open_image",
@@ -108,6 +109,17 @@ def decode_b64(value: object, field: str = "inputImage") -> bytes:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise BadImage(f"{field} is not valid base64: {exc}") from exc
+
+
+def decode_b64_buffer(buf: bytes | memoryview) -> bytes | None:
+    """Padded standard base64 in a bytes-like object (a slice of the request body) → bytes, or
+    ``None`` when it is anything else — then :func:`decode_b64` on the string says what is wrong."""
+    try:
+        if _pybase64 is not None:
+            return _pybase64.b64decode(buf, validate=True)
+        return binascii.a2b_base64(buf, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _identify(data: bytes, max_pixels: int) -> tuple[Any, str, int, int]:
