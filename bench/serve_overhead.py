@@ -128,10 +128,12 @@ class NullServer:
         self.log.close()
 
 
-def _proc_cpu(pid: int) -> float:
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid``, threads included."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _check_response(url: str, body: bytes, dim: int) -> None:
@@ -149,11 +151,14 @@ def measure(server: NullServer, bodies: list[bytes], clients: int, procs: int) -
     kids0 = _children_cpu()
     cpu0 = _proc_cpu(server.proc.pid)
     rate, lat, errors = served_multi(server.url, bodies, clients, procs, "raw")
-    server_cpu = _proc_cpu(server.proc.pid) - cpu0
+    cpu1 = _proc_cpu(server.proc.pid)
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    server_cpu = user + system
     if errors:
         raise RuntimeError(f"{errors} requests failed")
     n = len(bodies)
     return {"requests_per_s": round(rate, 1), "server_cpu_us_per_request": round(1e6 * server_cpu / n, 1),
+            "server_system_us_per_request": round(1e6 * system / n, 1),
             "client_cpu_us_per_request": round(1e6 * (_children_cpu() - kids0) / n, 1) if procs > 1 else None}
 
 

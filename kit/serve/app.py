@@ -337,7 +337,7 @@ def _split_image(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
     if at < 0:
         return None
     i = at + len(_IMAGE_KEY)
-    if raw.find(_IMAGE_KEY, i) >= 0 or raw[:at].rstrip(_JSON_SPACE)[-1:] not in (b"{", b","):
+    if raw[:at].rstrip(_JSON_SPACE)[-1:] not in (b"{", b","):
         return None
     n = len(raw)
     while i < n and raw[i] in _JSON_SPACE:
@@ -350,8 +350,10 @@ def _split_image(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
     if i >= n or raw[i] != 0x22:  # '"'
         return None
     start = i + 1
-    stop = raw.find(b'"', start)
-    if stop <= start or (stop - start) % 4:
+    stop = raw.find(b'"', start)  # memchr over the value: fast
+    # a second key can only come after the value (a base64 value has no quotes); searching the
+    # short tail, not the whole body, saves a 12-byte pattern search over ~125 kB
+    if stop <= start or (stop - start) % 4 or raw.find(_IMAGE_KEY, stop) >= 0:
         return None
     data = decode_b64_buffer(memoryview(raw)[start:stop])
     if data is None:
