@@ -15,6 +15,8 @@ process, from /proc; steadier than wall time on a shared machine), plus the clie
 a temporary folder), alternating rounds between the two, so both see the same machine load:
 
     python bench/serve_overhead.py --compare HEAD --requests 4000 --rounds 3
+
+(``--compare-root DIR`` takes a folder holding another version's ``kit/`` instead, where git is absent.)
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--dim", type=int, default=512, help="vector size of the stand-in model (ViT-B-32: 512)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--compare", default=None, help="also measure the server code of this git revision")
+    p.add_argument("--compare-root", type=Path, default=None,
+                   help="also measure the server code in this folder (holding kit/; e.g. where git is absent)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if args.child is not None:
@@ -190,6 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         roots = {args.compare: dest, "current": ROOT}
+    elif args.compare_root:
+        args.compare = str(args.compare_root)
+        roots = {args.compare: args.compare_root.resolve(), "current": ROOT}
     jpegs = make_jpegs(args.images, (640, 480), threads=2)
     distinct = [json.dumps({"inputText": None, "inputImage": base64.b64encode(j).decode()}).encode() for j in jpegs]
     bodies = [distinct[i % len(distinct)] for i in range(args.requests)]

@@ -177,3 +177,16 @@ def test_split_image_takes_the_connector_body() -> None:
                 b'{"inputImage" :\t"' + IMG.encode() + b'" }'):
         split = _split_image(raw)
         assert split is not None and split[1] == JPEG
+
+
+def test_base64_without_pybase64_decodes_and_refuses_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pybase64 is optional: binascii gives the same bytes and the same refusals."""
+    import kit.serve.images as images
+
+    cases = [IMG.encode(), b"QUJD", b"QQ==", b"QQ==QQ==", b"QQ=", b"Q Q==", b"@@@@", b"QUJD\nRA=="]
+    fast = [images.decode_b64_buffer(memoryview(c)) for c in cases]
+    monkeypatch.setattr(images, "_pybase64", None)
+    slow = [images.decode_b64_buffer(memoryview(c)) for c in cases]
+    assert fast == slow
+    assert fast[0] == JPEG and fast[1] == b"ABC" and fast[3:] == [None] * 5
+    assert _split_image(json.dumps({"inputImage": IMG}).encode()) == ({"inputImage": ""}, JPEG)
