@@ -99,7 +99,8 @@ class NullServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code_root), str(ROOT / "bench")]))
+        path = [str(code_root), str(ROOT / "bench"), os.environ.get("PYTHONPATH", "")]  # keep what was there
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(self.port),
                                       "--max-batch", str(max_batch), "--dim", str(dim)],
