@@ -143,6 +143,7 @@ class MLSettings:
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
+        self.http: Any = None  # the owning service's connector ClientPool
 
     @property
     def version(self) -> tuple[int, int, int]:

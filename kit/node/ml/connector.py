@@ -16,6 +16,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -37,9 +38,8 @@ from kit.node.ml.templating import (
 
 __all__ = [
     "ACTION_TYPES",
+    "ClientPool",
     "close_clients",
-    "release_clients",
-    "use_clients",
     "POST_PROCESS",
     "PRE_PROCESS",
     "execute_predict",
@@ -409,7 +409,7 @@ def _invoke(connector: dict[str, Any], action: dict[str, Any], remote_input: Rem
     if connector.get("protocol") == "aws_sigv4":
         headers = _sigv4(connector, params, method, url, headers, body or "")
 
-    status, text = _send(connector, method, url, headers, body)
+    status, text = _send(connector, method, url, headers, body, getattr(settings, "http", None))
     if status < 200 or status > 300:
         reason = (f"Remote service returned error status {status} with empty body" if not text.strip()
                   else REMOTE_SERVICE_ERROR + text)
@@ -497,58 +497,51 @@ def _client_timeouts(connector: dict[str, Any]) -> tuple[float, float, int, int,
             int(num("retry_backoff_millis", 200)), num("retry_timeout_seconds", 30))
 
 
-_CLIENTS: dict[tuple[float, float, int], Any] = {}
-_CLIENTS_LOCK = threading.Lock()
+class ClientPool:
+    """Pooled HTTP clients, one per client_config (ML Commons keeps one async client per connector).
+
+    Each node's ML service owns one and closes it on shutdown, so no connection outlives its node."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[float, float, int], Any] = {}
+        self._lock = threading.Lock()
+        _POOLS.add(self)
+
+    def get(self, connect_t: float, read_t: float, max_conn: int) -> Any:
+        import httpx
+
+        key = (connect_t, read_t, max_conn)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = httpx.Client(
+                    timeout=httpx.Timeout(connect=connect_t, read=read_t, write=read_t, pool=connect_t),
+                    limits=httpx.Limits(max_connections=max_conn, max_keepalive_connections=max_conn),
+                    trust_env=False,
+                )
+                self._clients[key] = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()
 
 
-def _client(connect_t: float, read_t: float, max_conn: int) -> Any:
-    """One pooled HTTP client per client_config (ML Commons keeps one async client per connector)."""
-    import httpx
-
-    key = (connect_t, read_t, max_conn)
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = httpx.Client(
-                timeout=httpx.Timeout(connect=connect_t, read=read_t, write=read_t, pool=connect_t),
-                limits=httpx.Limits(max_connections=max_conn, max_keepalive_connections=max_conn),
-                trust_env=False,
-            )
-            _CLIENTS[key] = client
-        return client
-
-
-_USERS = 0  # live nodes (ML services) in this process sharing the pooled clients
-
-
-def use_clients() -> None:
-    """A node's ML service starts: the pooled clients stay open until the last one releases them."""
-    global _USERS
-    with _CLIENTS_LOCK:
-        _USERS += 1
-
-
-def release_clients() -> None:
-    """A node's ML service stops; the last one out closes the pooled clients (no socket outlives it)."""
-    global _USERS
-    with _CLIENTS_LOCK:
-        _USERS = max(0, _USERS - 1)
-        last = _USERS == 0
-    if last:
-        close_clients()
+_POOLS: "weakref.WeakSet[ClientPool]" = weakref.WeakSet()
+_DEFAULT_POOL = ClientPool()  # callers without a service (unit tests of execute_predict)
 
 
 def close_clients() -> None:
-    """Close the pooled HTTP clients (the last node's shutdown; tests before stopping a fake remote service)."""
-    with _CLIENTS_LOCK:
-        clients = list(_CLIENTS.values())
-        _CLIENTS.clear()
-    for client in clients:
-        client.close()
+    """Close every pool's connections (tests, before stopping a fake remote service); pools stay usable."""
+    for pool in list(_POOLS):
+        pool.close()
 
 
 def _send(connector: dict[str, Any], method: str, url: str, headers: dict[str, str],
-          body: str | None) -> tuple[int, str]:
+          body: str | None, pool: ClientPool | None = None) -> tuple[int, str]:
     import httpx
 
     connect_t, read_t, max_retry, backoff_ms, retry_timeout = _client_timeouts(connector)
@@ -556,7 +549,7 @@ def _send(connector: dict[str, Any], method: str, url: str, headers: dict[str, s
         max_conn = int((connector.get("client_config") or {}).get("max_connection", 30))
     except (TypeError, ValueError):
         raise iae("client_config.max_connection must be an integer") from None
-    client = _client(connect_t, read_t, max(1, max_conn))
+    client = (pool or _DEFAULT_POOL).get(connect_t, read_t, max(1, max_conn))
     deadline = time.monotonic() + retry_timeout
     attempt = 0
     while True:

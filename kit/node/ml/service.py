@@ -72,8 +72,7 @@ class MLCommons:
         self._lock = threading.RLock()
         self._model_locks: dict[str, threading.Lock] = {}
         self._loaded: dict[str, LocalModel] = {}
-        self._closed = False
-        conn.use_clients()
+        self.settings.http = conn.ClientPool()  # this node's connector connections, closed with it
         self._indices_ready = False
         self._threads: list[threading.Thread] = []
         data_dir = getattr(engine, "data_dir", None)
@@ -204,10 +203,7 @@ class MLCommons:
             for model in self._loaded.values():
                 model.close()
             self._loaded.clear()
-            if self._closed:
-                return
-            self._closed = True
-        conn.release_clients()
+        self.settings.http.close()
 
     # ================================================================================== eligibility
     def _eligible(self, *, remote: bool) -> bool:
