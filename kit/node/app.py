@@ -22,7 +22,7 @@ from starlette.datastructures import State
 from starlette.responses import Response
 
 from kit.node.engine import INDEX_SETTING_DEFAULTS, Engine, nest
-from kit.node.errors import ApiError, bad_request, body_required, parsing_error
+from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required, parsing_error
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
 
 __all__ = ["PLUGINS", "NodeApp", "build_router", "create_app"]
@@ -86,11 +86,11 @@ class NodeApp:
                 return
 
     async def _http(self, scope: dict[str, Any], receive: Callable[[], Any], send: Callable[[Any], Any]) -> None:
-        if scope["method"] not in _METHODS:
-            # what the Starlette route in front of handle() answered for other methods
-            resp: Response = Response(b"Method Not Allowed", status_code=405, media_type="text/plain",
-                                      headers={"Allow": ", ".join(_METHODS)})
-        else:
+        if scope["method"] == "OPTIONS":
+            # RestController.handleOptionsRequest: 200, empty body, the path's methods in Allow
+            resp: Response = Response(b"", status_code=200, media_type="text/plain; charset=UTF-8",
+                                      headers={"Allow": ",".join(self.router.allowed(scope["path"]))})
+        else:  # other methods outside the API (PATCH, TRACE…) get the router's 405, as OpenSearch answers
             resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth, self.executor)
         await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
@@ -184,6 +184,8 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
         resp = _render(exc.body(), exc.status, request.query)
         if exc.status == 401:
             resp.headers["WWW-Authenticate"] = 'Basic realm="OpenSearch Security"'
+        if isinstance(exc, SimpleApiError) and exc.allow:
+            resp.headers["Allow"] = ",".join(exc.allow)
     except _Disconnected:
         return Response(b"", status_code=400)  # nobody is listening; nothing was done
     except Exception as exc:  # noqa: BLE001 - last resort: never drop the connection, answer like OpenSearch

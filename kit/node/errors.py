@@ -56,6 +56,18 @@ class ApiError(Exception):
         return f"ApiError({self.status}, {self.type!r}, {self.reason!r})"
 
 
+class SimpleApiError(ApiError):
+    """RestController's own answers (no handler, wrong method): ``{"error": "<message>", "status": N}``
+    (``BytesRestResponse.createSimpleErrorResponse``), with an ``Allow`` header on 405."""
+
+    def __init__(self, status: int, reason: str, *, allow: list[str] | None = None) -> None:
+        super().__init__(status, "simple_error", reason)
+        self.allow = allow
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.reason, "status": self.status}
+
+
 def body_required() -> ApiError:
     """OpenSearch's answer to a missing request body (``OpenSearchParseException``)."""
     return ApiError(400, "parse_exception", "request body is required")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
 from urllib.parse import unquote
 
-from kit.node.errors import ApiError, json_parse_error
+from kit.node.errors import ApiError, SimpleApiError, json_parse_error
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -199,6 +199,11 @@ class Router:
             out.sort(key=lambda hit: hit[0])
         return out
 
+    def allowed(self, path: str) -> list[str]:
+        """The methods some route answers on ``path`` (OPTIONS's ``Allow``), sorted."""
+        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        return sorted({r.method for _, r in self._candidates(parts) if r.match(parts) is not None})
+
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
         allowed: set[str] = set()
@@ -217,13 +222,10 @@ class Router:
         if hit is not None:
             return hit[1], hit[2]
         if allowed:
-            raise ApiError(
-                405, "method_not_allowed",
-                f"Incorrect HTTP method for uri [{path}] and method [{method}], allowed: "
-                f"[{', '.join(sorted(allowed))}]",
-            )
-        raise ApiError(400, "illegal_argument_exception",
-                       f"no handler found for uri [{path}] and method [{method}]")
+            raise SimpleApiError(
+                405, f"Incorrect HTTP method for uri [{path}] and method [{method}], allowed: "
+                f"[{', '.join(sorted(allowed))}]", allow=sorted(allowed))
+        raise SimpleApiError(400, f"no handler found for uri [{path}] and method [{method}]")
 
 
 class _Node:

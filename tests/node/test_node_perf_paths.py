@@ -16,7 +16,7 @@ import pytest
 
 from kit.node.app import build_router, create_app
 from kit.node.engine import Engine
-from kit.node.errors import ApiError
+from kit.node.errors import ApiError, SimpleApiError
 from kit.node.routing import Route, Router
 from kit.node.storage import Storage
 from tests.node._asgi import AsgiNode
@@ -54,8 +54,11 @@ def _trie(router: Router, method: str, path: str) -> tuple[Any, ...]:
         route, params = router.match(method, path)
     except ApiError as exc:
         if exc.status == 405:
-            return (405, tuple(exc.reason.rsplit("allowed: [", 1)[1].rstrip("]").split(", ")))
-        assert exc.status == 400 and exc.type == "illegal_argument_exception"
+            allowed = tuple(exc.reason.rsplit("allowed: [", 1)[1].rstrip("]").split(", "))
+            assert isinstance(exc, SimpleApiError) and tuple(exc.allow or ()) == allowed
+            assert tuple(router.allowed(path)) == allowed
+            return (405, allowed)
+        assert exc.status == 400 and exc.reason.startswith("no handler found for uri [")
         return (400,)
     return ("route", id(route), params)
 
@@ -86,11 +89,14 @@ def test_route_added_later_is_found() -> None:
     assert r.match("GET", "/_plugins/p/i/_thing")[1] == {"index": "i"}
 
 
-def test_methods_outside_the_api_get_starlettes_405(n: AsgiNode) -> None:
+def test_methods_outside_the_api_get_opensearchs_405_and_options_lists_methods(n: AsgiNode) -> None:
     r = n.request("PATCH", "/")
-    assert r.status_code == 405 and r.text == "Method Not Allowed"
-    assert r.headers["content-type"].startswith("text/plain")
-    assert set(r.headers["allow"].split(", ")) == {"GET", "PUT", "POST", "DELETE", "HEAD"}
+    assert r.status_code == 405
+    assert r.json() == {"error": "Incorrect HTTP method for uri [/] and method [PATCH], allowed: [GET, HEAD]",
+                        "status": 405}
+    assert r.headers["allow"] == "GET,HEAD"
+    r = n.request("OPTIONS", "/_cluster/settings")  # RestController.handleOptionsRequest
+    assert r.status_code == 200 and r.content == b"" and r.headers["allow"] == "GET,PUT"
 
 
 def test_escaped_characters_in_ids_route_as_before(n: AsgiNode) -> None:

@@ -42,10 +42,15 @@ def test_malformed_json_is_json_parse_exception(n: AsgiNode) -> None:
 
 
 def test_unknown_route_and_wrong_method(n: AsgiNode) -> None:
+    """RestController's simple string errors (createSimpleErrorResponse), Allow on 405."""
     r = n.request("GET", "/_nope/x/y/z")
-    assert r.status_code == 400 and "no handler found" in _err(r)[2]
+    assert r.status_code == 400
+    assert r.json() == {"error": "no handler found for uri [/_nope/x/y/z] and method [GET]", "status": 400}
     r = n.request("DELETE", "/_cluster/settings")
-    assert r.status_code == 405 and _err(r)[1] == "method_not_allowed"
+    assert r.status_code == 405
+    assert r.json() == {"error": "Incorrect HTTP method for uri [/_cluster/settings] and method [DELETE], "
+                                 "allowed: [GET, PUT]", "status": 405}
+    assert r.headers["allow"] == "GET,PUT"
 
 
 def test_cluster_settings_flat_and_nested(n: AsgiNode) -> None:
