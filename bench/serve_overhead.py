@@ -107,20 +107,10 @@ class NullServer:
                                      cwd=str(code_root), env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
     def __enter__(self) -> "NullServer":
-        import httpx
+        from serve_throughput import wait_ready  # bench/ is on sys.path (above)
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError("null server exited: " + self.log.read().decode(errors="replace")[-2000:])
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("null server did not become ready")
+        wait_ready(self.proc, self.log, self.url, "null server", 120)
+        return self
 
     def __exit__(self, *exc: Any) -> None:
         self.proc.terminate()

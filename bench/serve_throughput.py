@@ -40,7 +40,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -221,6 +221,25 @@ def offline_single_latency(engine: Any, jpegs: list[bytes], n: int, device_decod
 # --- served --------------------------------------------------------------------------------------
 
 
+def wait_ready(proc: subprocess.Popen[bytes], log: Any, url: str, name: str, timeout: float,
+               also: Callable[[], bool] = lambda: True) -> None:
+    """Poll ``url/health`` until 200 and ``also()``; a child that exits raises with its stderr tail."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"{name} exited: " + log.read().decode(errors="replace")[-2000:])
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200 and also():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not become ready")
+
+
 class Server:
     """``oskit serve`` in a subprocess on a free port, for a one-file model spec."""
 
@@ -261,20 +280,8 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=self.log)
 
     def __enter__(self) -> "Server":
-        import httpx
-
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError("oskit serve exited: " + self.log.read().decode(errors="replace")[-2000:])
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200 and self._all_started():
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("oskit serve did not become ready")
+        wait_ready(self.proc, self.log, self.url, "oskit serve", 300, self._all_started)
+        return self
 
     def _all_started(self) -> bool:
         """Every worker has finished its lifespan (else the first ones get all keep-alive connections)."""
