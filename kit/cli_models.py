@@ -102,9 +102,15 @@ def package(model: str, fmt: str, out: Path, name: str | None, pretrained: str |
               help="Server processes, each with its own SO_REUSEPORT socket (the kernel spreads connections "
                    "evenly) and its share of the cores; each loads its own copy of the models (for many-core/GPU "
                    "hosts; Linux).")
+@click.option("--engine", "engine_mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="One model-engine process loads CLIP once and batches the images of every worker (the workers "
+                   "then load no CLIP). auto = on with several workers and a GPU.")
+@click.option("--engine-streams", default=2, show_default=True, type=click.IntRange(1, 16),
+              help="Concurrent image batch threads in the engine (one batch decodes while another runs).")
 @click.option("--no-warmup", is_flag=True, help="Skip running each model once at start.")
 @verbose_option
-def serve(models_path: Path, host: str, port: int, device: str, workers: int, no_warmup: bool) -> None:
+def serve(models_path: Path, host: str, port: int, device: str, workers: int, engine_mode: str, engine_streams: int,
+          no_warmup: bool) -> None:
     """Run the model server (CLIP embeddings, OCR, tags, captions) that the cluster's connectors call.
 
     \b
@@ -117,11 +123,15 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, no
     config = load_serve_config(models_path, device=device)
     if no_warmup:
         config = config.model_copy(update={"warmup": False})
-    click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s))", err=True)
-    if workers > 1:  # one SO_REUSEPORT socket per process; run_workers also shares the cores out
+    from kit.serve.workers import want_engine
+
+    engine = want_engine(config, workers, engine_mode)
+    click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s)"
+               f"{', one model engine' if engine else ''})", err=True)
+    if workers > 1 or engine:  # one SO_REUSEPORT socket per process; run_workers also shares the cores out
         from kit.serve.workers import run_workers
 
-        run_workers(config, host, port, workers)
+        run_workers(config, host, port, workers, engine=engine, engine_streams=engine_streams)
         return
     import uvicorn
 

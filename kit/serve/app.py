@@ -99,7 +99,8 @@ class Runtime:
         self.config = config
         self.metrics = _make_metrics()
         self.device = "cpu"
-        self.clip: Any = None  # kit.serve.clip.ClipEngine
+        self.clip: Any = None  # kit.serve.clip.ClipEngine, or kit.serve.engine.RemoteClip with an engine
+        self.engine: Any = None  # kit.serve.engine.EngineClient when config.engine names a model engine
         self.image_batcher: Batcher[Any, np.ndarray] | None = None
         self.device_decode = False  # JPEGs decoded in the batch on the model's device (nvJPEG on CUDA)
         self.text_batcher: Batcher[str, np.ndarray] | None = None
@@ -121,7 +122,9 @@ class Runtime:
             import torch
 
             torch.set_num_threads(cfg.torch_threads)
-        if cfg.clip is not None:
+        if cfg.clip is not None and cfg.engine is not None:
+            await self._connect_engine(cfg.engine)
+        elif cfg.clip is not None:
             from kit.serve.clip import ClipEngine, load_open_clip, resolve_device
 
             self.device = resolve_device(cfg.device)
@@ -148,7 +151,7 @@ class Runtime:
             from kit.serve.tags import build_tagger, parse_vocabulary
 
             groups = parse_vocabulary(cfg.tags.vocabulary)
-            scale = float(self.clip.loaded.model.logit_scale.exp().item())
+            scale = self.clip.logit_scale
             tags_cfg = cfg.tags
             self.tagger = await anyio.to_thread.run_sync(
                 lambda: build_tagger(groups, self.clip.embed_texts, scale, tags_cfg.threshold, tags_cfg.top_k))
@@ -168,22 +171,44 @@ class Runtime:
         self.ready = True
         self.started_at = time.time()
 
+    async def _connect_engine(self, path: str) -> None:
+        """CLIP runs in the model engine (kit/serve/engine.py): no model here, the batchers forward."""
+        from kit.serve.engine import RemoteBatcher, RemoteClip, connect_engine
+
+        cfg = self.config
+        assert cfg.clip is not None
+        self.engine, hello = await connect_engine(path)
+        b, tb = cfg.clip.batching, cfg.clip.text_batching
+        self.image_batcher = RemoteBatcher("clip-image", self.engine, max_batch=b.max_batch,  # type: ignore[assignment]
+                                           max_queue=b.max_queue)
+        self.text_batcher = RemoteBatcher("clip-text", self.engine, max_batch=tb.max_batch,  # type: ignore[assignment]
+                                          max_queue=tb.max_queue)
+        self.clip = RemoteClip(self.engine, hello)
+        self.device = str(hello["device"])
+        self.device_decode = hello["decode"] == "device"
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready and (self.engine is None or self.engine.lost is None)
+
+    async def engine_metrics(self) -> str:
+        """The engine's own metrics (its batches hold every worker's images), for /metrics."""
+        if self.engine is None or self.engine.lost is not None or self.image_batcher is None:
+            return ""
+        return await self.image_batcher.stats()  # type: ignore[attr-defined]
+
     def batchers(self) -> list[Batcher[Any, Any]]:
         return [b for b in (self.image_batcher, self.text_batcher, self.ocr_batcher) if b is not None]
 
     async def warmup(self) -> None:
         """Run each model once so the first real request does not pay for lazy initialisation."""
-        if self.clip is not None and self.image_batcher is not None and self.text_batcher is not None:
+        if self.engine is None and self.clip is not None and self.image_batcher is not None \
+                and self.text_batcher is not None:  # (the model engine warms itself up)
             size = self.clip.image_size
             grey = np.full((size, size, 3), 127, dtype=np.uint8)
             await self.image_batcher.run_now([grey])
             if self.device_decode:  # nvJPEG's first call initialises its handles (hundreds of ms)
-                from PIL import Image
-                import io
-
-                buf = io.BytesIO()
-                Image.new("RGB", (2 * size, 2 * size), "grey").save(buf, "JPEG")
-                job = jpeg_job(buf.getvalue(), size)
+                job = jpeg_job(warm_jpeg(size), size)
                 if job is not None:
                     await self.image_batcher.run_now([job])
             await self.text_batcher.run_now(["warm up sentence"])
@@ -199,6 +224,8 @@ class Runtime:
         for batcher in self.batchers():
             await batcher.stop()
         await self.captioner.stop()
+        if self.engine is not None:
+            self.engine.close()
         if self.decode_pool is not None:
             self.decode_pool.shutdown(wait=False)
             self.decode_pool = None
@@ -206,16 +233,12 @@ class Runtime:
 
     def describe(self) -> dict[str, Any]:
         models: dict[str, Any] = {}
-        if self.clip is not None:
-            loaded = self.clip.loaded
-            assert self.config.clip is not None and self.image_batcher is not None
-            models["clip"] = {
-                "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,
-                "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
-                "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
-                "decode": "device" if self.device_decode else "cpu",
-                "batching": self.config.clip.batching.model_dump(),
-            }
+        if self.clip is not None and self.engine is not None:
+            models["clip"] = self.clip.describe()
+        elif self.clip is not None:
+            assert self.config.clip is not None
+            models["clip"] = self.clip.describe(device_decode=self.device_decode,
+                                                batching=self.config.clip.batching.model_dump())
         if self.tagger is not None:
             assert self.config.tags is not None
             models["tags"] = {"vocabulary": str(self.config.tags.vocabulary), "size": self.tagger.size,
@@ -225,6 +248,17 @@ class Runtime:
         models["captions"] = {"configured": self.captioner.configured,
                               **({"model": self.config.captions.model} if self.captioner.configured else {})}
         return models
+
+
+def warm_jpeg(size: int) -> bytes:
+    """A small grey JPEG for warm-up: nvJPEG's first call initialises its handles (hundreds of ms)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (2 * size, 2 * size), "grey").save(buf, "JPEG")
+    return buf.getvalue()
 
 
 def _check_device_decode(device: str) -> None:
@@ -468,11 +502,12 @@ def create_app(config: ServeConfig) -> Starlette:
         return decode_b64(body["inputImage"])
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok" if rt.ready else "starting", "preprocess": PREPROCESS_VERSION,
-                             "models": rt.describe()}, status_code=200 if rt.ready else 503)
+        status = "ok" if rt.healthy else ("starting" if not rt.ready else "engine_unavailable")
+        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION,
+                             "models": rt.describe()}, status_code=200 if rt.healthy else 503)
 
     async def metrics(request: Request) -> Response:
-        return Response(rt.metrics.render(), media_type=CONTENT_TYPE)
+        return Response(rt.metrics.render() + await rt.engine_metrics(), media_type=CONTENT_TYPE)
 
     async def embed(body: Any, image_bytes: bytes | None = None) -> Any:
         """``/clip/embed`` on a parsed body → the response content (both paths). ``image_bytes``:

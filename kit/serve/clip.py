@@ -139,6 +139,23 @@ class ClipEngine:
     def image_size(self) -> int:
         return self.loaded.image_size
 
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature, ``exp(logit_scale)`` (zero-shot tags use it)."""
+        return float(self.loaded.model.logit_scale.exp().item())
+
+    def describe(self, *, device_decode: bool, batching: dict[str, Any]) -> dict[str, Any]:
+        """The ``clip`` entry of ``/health``'s models."""
+        from kit.serve.images import PREPROCESS_VERSION
+
+        loaded = self.loaded
+        return {
+            "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,
+            "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
+            "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
+            "decode": "device" if device_decode else "cpu", "batching": batching,
+        }
+
     def embed_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
         """``uint8 [H, W, 3]`` arrays (already ``oskit-image-v1``-preprocessed) → L2-normalised vectors."""
         import torch

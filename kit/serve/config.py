@@ -119,6 +119,9 @@ class ServeConfig(_Strict):
     decode_threads: int | None = Field(None, ge=1, le=256)  # image preprocessing threads; None = CPU count
     torch_threads: int | None = Field(None, ge=1, le=256)  # torch intra-op threads; None = torch's default
     sources: list[str] = Field(default_factory=list)
+    # The Unix socket of a running model engine (kit/serve/engine.py): set by `oskit serve --engine`
+    # for its HTTP workers, which then load no CLIP and send every image and text to the engine.
+    engine: str | None = None
 
 
 # --- the serve: blocks of model specs --------------------------------------------------------

@@ -5,21 +5,28 @@ to 100 waiting connections per wake-up: when many keep-alive clients connect at 
 worker to wake takes most of them and the others idle (on the H100 run with 8 workers, one worker's
 batches averaged 2 images while another's were full). With one ``SO_REUSEPORT`` socket per process
 the kernel spreads connections evenly by their address hash. Linux (and the BSDs) only.
+
+With ``engine=True`` one more process, the model engine (kit/serve/engine.py), loads CLIP once and
+batches the images of every worker; the workers load no CLIP. :func:`want_engine` is the ``auto``
+rule: an engine when several workers would otherwise each put the model on one GPU.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
+import time
 from typing import Any
 
 from kit.errors import ServeError
 from kit.serve.app import config_to_env
 from kit.serve.config import ServeConfig
 
-__all__ = ["UVICORN_OPTIONS", "run_workers", "share_cores"]
+__all__ = ["UVICORN_OPTIONS", "run_workers", "share_cores", "want_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,29 @@ def share_cores(config: ServeConfig, workers: int) -> ServeConfig:
     share = max(1, (os.cpu_count() or 2) // workers)
     return config.model_copy(update={"decode_threads": config.decode_threads or max(2, share),
                                      "torch_threads": config.torch_threads or share})
+
+
+def want_engine(config: ServeConfig, workers: int, mode: str) -> bool:
+    """``--engine on|off|auto``: ``auto`` means an engine when there are several workers, a CLIP
+    model and that model would run on CUDA (on a CPU, each worker's own model uses its own cores,
+    which is what the CPU needs; on one GPU, N copies time-slice it in small batches)."""
+    if mode not in ("auto", "on", "off"):
+        raise ServeError(f"--engine {mode!r}: use auto, on or off")
+    if mode == "off" or config.clip is None:
+        if mode == "on":
+            raise ServeError("--engine on needs a CLIP model, and no model spec has a 'serve: {kind: clip}' block")
+        return False
+    if mode == "on":
+        return True
+    if workers <= 1 or config.device == "cpu":
+        return False
+    if config.device.startswith("cuda"):
+        return True
+    try:  # device auto: CUDA when torch sees a GPU (no CUDA context is made here)
+        import torch
+    except ModuleNotFoundError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -60,33 +90,97 @@ def _child(config_json: str, host: str, port: int, log_level: str) -> None:
     server.run(sockets=[sock])
 
 
-def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, log_level: str = "info") -> None:
-    """Serve ``config`` from ``workers`` processes on ``host:port`` until SIGTERM/SIGINT (blocks)."""
+def _engine_child(config_json: str, path: str, streams: int, admit_scale: int, ready: Any, log_level: str) -> None:
+    import threading
+
+    from kit.serve.engine import Engine
+
+    # open_clip logs its loading steps on the root logger at INFO: only warnings from there
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s:     %(message)s")
+    logging.getLogger("kit").setLevel(log_level.upper())
+    engine = Engine(ServeConfig.model_validate_json(config_json), streams=streams, admit_scale=admit_scale)
+    engine.load()
+    engine.start(path)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # Ctrl-C reaches the whole process group: the workers finish their requests first, and the
+    # parent then stops the engine with SIGTERM
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ready.set()
+    done.wait()
+    engine.stop()
+
+
+def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engine: bool = False,
+                engine_streams: int = 2, log_level: str = "info", engine_timeout: float = 600.0) -> None:
+    """Serve ``config`` from ``workers`` processes on ``host:port`` until SIGTERM/SIGINT (blocks).
+
+    ``engine``: start the model engine first (``engine_streams`` image batch threads) and point
+    every worker at it; if the engine dies, the workers are stopped and :class:`ServeError` raised."""
     import multiprocessing
+    from multiprocessing.connection import wait
 
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ServeError("SO_REUSEPORT is not available on this platform", hint="use uvicorn's workers (oskit serve --workers)")
     _bind(host, port).close()  # fail here, once, if the port is taken
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    raw = config_to_env(share_cores(config, workers))
+    shared = share_cores(config, workers)
+    engine_proc = None
+    sock_dir = None
+    if engine:
+        sock_dir = tempfile.mkdtemp(prefix="oskit-engine-")
+        path = os.path.join(sock_dir, "engine.sock")
+        ready = ctx.Event()
+        engine_proc = ctx.Process(target=_engine_child, name="oskit-engine",
+                                  args=(config_to_env(config), path, engine_streams, workers, ready, log_level))
+        shared = shared.model_copy(update={"engine": path})
+    raw = config_to_env(shared)
     procs = [ctx.Process(target=_child, args=(raw, host, port, log_level), name=f"oskit-serve-{i}")
              for i in range(workers)]
+    stopping = False
 
     def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
         for p in procs:
             if p.is_alive():
                 p.terminate()  # uvicorn shuts down gracefully on SIGTERM
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if engine_proc is not None:
+            engine_proc.start()
+            deadline = time.monotonic() + engine_timeout
+            while not ready.wait(0.2):
+                if stopping:
+                    return
+                if not engine_proc.is_alive() or time.monotonic() > deadline:
+                    raise ServeError(f"the model engine did not start (exit code {engine_proc.exitcode})",
+                                     hint="its error is in the log above")
         for p in procs:
             p.start()
-        log.info("oskit serve: %d worker processes on %s:%d (SO_REUSEPORT)", workers, host, port)
-        for p in procs:
-            p.join()
+        log.info("oskit serve: %d worker processes on %s:%d (SO_REUSEPORT)%s", workers, host, port,
+                 " and one model engine" if engine_proc is not None else "")
+        while any(p.is_alive() for p in procs):
+            watched = [p.sentinel for p in procs if p.is_alive()]
+            if engine_proc is not None and engine_proc.is_alive():
+                watched.append(engine_proc.sentinel)
+            wait(watched)
+            if engine_proc is not None and not engine_proc.is_alive() and not stopping:
+                stop(signal.SIGTERM, None)
+                for p in procs:
+                    p.join(timeout=30)
+                raise ServeError(f"the model engine exited (code {engine_proc.exitcode}); the workers were stopped",
+                                 hint="its error is in the log above")
     finally:
         stop(signal.SIGTERM, None)
         for p in procs:
             p.join(timeout=30)
+        if engine_proc is not None:  # after the workers: their last requests still reach it
+            if engine_proc.is_alive():
+                engine_proc.terminate()
+            engine_proc.join(timeout=30)
+        if sock_dir is not None:
+            shutil.rmtree(sock_dir, ignore_errors=True)
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -1,0 +1,302 @@
+"""The model engine (kit/serve/engine.py): one process holds CLIP and batches every worker's images.
+
+In-process tests run the engine's threads on a Unix socket in a temp folder and workers as ASGI
+apps pointed at it; the last tests run ``oskit serve --workers 2 --engine on`` for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from kit.errors import ServeError
+from kit.serve.config import BatchingConfig, ClipConfig, ServeConfig, TagsConfig
+from _serve_helpers import b64, free_port, image_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@contextlib.contextmanager
+def engine_at(config: ServeConfig, **kw: Any) -> Iterator[Any]:
+    from kit.serve.engine import Engine
+
+    engine = Engine(config, **kw)
+    engine.load()
+    with tempfile.TemporaryDirectory(prefix="oskit-engine-test-") as d:
+        engine.start(os.path.join(d, "engine.sock"))
+        try:
+            yield engine
+        finally:
+            engine.stop()
+
+
+@contextlib.asynccontextmanager
+async def worker(config: ServeConfig, engine: Any) -> Any:
+    from kit.serve.app import create_app
+
+    app = create_app(config.model_copy(update={"engine": engine.path}))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve") as c:
+            yield c
+
+
+def gate(engine: Any) -> tuple[threading.Event, list[int]]:
+    """Hold every image batch until the event is set; record batch sizes."""
+    release, sizes = threading.Event(), []
+    real = engine.clip.embed_items
+
+    def held(items: list[Any]) -> list[Any]:
+        sizes.append(len(items))
+        release.wait(30)
+        return real(items)
+
+    engine.clip.embed_items = held
+    return release, sizes
+
+
+async def until(cond: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def config(tiny_clip: str) -> ServeConfig:
+    return ServeConfig(clip=ClipConfig(model=tiny_clip), tags=TagsConfig(), device="cpu", max_body_bytes=400_000)
+
+
+@pytest.mark.parametrize("decode", ["cpu", "device"])
+def test_vectors_through_the_engine_equal_the_engines_model_offline(config: ServeConfig, decode: str) -> None:
+    from kit.serve.images import jpeg_job, preprocess
+
+    config = config.model_copy(update={"clip": config.clip.model_copy(update={"decode": decode})})  # type: ignore[union-attr]
+    jpg, png = image_bytes("red", (160, 120)), image_bytes("blue", (90, 90), fmt="PNG")
+    with engine_at(config) as engine:
+        clip = engine.clip
+        size = clip.image_size
+
+        async def go() -> None:
+            async with worker(config, engine) as c:
+                health = (await c.get("/health")).json()
+                assert health["status"] == "ok"
+                assert health["models"]["clip"]["decode"] == decode
+                assert health["models"]["clip"]["engine"]["connected"] is True
+                assert health["models"]["tags"]["size"] == 44
+                for data in (jpg, png):  # a JPEG (tensor path when decode: device) and a PNG (pixels)
+                    got = (await c.post("/clip/embed", json={"inputImage": b64(data)})).json()["embedding"]
+                    job = jpeg_job(data, size) if decode == "device" else None
+                    offline = clip.embed_items([job if job is not None else preprocess(data, size)])[0]
+                    assert np.allclose(got, offline, atol=1e-6)
+                text = (await c.post("/clip/embed", json={"inputText": "a red circle"})).json()["embedding"]
+                assert np.allclose(text, clip.embed_texts(["a red circle"])[0], atol=1e-6)
+                both = (await c.post("/clip/embed", json={"inputText": "a red circle", "inputImage": b64(jpg)})).json()
+                image = (await c.post("/clip/embed", json={"inputImage": b64(jpg)})).json()["embedding"]
+                s = np.add(text, image)
+                assert np.allclose(both["embedding"], s / np.linalg.norm(s), atol=1e-6)
+                many = (await c.post("/clip/embed-texts", json={"input": ["a red circle", "blue", "a tree"]})).json()
+                assert np.allclose(many, clip.embed_texts(["a red circle", "blue", "a tree"]), atol=1e-6)
+                # tags: the worker built its tagger from the engine's text vectors
+                tags = (await c.post("/tags", json={"inputImage": b64(jpg)})).json()
+                from kit.serve.tags import build_tagger, parse_vocabulary
+
+                local = build_tagger(parse_vocabulary(config.tags.vocabulary), clip.embed_texts,  # type: ignore[union-attr]
+                                     clip.logit_scale, config.tags.threshold, config.tags.top_k)  # type: ignore[union-attr]
+                assert tags == json.loads(json.dumps(local.tag(np.asarray(image, dtype=np.float32))))
+
+        run(go())
+
+
+def test_errors_through_the_engine_are_the_direct_servers_errors(config: ServeConfig, serve_client: Any) -> None:
+    small = config.model_copy(update={"max_image_pixels": 100 * 100,
+                                      "clip": config.clip.model_copy(update={"decode": "device"})})  # type: ignore[union-attr]
+    bodies = [
+        {"inputImage": b64(b"hello, not an image")},
+        {"inputImage": b64(image_bytes("red")[:300] + b"\xff\xd9")},  # truncated JPEG that still ends in EOI
+        {"inputImage": b64(image_bytes("red", (200, 200)))},  # above max_image_pixels
+        {"inputImage": "%%%"},
+        {"inputText": 5},
+        {},
+    ]
+    with engine_at(small) as engine:
+        async def go() -> None:
+            async with serve_client(small) as (direct, _), worker(small, engine) as remote:
+                for body in bodies:
+                    a = await direct.post("/clip/embed", json=body)
+                    b = await remote.post("/clip/embed", json=body)
+                    assert a.status_code >= 400 and (a.status_code, a.json()) == (b.status_code, b.json()), body
+
+        run(go())
+
+
+def test_the_engine_batches_the_images_of_every_worker(config: ServeConfig) -> None:
+    jpg = image_bytes("green", (160, 120))
+    with engine_at(config, streams=1) as engine:
+        release, sizes = gate(engine)
+
+        async def go() -> None:
+            async with worker(config, engine) as a, worker(config, engine) as b:
+                first = asyncio.ensure_future(a.post("/clip/embed", json={"inputImage": b64(jpg)}))
+                await until(lambda: sizes == [1])  # the engine is busy with one image
+                rest = [asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(jpg)}))
+                        for c in (a, b) for _ in range(6)]
+                await until(lambda: engine.images.items.qsize() == 12)
+                release.set()
+                answers = [await first] + [await f for f in rest]
+                assert {r.status_code for r in answers} == {200}
+                vectors = np.array([r.json()["embedding"] for r in answers])
+                assert np.allclose(vectors, vectors[0], atol=1e-6)
+                assert sizes == [1, 12]  # both workers' images in one batch
+                text = (await a.get("/metrics")).text
+                assert 'oskit_engine_batch_size_count{batcher="clip-image"} 2' in text
+                assert 'oskit_engine_batch_size_sum{batcher="clip-image"} 13' in text
+                assert 'oskit_engine_workers 2' in text
+                helps = [line for line in text.splitlines() if line.startswith("# HELP ")]
+                assert len(helps) == len(set(helps))  # one family per name: valid exposition
+
+        run(go())
+
+
+def test_a_full_engine_answers_429_with_retry_after(config: ServeConfig) -> None:
+    jpg = image_bytes("green", (160, 120))
+    tight = config.model_copy(update={"clip": config.clip.model_copy(  # type: ignore[union-attr]
+        update={"batching": BatchingConfig(max_batch=4, max_queue=2)})})
+    with engine_at(tight, streams=1) as engine:
+        release, sizes = gate(engine)
+
+        async def go() -> None:
+            async with worker(tight, engine) as c:
+                first = asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(jpg)}))
+                await until(lambda: sizes == [1])
+                second = asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(jpg)}))
+                await until(lambda: engine.images.inflight == 2)
+                refused = await c.post("/clip/embed", json={"inputImage": b64(jpg)})
+                assert refused.status_code == 429 and refused.json()["error"]["code"] == "overloaded"
+                assert int(refused.headers["retry-after"]) >= 1
+                assert "model engine" in refused.json()["error"]["message"]
+                release.set()
+                assert (await first).status_code == (await second).status_code == 200
+                metrics = (await c.get("/metrics")).text
+                assert 'oskit_engine_rejected_total{batcher="clip-image"} 1' in metrics
+
+        run(go())
+
+
+def test_without_its_engine_a_worker_answers_503(config: ServeConfig) -> None:
+    jpg = image_bytes("green", (160, 120))
+    with engine_at(config) as engine:
+        async def go() -> None:
+            async with worker(config, engine) as c:
+                assert (await c.post("/clip/embed", json={"inputImage": b64(jpg)})).status_code == 200
+                await asyncio.get_running_loop().run_in_executor(None, engine.stop)
+                await asyncio.sleep(0.2)
+                r = await c.post("/clip/embed", json={"inputImage": b64(jpg)})
+                assert r.status_code == 503 and r.json()["error"]["code"] == "engine_unavailable"
+                h = await c.get("/health")
+                assert h.status_code == 503 and h.json()["status"] == "engine_unavailable"
+                assert h.json()["models"]["clip"]["engine"]["connected"] is False
+
+        run(go())
+
+
+def test_a_worker_cannot_start_without_an_engine(config: ServeConfig, tmp_path: Path) -> None:
+    from kit.serve import engine as engine_mod
+
+    async def go() -> None:
+        with pytest.raises(ServeError, match="cannot reach the model engine"):
+            await engine_mod.connect_engine(str(tmp_path / "nobody.sock"), timeout=0.3)
+
+    run(go())
+
+
+def test_auto_engine_rule(config: ServeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kit.serve.workers import want_engine
+
+    gpu = config.model_copy(update={"device": "cuda"})
+    assert want_engine(gpu, 4, "auto") is True
+    assert want_engine(gpu, 1, "auto") is False  # one worker: its own model is the engine
+    assert want_engine(config, 4, "auto") is False  # cpu: each worker's model uses its own cores
+    assert want_engine(config, 1, "on") is True
+    assert want_engine(gpu, 4, "off") is False
+    with pytest.raises(ServeError, match="needs a CLIP model"):
+        want_engine(ServeConfig(device="cpu"), 2, "on")
+    assert want_engine(ServeConfig(device="cuda"), 2, "auto") is False  # OCR-only: nothing to share
+
+
+# --- `oskit serve --engine on` for real: three processes ------------------------------------------
+
+
+def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+    spec = tmp_path / "clip.yaml"
+    spec.write_text(json.dumps({"serve": {"kind": "clip", "open_clip": {"model": "oskit-clip-tiny"}}}))
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
+    with log.open("wb") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])",
+                                 "serve", "--models", str(spec), "--port", str(port), "--device", "cpu",
+                                 "--workers", "2", "--engine", "on", *extra],
+                                cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return proc, url, log
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def test_oskit_serve_engine_end_to_end(tmp_path: Path) -> None:
+    proc, url, log = _start(tmp_path)
+    try:
+        health = httpx.get(url + "/health").json()
+        engine = health["models"]["clip"]["engine"]
+        assert engine["max_queue"] == 2 * 256  # two workers' worth
+        assert list(tmp_path.glob("oskit-engine-*/engine.sock"))
+        vectors = [httpx.post(url + "/clip/embed", json={"inputImage": b64(image_bytes("red"))}, timeout=30).json()["embedding"]
+                   for _ in range(4)]  # new connections: the kernel may hand them to either worker
+        assert np.allclose(vectors, vectors[0], atol=1e-6)  # one model, whichever worker answered
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not list(tmp_path.glob("oskit-engine-*"))  # the socket folder is removed
+        assert "one model engine" in log.read_text()
+        with contextlib.suppress(ProcessLookupError):  # the engine is gone with the server
+            os.kill(engine["pid"], 0)
+            pytest.fail("the engine outlived oskit serve")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_oskit_serve_stops_when_its_engine_dies(tmp_path: Path) -> None:
+    proc, url, log = _start(tmp_path)
+    try:
+        pid = httpx.get(url + "/health").json()["models"]["clip"]["engine"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        assert proc.wait(60) == 1
+        text = log.read_text()
+        assert "the model engine exited (code -9); the workers were stopped" in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
