@@ -243,7 +243,8 @@ def wait_ready(proc: subprocess.Popen[bytes], log: Any, url: str, name: str, tim
 class Server:
     """``oskit serve`` in a subprocess on a free port, for a one-file model spec."""
 
-    def __init__(self, args: argparse.Namespace, max_wait_ms: float, workers: int) -> None:
+    def __init__(self, args: argparse.Namespace, max_wait_ms: float, workers: int, clients: int,
+                 engine_streams: int = 2) -> None:
         import socket
 
         with socket.socket() as s:
@@ -255,7 +256,7 @@ class Server:
         spec = {"serve": {"kind": "clip", "open_clip": {"model": args.model, "pretrained": args.pretrained},
                           "precision": args.precision,
                           "batching": {"max_batch": args.max_batch, "max_wait_ms": max_wait_ms,
-                                       "max_queue": max(256, 4 * args.clients)}}}
+                                       "max_queue": max(256, 4 * clients)}}}
         if args.decode != "auto":  # only when asked: the spec stays valid for servers without the key
             spec["serve"]["decode"] = args.decode
         self.spec = Path(self.tmp.name) / "clip.yaml"
@@ -271,7 +272,8 @@ class Server:
         else:  # `oskit serve` itself (several workers: one SO_REUSEPORT socket each, kit/serve/workers.py)
             cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
                    "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
-                   "--workers", str(workers)]
+                   "--workers", str(workers), "--engine" if args.engine == "on" else "--no-engine",
+                   "--engine-streams", str(engine_streams)]
         if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
         # stderr to a file, not a pipe: nobody reads a pipe during the run, and once its 64 kB
@@ -421,15 +423,34 @@ def _tree_cpu(pid: int) -> float:
     return sum(cpu.get(p, 0.0) for p in tree)
 
 
-def _batch_stats(url: str) -> tuple[float, float]:
-    """(sum, count) of the image batcher's batch sizes from /metrics (one worker's view per call)."""
+def _batch_stats(url: str) -> tuple[float, float, bool]:
+    """(sum, count) of the image batch sizes from /metrics, and whether they are the model engine's
+    (every worker's batches) rather than one worker's own."""
+    import httpx
+
+    total = count = 0.0
+    engine = False
+    text = httpx.get(url + "/metrics", timeout=30).text
+    for line in text.splitlines():
+        if 'batcher="clip-image"' not in line:
+            continue
+        for family, is_engine in (("oskit_engine_batch_size", True), ("oskit_serve_batch_size", False)):
+            if line.startswith(family + "_sum") and (is_engine or not engine):
+                total, engine = float(line.split()[-1]), is_engine
+            elif line.startswith(family + "_count") and (is_engine or not engine):
+                count, engine = float(line.split()[-1]), is_engine
+    return total, count, engine
+
+
+def _engine_batch_seconds(url: str) -> tuple[float, float]:
+    """(sum, count) of the engine's image batch seconds (zeros without an engine)."""
     import httpx
 
     total = count = 0.0
     for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        if line.startswith("oskit_serve_batch_size_sum") and 'batcher="clip-image"' in line:
+        if 'batcher="clip-image"' in line and line.startswith("oskit_engine_batch_seconds_sum"):
             total = float(line.split()[-1])
-        elif line.startswith("oskit_serve_batch_size_count") and 'batcher="clip-image"' in line:
+        elif 'batcher="clip-image"' in line and line.startswith("oskit_engine_batch_seconds_count"):
             count = float(line.split()[-1])
     return total, count
 
@@ -443,7 +464,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--precision", default="auto")
     p.add_argument("--images", type=int, default=None)
     p.add_argument("--image-size", default="640x480")
-    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--clients", default="32", help="concurrent HTTP clients; a comma list measures each")
     p.add_argument("--max-batch", type=int, default=None)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--decode", choices=["auto", "cpu", "device"], default="auto",
@@ -455,6 +476,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-lone", action="store_true", help="skip the batching-off server (lone-request latency)")
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
     p.add_argument("--workers", default="1", help="oskit serve --workers; a comma list measures each (best wins)")
+    p.add_argument("--engine", choices=["on", "off"], default="off",
+                   help="oskit serve --engine: one model-engine process batches every worker's images")
+    p.add_argument("--engine-streams", default="1", help="oskit serve --engine-streams; a comma list measures each")
     p.add_argument("--no-reuse-port", dest="reuse_port", action="store_false",
                    help="several workers through uvicorn's shared socket instead of one SO_REUSEPORT socket "
                         "per worker (what oskit serve --workers does)")
@@ -520,25 +544,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     bodies = [json.dumps({"inputText": None, "inputImage": base64.b64encode(j).decode()}).encode() for j in jpegs]
     worker_counts = [int(x) for x in str(args.workers).split(",")]
+    client_counts = [int(x) for x in str(args.clients).split(",")]
     runs: list[dict[str, Any]] = []
-    for w_count in worker_counts:
-        print(f"served: {w_count} worker(s), {args.clients} clients in {args.client_procs} process(es) …", file=sys.stderr)
-        with Server(args, args.max_wait_ms, w_count) as server:
-            asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * args.clients)], args.clients, args.client))
+    stream_counts = [int(x) for x in str(args.engine_streams).split(",")]
+    for w_count, st_count, n_clients in [(w, st, c) for w in worker_counts for st in stream_counts for c in client_counts]:
+        print(f"served: {w_count} worker(s), {n_clients} clients in {args.client_procs} process(es), engine "
+              f"{args.engine} ({st_count} streams) …", file=sys.stderr)
+        with Server(args, args.max_wait_ms, w_count, max(client_counts), st_count) as server:
+            asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
             before = _batch_stats(server.url)
+            secs0 = _engine_batch_seconds(server.url)
             cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
             sent = bodies * args.served_repeat
-            served, lat, errors = served_multi(server.url, sent, args.clients, args.client_procs, args.client)
+            served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
             server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
             # the clients: child processes (joined by now), or this process when they ran in it
             client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
                                  else (time.process_time() - own0)) / len(sent)
             after = _batch_stats(server.url)
-        if w_count == 1:
+            secs1 = _engine_batch_seconds(server.url)
+        if w_count == 1 or after[2]:  # one worker, or the engine: every batch of the run
             mean_batch = ((after[0] - before[0]) / (after[1] - before[1])) if after[1] > before[1] else None
         else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
             mean_batch = after[0] / after[1] if after[1] else None
-        runs.append({"workers": w_count, "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
+        batch_ms = (1000 * (secs1[0] - secs0[0]) / (secs1[1] - secs0[1])) if secs1[1] > secs0[1] else None
+        runs.append({"workers": w_count, "clients": n_clients, "engine": after[2],
+                     "engine_streams": st_count if after[2] else None,
+                     "engine_batch_ms": round(batch_ms, 2) if batch_ms else None,
+                     "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
                      "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
                      "mean_batch": round(mean_batch, 2) if mean_batch else None,
                      "server_cpu_ms_per_image": round(server_cpu, 3),
@@ -551,7 +584,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # lone requests, batching on (max_wait) vs off (0): two one-worker servers up at once and
         # requests alternating between them, so load drift on a shared machine hits both alike
         print("lone-request latency, batching on vs off …", file=sys.stderr)
-        with Server(args, args.max_wait_ms, 1) as on, Server(args, 0.0, 1) as off:
+        with Server(args, args.max_wait_ms, 1, 1) as on, Server(args, 0.0, 1, 1) as off:
             for srv in (on, off):  # warm
                 asyncio.run(served_run(srv.url, bodies[:5], 1, args.client))
             for body in bodies[: args.latency_requests]:
@@ -560,8 +593,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     result = {
         "device": args.device, "model": args.model, "random_weights": not args.pretrained, "precision": precision,
-        "images": args.images, "served_repeat": args.served_repeat, "image_size": f"{w}x{h}", "clients": args.clients, "max_batch": args.max_batch,
+        "images": args.images, "served_repeat": args.served_repeat, "image_size": f"{w}x{h}", "clients": best["clients"], "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": best["workers"],
+        "engine": best["engine"], "engine_streams": best["engine_streams"],
         "client_procs": args.client_procs, "client": args.client, "reuse_port": args.reuse_port,
         "decode": "device" if device_decode else "cpu",
         "offline_images_per_s": round(offline, 1),

@@ -178,7 +178,8 @@ class ClipEngine:
                 return out.numpy()
             # Wait for the GPU by polling an event instead of a blocking copy: CUDA's default wait
             # spins a core at 100%, and with several workers those spinning threads take the cores
-            # that decode and HTTP need.
+            # that decode and HTTP need. (A blocking-sync event measured no better on the H100:
+            # 4,371 and 4,494 images/s served against 4,797 and 5,079 with this loop.)
             host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
             host.copy_(out, non_blocking=True)
             done = torch.cuda.Event()

@@ -1,22 +1,26 @@
 """The model engine: one process owns CLIP (the GPU) and batches the images of every HTTP worker.
 
-``oskit serve --workers N --engine on`` (``auto``: on when the model runs on a GPU) starts one
-engine process and N HTTP worker processes. Each worker does what spreads across processes — HTTP,
-JSON, base64, the JPEG header check, Pillow for images that nvJPEG cannot take, OCR, tags and
-captions — and sends each image to the engine over a Unix socket; the engine runs the batches.
+``oskit serve --workers N --engine`` starts one engine process and N HTTP worker processes. Each
+worker does what spreads across processes — HTTP, JSON, base64, the JPEG header check, Pillow for
+images that nvJPEG cannot take, OCR, tags and captions — and sends each image to the engine over a
+Unix socket; the engine runs the batches.
 
-Why: with N workers that each load the model, every worker has its own CUDA context and its own
-small batches (mean 11.7 images on the H100 with 8 workers and 256 clients); the contexts
-time-slice the GPU and every small batch pays the model's kernel launches from Python again
-(1.1 ms of server CPU per image, against 0.28 ms offline). One engine sees every request, so its
-batches are as large as the load allows, and ``streams`` batch threads overlap one batch's nvJPEG
-decode with the previous batch's forward pass — exactly what the offline baseline does.
+What it buys: one copy of the model in memory (N workers otherwise load N copies: a large CLIP on
+one GPU may not fit N times), batches across all workers (mean 126 images on the H100 with 256
+clients, against ~12 per worker), and no GIL shared between HTTP and the model (on the 2-core CPU
+VM, served/offline 0.92–1.05 with the engine against 0.87–0.94 without). What it does not: on the
+H100 the per-worker models served more images per second (4,494 against 3,560 at best, same run),
+because torchvision's nvJPEG decode does its Huffman step on the CPU, one image at a time per
+process — N workers decode on N cores, the engine on one. So it is off by default; see
+docs/model-server.md ("The model engine") for the numbers.
 
 Batching in the engine: a batch thread takes the first waiting item and every item queued behind it
-(up to ``max_batch``) and runs at once — it never waits for more. While the GPU is busy, items
+(up to ``max_batch``) and runs at once — it never waits for more. While the model is busy, items
 queue; under load batches are therefore full, and a lone request runs immediately (``max_wait_ms``
 only applies to a worker's own batcher). Admission: the engine holds at most ``max_queue × N``
-images (``N`` workers) and answers more with the same 429 + ``Retry-After`` as a worker.
+images (``N`` workers) and answers more with the same 429 + ``Retry-After`` as a worker. More
+than one batch thread (``streams``) made batches slower on the H100 (34 → 57 → 109 ms for 1, 2, 4
+threads): the default is one.
 
 Wire protocol (little-endian), both directions one frame per message::
 
@@ -24,6 +28,8 @@ Wire protocol (little-endian), both directions one frame per message::
     response: u64 id | u8 status | u32 length | payload
 
 ops: ``HELLO`` (→ JSON: the model's description), ``IMAGE_JPEG`` (the JPEG bytes → vector),
+``IMAGE_JOB`` (u16 width | u16 height | u8 draft scale | the JPEG bytes: a JPEG whose headers the
+worker has already checked for the tensor path → vector),
 ``IMAGE_PIXELS`` (``uint8 [S, S, 3]`` already preprocessed → vector), ``TEXT`` (UTF-8 → vector),
 ``STATS`` (→ JSON ``{"metrics": Prometheus text}``), ``TEXTS`` (a JSON list of strings → one
 float32 ``n × dim`` block, run at once outside the batcher like ``Batcher.run_now``: the tag
@@ -60,7 +66,9 @@ __all__ = ["Engine", "EngineClient", "RemoteBatcher", "RemoteClip", "connect_eng
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<QBI")
-OP_HELLO, OP_IMAGE_JPEG, OP_IMAGE_PIXELS, OP_TEXT, OP_STATS, OP_TEXTS = 0, 1, 2, 3, 4, 5
+OP_HELLO, OP_IMAGE_JPEG, OP_IMAGE_PIXELS, OP_TEXT, OP_STATS, OP_TEXTS, OP_IMAGE_JOB = 0, 1, 2, 3, 4, 5, 6
+JOB = struct.Struct("<HHB")  # an IMAGE_JOB's prefix: the JPEG's width, height and draft scale
+CHUNK = 1 << 22  # receive buffer: many frames per recv, payloads are views into it (no copy)
 ST_VECTOR, ST_JSON, ST_ERROR = 0, 1, 2
 
 
@@ -75,27 +83,49 @@ def _frame(rid: int, status: int, payload: bytes) -> bytes:
     return HEADER.pack(rid, status, len(payload)) + payload
 
 
-def _recv_exact(sock: socket.socket, buf: Any) -> bool:
-    """Fill ``buf`` from ``sock``; False on a clean end of stream before the first byte."""
-    view = memoryview(buf)
-    got, want = 0, len(view)
-    while got < want:
-        n = sock.recv_into(view[got:])
-        if n == 0:
-            if got == 0:
-                return False
-            raise ConnectionError("the worker closed its connection in the middle of a frame")
-        got += n
-    return True
-
-
 class _Conn:
-    """One worker's connection: frames are written whole, under a lock (several batch threads answer)."""
+    """One worker's connection. Frames are written whole, under a lock (several batch threads
+    answer). Reading: :meth:`frames` after each ``recv`` into a 4 MiB chunk; a payload is a
+    memoryview into the chunk (a full chunk is replaced, not reused, so views stay valid)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._lock = threading.Lock()
         self.closed = False
+        self.buf = bytearray(CHUNK)
+        self.view = memoryview(self.buf)
+        self.start = self.end = 0
+
+    def _fresh(self, size: int) -> None:
+        """A new chunk of at least ``size`` bytes, with the unparsed tail of the old one moved in."""
+        buf = bytearray(max(CHUNK, size))
+        tail = self.end - self.start
+        buf[:tail] = self.view[self.start:self.end]
+        self.buf, self.view, self.start, self.end = buf, memoryview(buf), 0, tail
+
+    def receive(self) -> bool:
+        """One ``recv`` (the socket is readable); False at the end of the stream."""
+        if self.end == len(self.buf):
+            self._fresh(0)
+        n = self.sock.recv_into(self.view[self.end:])
+        self.end += n
+        return n > 0
+
+    def frames(self, limit: int) -> list[tuple[int, int, memoryview]]:
+        """The complete frames received so far."""
+        out = []
+        size = HEADER.size
+        while self.end - self.start >= size:
+            rid, op, n = HEADER.unpack_from(self.buf, self.start)
+            if n > limit:
+                raise ConnectionError(f"a {n}-byte frame is over the {limit}-byte limit")
+            if self.end - self.start < size + n:
+                if self.start + size + n > len(self.buf):  # it cannot complete in this chunk
+                    self._fresh(size + n)
+                break
+            out.append((rid, op, self.view[self.start + size: self.start + size + n]))
+            self.start += size + n
+        return out  # (bytes before ``start`` are never written again: earlier payloads stay valid)
 
     def send(self, data: bytes) -> None:
         with self._lock:
@@ -165,7 +195,7 @@ class Engine:
     ``admit_scale``: the number of workers (the engine admits ``max_queue × admit_scale`` images,
     what that many separate workers would); ``streams``: concurrent image batch threads."""
 
-    def __init__(self, config: ServeConfig, *, streams: int = 2, admit_scale: int = 1) -> None:
+    def __init__(self, config: ServeConfig, *, streams: int = 1, admit_scale: int = 1) -> None:
         if config.clip is None:
             raise ServeError("the model engine serves CLIP, and the config has no clip model",
                              hint="add a model spec with 'serve: {kind: clip}' or run without --engine")
@@ -191,6 +221,7 @@ class Engine:
         self.hello: dict[str, Any] = {}
         self.path: str | None = None
         self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
         self._threads: list[threading.Thread] = []
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
@@ -245,7 +276,7 @@ class Engine:
         os.chmod(path, 0o600)  # only this user's workers
         listener.listen(256)
         self._listener, self.path = listener, path
-        self._spawn(self._accept_loop, "engine-accept")
+        self._spawn(self._io_loop, "engine-io")
         for i in range(self.streams):
             self._spawn(self._image_loop, f"engine-images-{i}")
         self._spawn(self._text_loop, "engine-texts")
@@ -257,22 +288,15 @@ class Engine:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        if self._listener is not None:
-            try:
-                self._listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._listener.close()
+        self._wake_w.send(b"x")  # the I/O thread closes the listener and every connection
         for _ in range(self.streams):
             self.images.items.put(None)
         self.texts.items.put(None)
-        with self._conns_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            conn.close()
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=30)
+        self._wake_r.close()
+        self._wake_w.close()
         if self.path and os.path.exists(self.path):
             os.unlink(self.path)
 
@@ -281,45 +305,63 @@ class Engine:
         t.start()
         self._threads.append(t)
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return  # the listener was closed: stopping
-            conn = _Conn(sock)
-            with self._conns_lock:
-                self._conns.add(conn)
-            threading.Thread(target=self._read_loop, args=(conn,), name="engine-conn", daemon=True).start()
+    def _io_loop(self) -> None:
+        """One thread reads every worker: accept, ``recv`` into the connection's chunk, dispatch
+        each complete frame. (A thread per connection made each image take the GIL back after
+        several small reads, queued behind the batch threads: 8 workers fed the GPU 3,000
+        images/s instead of 7,000.)"""
+        import selectors
 
-    def _read_loop(self, conn: _Conn) -> None:
-        head = bytearray(HEADER.size)
-        limit = self.config.max_body_bytes
+        assert self._listener is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self._listener, selectors.EVENT_READ, None)
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        limit = self.config.max_body_bytes + JOB.size
         try:
-            while _recv_exact(conn.sock, head):
-                rid, op, n = HEADER.unpack(head)
-                if n > limit:
-                    log.error("engine: a %d-byte frame from a worker is over the %d-byte limit; closing", n, limit)
-                    break
-                payload = bytearray(n)
-                if n:
-                    _recv_exact(conn.sock, payload)
-                self._dispatch(conn, rid, op, payload)
-        except (OSError, ConnectionError) as exc:
-            if not self._stopping.is_set():
-                log.debug("engine: worker connection ended: %s", exc)
+            while not self._stopping.is_set():
+                for key, _ in sel.select():
+                    if key.data == "wake":
+                        return
+                    if key.data is None:  # the listener
+                        sock, _ = self._listener.accept()
+                        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                            try:
+                                sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+                            except OSError:
+                                pass
+                        conn = _Conn(sock)
+                        with self._conns_lock:
+                            self._conns.add(conn)
+                        sel.register(sock, selectors.EVENT_READ, conn)
+                        continue
+                    conn = key.data
+                    try:
+                        alive = conn.receive()
+                        for rid, op, payload in conn.frames(limit):
+                            self._dispatch(conn, rid, op, payload)
+                    except (OSError, ConnectionError) as exc:
+                        log.warning("engine: closing a worker connection: %s", exc)
+                        alive = False
+                    if not alive:
+                        sel.unregister(conn.sock)
+                        with self._conns_lock:
+                            self._conns.discard(conn)
+                        conn.close()
         finally:
             with self._conns_lock:
-                self._conns.discard(conn)
-            conn.close()
+                conns = list(self._conns)
+                self._conns.clear()
+            for conn in conns:
+                conn.close()
+            sel.close()
+            self._listener.close()
 
-    def _dispatch(self, conn: _Conn, rid: int, op: int, payload: bytearray) -> None:
+    def _dispatch(self, conn: _Conn, rid: int, op: int, payload: memoryview) -> None:
         if op == OP_HELLO:
             conn.send(_frame(rid, ST_JSON, orjson.dumps(self.hello)))
         elif op == OP_STATS:
             conn.send(_frame(rid, ST_JSON, orjson.dumps({"metrics": self.metrics.render()})))
-        elif op in (OP_IMAGE_JPEG, OP_IMAGE_PIXELS):
+        elif op in (OP_IMAGE_JOB, OP_IMAGE_JPEG, OP_IMAGE_PIXELS):
             self._enqueue(self.images, conn, rid, lambda: self._image_item(op, payload))
         elif op == OP_TEXTS:
             try:
@@ -328,7 +370,7 @@ class Engine:
             except Exception as exc:
                 conn.send(_frame(rid, ST_ERROR, _error_record(exc)))
         elif op == OP_TEXT:
-            self._enqueue(self.texts, conn, rid, lambda: payload.decode("utf-8"))
+            self._enqueue(self.texts, conn, rid, lambda: bytes(payload).decode("utf-8"))
         else:
             conn.send(_frame(rid, ST_ERROR, _error_record(ServeError(f"engine: unknown op {op}"))))
 
@@ -350,14 +392,19 @@ class Engine:
             return
         q.items.put((conn, rid, item))
 
-    def _image_item(self, op: int, payload: bytearray) -> Any:
+    def _image_item(self, op: int, payload: memoryview) -> Any:
         size = self.clip.image_size
+        if op == OP_IMAGE_JOB and self.device_decode:
+            width, height, scale = JOB.unpack_from(payload)
+            return JpegJob(data=payload[JOB.size:], width=width, height=height, scale=scale)
+        if op == OP_IMAGE_JOB:
+            payload = payload[JOB.size:]
         if op == OP_IMAGE_PIXELS:
             if len(payload) != size * size * 3:
                 raise ServeError(f"engine: a pixel frame of {len(payload)} bytes is not {size}×{size}×3")
             return np.frombuffer(payload, dtype=np.uint8).reshape(size, size, 3)
         max_pixels = self.config.max_image_pixels or DEFAULT_MAX_PIXELS
-        job = jpeg_job(payload, size, max_pixels) if self.device_decode else None  # type: ignore[arg-type]
+        job = jpeg_job(bytes(payload), size, max_pixels) if self.device_decode else None
         if job is not None:
             return job
         return preprocess(bytes(payload), size, max_pixels)  # the reference path (the worker sends these rarely)
@@ -442,14 +489,15 @@ class EngineClient(asyncio.Protocol):
                 fut.set_exception(_unavailable(self.lost))
         self._pending.clear()
 
-    def call(self, op: int, payload: bytes | memoryview = b"") -> asyncio.Future[Any]:
+    def call(self, op: int, *payload: bytes | memoryview) -> asyncio.Future[Any]:
+        """Send one frame (``payload``: its parts, written without joining them)."""
         if self.lost is not None or self.transport is None:
             raise _unavailable(self.lost or "not connected to the model engine")
         self._next += 1
         rid = self._next
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[rid] = fut
-        self.transport.writelines((HEADER.pack(rid, op, len(payload)), payload))
+        self.transport.writelines((HEADER.pack(rid, op, sum(len(p) for p in payload)), *payload))
         return fut
 
     def close(self) -> None:
@@ -476,13 +524,19 @@ async def connect_engine(path: str, timeout: float = 30.0) -> tuple[EngineClient
     deadline = loop.time() + timeout
     while True:
         try:
-            _, client = await loop.create_unix_connection(EngineClient, path)
+            transport, client = await loop.create_unix_connection(EngineClient, path)
             break
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             if loop.time() >= deadline:
                 raise ServeError(f"cannot reach the model engine at {path}: {exc}",
                                  hint="the engine is started by 'oskit serve --engine'; see its log") from exc
             await asyncio.sleep(0.1)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:  # room for a few dozen images in flight without a blocked write
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        except (OSError, AttributeError):
+            pass
     hello = await client.call(OP_HELLO)
     return client, hello
 
@@ -520,8 +574,8 @@ class RemoteBatcher:
         self._inflight -= 1
 
     async def submit(self, item: Any, slot: _Slot | None = None) -> Any:
-        if isinstance(item, JpegJob):
-            fut = self.client.call(OP_IMAGE_JPEG, item.data)
+        if isinstance(item, JpegJob):  # headers checked here already: the engine goes straight to decode
+            fut = self.client.call(OP_IMAGE_JOB, JOB.pack(item.width, item.height, item.scale), item.data)
         elif isinstance(item, np.ndarray):
             fut = self.client.call(OP_IMAGE_PIXELS, memoryview(np.ascontiguousarray(item, dtype=np.uint8)).cast("B"))
         elif isinstance(item, str):

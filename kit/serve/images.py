@@ -205,7 +205,7 @@ def preprocess(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 class JpegJob:
     """A JPEG admitted to the tensor path: its bytes and the draft scale the spec gives it."""
 
-    data: bytes | bytearray
+    data: bytes | bytearray | memoryview
     width: int
     height: int
     scale: int  # 1, 2, 4 or 8: what Pillow's draft() picks for this size (step 2)
@@ -295,9 +295,10 @@ def decode_jpegs(jobs: Sequence[JpegJob], device: str) -> list[Any]:
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    # a bytearray (the model engine receives into one) is shared, bytes are copied (frombuffer needs a writable buffer)
-    tensors = [torch.frombuffer(job.data if isinstance(job.data, bytearray) else bytearray(job.data), dtype=torch.uint8)
-               for job in jobs]
+    # writable buffers (the model engine's receive buffers) are shared; bytes are copied (frombuffer
+    # wants a writable buffer; the tensor is only read)
+    tensors = [torch.frombuffer(job.data if isinstance(job.data, (bytearray, memoryview)) else bytearray(job.data),
+                                dtype=torch.uint8) for job in jobs]
     with warnings.catch_warnings():
         # torchvision ≥ 0.29 warns that its image IO moves to TorchCodec; the function is unchanged
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torchvision\.io\.image")

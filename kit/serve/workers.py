@@ -7,8 +7,7 @@ batches averaged 2 images while another's were full). With one ``SO_REUSEPORT`` 
 the kernel spreads connections evenly by their address hash. Linux (and the BSDs) only.
 
 With ``engine=True`` one more process, the model engine (kit/serve/engine.py), loads CLIP once and
-batches the images of every worker; the workers load no CLIP. :func:`want_engine` is the ``auto``
-rule: an engine when several workers would otherwise each put the model on one GPU.
+batches the images of every worker; the workers load no CLIP (``oskit serve --engine``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from typing import Any
@@ -26,7 +26,7 @@ from kit.errors import ServeError
 from kit.serve.app import config_to_env
 from kit.serve.config import ServeConfig
 
-__all__ = ["UVICORN_OPTIONS", "run_workers", "share_cores", "want_engine"]
+__all__ = ["UVICORN_OPTIONS", "run_workers", "share_cores"]
 
 log = logging.getLogger(__name__)
 
@@ -45,29 +45,6 @@ def share_cores(config: ServeConfig, workers: int) -> ServeConfig:
     share = max(1, (os.cpu_count() or 2) // workers)
     return config.model_copy(update={"decode_threads": config.decode_threads or max(2, share),
                                      "torch_threads": config.torch_threads or share})
-
-
-def want_engine(config: ServeConfig, workers: int, mode: str) -> bool:
-    """``--engine on|off|auto``: ``auto`` means an engine when there are several workers, a CLIP
-    model and that model would run on CUDA (on a CPU, each worker's own model uses its own cores,
-    which is what the CPU needs; on one GPU, N copies time-slice it in small batches)."""
-    if mode not in ("auto", "on", "off"):
-        raise ServeError(f"--engine {mode!r}: use auto, on or off")
-    if mode == "off" or config.clip is None:
-        if mode == "on":
-            raise ServeError("--engine on needs a CLIP model, and no model spec has a 'serve: {kind: clip}' block")
-        return False
-    if mode == "on":
-        return True
-    if workers <= 1 or config.device == "cpu":
-        return False
-    if config.device.startswith("cuda"):
-        return True
-    try:  # device auto: CUDA when torch sees a GPU (no CUDA context is made here)
-        import torch
-    except ModuleNotFoundError:
-        return False
-    return bool(torch.cuda.is_available())
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -98,6 +75,10 @@ def _engine_child(config_json: str, path: str, streams: int, admit_scale: int, r
     # open_clip logs its loading steps on the root logger at INFO: only warnings from there
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s:     %(message)s")
     logging.getLogger("kit").setLevel(log_level.upper())
+    # The engine's I/O thread gives the GIL up in every recv and needs it back at once; the batch
+    # threads hold it while they launch kernels. Python's default 5 ms switch interval would make
+    # each image's frame wait behind them; 0.5 ms keeps the reads flowing.
+    sys.setswitchinterval(0.0005)
     engine = Engine(ServeConfig.model_validate_json(config_json), streams=streams, admit_scale=admit_scale)
     engine.load()
     engine.start(path)
@@ -112,7 +93,7 @@ def _engine_child(config_json: str, path: str, streams: int, admit_scale: int, r
 
 
 def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engine: bool = False,
-                engine_streams: int = 2, log_level: str = "info", engine_timeout: float = 600.0) -> None:
+                engine_streams: int = 1, log_level: str = "info", engine_timeout: float = 600.0) -> None:
     """Serve ``config`` from ``workers`` processes on ``host:port`` until SIGTERM/SIGINT (blocks).
 
     ``engine``: start the model engine first (``engine_streams`` image batch threads) and point

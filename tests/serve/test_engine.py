@@ -1,7 +1,7 @@
 """The model engine (kit/serve/engine.py): one process holds CLIP and batches every worker's images.
 
 In-process tests run the engine's threads on a Unix socket in a temp folder and workers as ASGI
-apps pointed at it; the last tests run ``oskit serve --workers 2 --engine on`` for real."""
+apps pointed at it; the last tests run ``oskit serve --workers 2 --engine`` for real."""
 
 from __future__ import annotations
 
@@ -216,6 +216,38 @@ def test_without_its_engine_a_worker_answers_503(config: ServeConfig) -> None:
         run(go())
 
 
+def test_frames_are_read_whole_across_chunks_and_stay_valid() -> None:
+    """Many frames per recv, frames split over recvs, one larger than a chunk: every payload is
+    returned whole, and earlier payloads (views into old chunks) keep their bytes."""
+    import socket
+
+    from kit.serve.engine import CHUNK, HEADER, _Conn
+
+    rng = np.random.default_rng(0)
+    sizes = [0, 5, 96_000, 130_000, CHUNK + 12_345, 3, 2_000_000, 2_500_000, 70]
+    payloads = [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes]
+    wire = b"".join(HEADER.pack(i, 1, len(p)) + p for i, p in enumerate(payloads))
+    a, b = socket.socketpair()
+    with a, b:
+        b.setblocking(False)
+        conn = _Conn(b)
+        got: list[tuple[int, int, memoryview]] = []
+        pos = 0
+        while len(got) < len(payloads):
+            if pos < len(wire):
+                step = int(rng.integers(1, 60_000))  # below the socket buffer: this thread reads it next
+                a.sendall(wire[pos:pos + step])
+                pos += step
+            while True:
+                try:
+                    conn.receive()
+                except BlockingIOError:
+                    break
+                got.extend(conn.frames(limit=CHUNK * 2))
+    assert [rid for rid, _, _ in got] == list(range(len(payloads)))
+    assert [bytes(v) for _, _, v in got] == payloads
+
+
 def test_a_worker_cannot_start_without_an_engine(config: ServeConfig, tmp_path: Path) -> None:
     from kit.serve import engine as engine_mod
 
@@ -226,21 +258,18 @@ def test_a_worker_cannot_start_without_an_engine(config: ServeConfig, tmp_path: 
     run(go())
 
 
-def test_auto_engine_rule(config: ServeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kit.serve.workers import want_engine
+def test_engine_without_clip_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kit.cli import main
 
-    gpu = config.model_copy(update={"device": "cuda"})
-    assert want_engine(gpu, 4, "auto") is True
-    assert want_engine(gpu, 1, "auto") is False  # one worker: its own model is the engine
-    assert want_engine(config, 4, "auto") is False  # cpu: each worker's model uses its own cores
-    assert want_engine(config, 1, "on") is True
-    assert want_engine(gpu, 4, "off") is False
-    with pytest.raises(ServeError, match="needs a CLIP model"):
-        want_engine(ServeConfig(device="cpu"), 2, "on")
-    assert want_engine(ServeConfig(device="cuda"), 2, "auto") is False  # OCR-only: nothing to share
+    spec = tmp_path / "ocr.yaml"
+    spec.write_text(json.dumps({"serve": {"kind": "ocr"}}))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--models", str(spec), "--engine", "--workers", "2"])
+    assert info.value.code == 1
+    assert "--engine serves CLIP" in capsys.readouterr().err
 
 
-# --- `oskit serve --engine on` for real: three processes ------------------------------------------
+# --- `oskit serve --engine` for real: three processes ------------------------------------------
 
 
 def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -248,11 +277,12 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, P
     spec.write_text(json.dumps({"serve": {"kind": "clip", "open_clip": {"model": "oskit-clip-tiny"}}}))
     port = free_port()
     log = tmp_path / "serve.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               TMPDIR=str(tmp_path))
     with log.open("wb") as err:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])",
                                  "serve", "--models", str(spec), "--port", str(port), "--device", "cpu",
-                                 "--workers", "2", "--engine", "on", *extra],
+                                 "--workers", "2", "--engine", *extra],
                                 cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -300,3 +330,22 @@ def test_oskit_serve_stops_when_its_engine_dies(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (nvJPEG in the engine)")
+def test_engine_on_cuda_gives_the_offline_vectors(config: ServeConfig) -> None:
+    from kit.serve.images import jpeg_job
+
+    gpu = config.model_copy(update={"device": "cuda", "tags": None})
+    jpgs = [image_bytes(c, (320, 240)) for c in ("red", "green", "blue", "yellow")]
+    with engine_at(gpu, streams=2) as engine:
+        assert engine.device_decode and engine.hello["device"].startswith("cuda")
+
+        async def go() -> None:
+            async with worker(gpu, engine) as c:
+                answers = await asyncio.gather(*(c.post("/clip/embed", json={"inputImage": b64(j)}) for j in jpgs * 8))
+                got = np.array([r.json()["embedding"] for r in answers])
+                offline = np.array(engine.clip.embed_items([jpeg_job(j, engine.clip.image_size) for j in jpgs * 8]))
+                assert np.allclose(got, offline, atol=2e-3)  # fp16 on the GPU: batch composition may differ
+
+        run(go())
