@@ -13,7 +13,7 @@ if [ "${TESTS:-1}" = 1 ]; then
   python3 -m pytest -q -p no:cacheprovider tests/serve/test_engine.py tests/serve/test_serve_perf_tensor_path.py -rf 2>&1 | tail -8
 fi
 common=(--gpu --images "${IMAGES:-8192}" --client-procs 4 --offline-batches "${OFFLINE_BATCHES:-256}"
-        --offline-streams "${OFFLINE_STREAMS:-2,4}" --no-lone)
+        --offline-streams "${OFFLINE_STREAMS:-2,4}" --offline-repeat "${OFFLINE_REPEAT:-2}" --no-lone)
 streams=()
 [ -n "${ENGINE_STREAMS:-}" ] && streams=(--engine-streams "$ENGINE_STREAMS")
 python3 bench/serve_throughput.py "${common[@]}" --engine on --workers "${ENGINE_WORKERS:-4,8}" \
@@ -28,7 +28,7 @@ python3 - "$OUT" <<'PY'
 import json, sys, pathlib
 for f in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     r = json.loads(f.read_text())
-    print(f.name, "offline", r["offline_images_per_s"], r["offline_tried"], "split", r["time_split"],
+    print(f.name, "offline", r["offline_images_per_s"], r["offline_tried"], "medians", r.get("offline_medians"), "split", r["time_split"],
           "load", r["load_average_1m_before_after"])
     for run in r["served_runs"]:
         print("  ", run)

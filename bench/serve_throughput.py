@@ -120,15 +120,19 @@ def _sync(engine: Any) -> None:
 
 
 def best_offline(engine: Any, jpegs: list[bytes], batches: list[int], streams: list[int], threads: int,
-                 device_decode: bool) -> tuple[float, dict[str, float]]:
-    """The best (batch size, streams) of ``batches`` × ``streams``, each measured twice (max)."""
+                 device_decode: bool, repeat: int = 2) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The best (batch size, streams) of ``batches`` × ``streams``, each measured ``repeat`` times:
+    (best single measurement, best per configuration, median per configuration)."""
     tried: dict[str, float] = {}
+    medians: dict[str, float] = {}
     for b in batches:
         for st in streams:
             offline_throughput(engine, jpegs[: min(len(jpegs), 2 * b * st)], b, threads, device_decode, st)  # warm
-            tried[f"batch{b}_streams{st}"] = max(
-                offline_throughput(engine, jpegs, b, threads, device_decode, st) for _ in range(2))
-    return max(tried.values()), {k: round(v, 1) for k, v in tried.items()}
+            runs = [offline_throughput(engine, jpegs, b, threads, device_decode, st) for _ in range(repeat)]
+            tried[f"batch{b}_streams{st}"] = max(runs)
+            medians[f"batch{b}_streams{st}"] = statistics.median(runs)
+    return (max(tried.values()), {k: round(v, 1) for k, v in tried.items()},
+            {k: round(v, 1) for k, v in medians.items()})
 
 
 def offline_cpu_ms(engine: Any, jpegs: list[bytes], tried: dict[str, float], threads: int, device_decode: bool) -> float:
@@ -272,7 +276,7 @@ class Server:
         else:  # `oskit serve` itself (several workers: one SO_REUSEPORT socket each, kit/serve/workers.py)
             cmd = [sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])", "serve",
                    "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
-                   "--workers", str(workers), "--engine" if args.engine == "on" else "--no-engine",
+                   "--workers", str(workers), "--engine", args.engine,
                    "--engine-streams", str(engine_streams)]
         if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
             env["OMP_NUM_THREADS"] = str(args.torch_threads)
@@ -476,8 +480,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-lone", action="store_true", help="skip the batching-off server (lone-request latency)")
     p.add_argument("--threads", type=int, default=None, help="offline decode threads (default: CPU count)")
     p.add_argument("--workers", default="1", help="oskit serve --workers; a comma list measures each (best wins)")
-    p.add_argument("--engine", choices=["on", "off"], default="off",
-                   help="oskit serve --engine: one model-engine process batches every worker's images")
+    p.add_argument("--engine", choices=["auto", "on", "off"], default="auto",
+                   help="oskit serve --engine: one model-engine process batches every worker's images (auto: "
+                        "on with several workers on a GPU)")
+    p.add_argument("--offline-repeat", type=int, default=2,
+                   help="measurements per offline configuration (the best counts; the median is reported too)")
     p.add_argument("--engine-streams", default="1", help="oskit serve --engine-streams; a comma list measures each")
     p.add_argument("--no-reuse-port", dest="reuse_port", action="store_false",
                    help="several workers through uvicorn's shared socket instead of one SO_REUSEPORT socket "
@@ -530,7 +537,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     batches = [int(x) for x in args.offline_batches.split(",")]
     streams = [int(x) for x in args.offline_streams.split(",")]
     print(f"offline: batches {batches} × streams {streams} …", file=sys.stderr)
-    offline, offline_tried = best_offline(engine, jpegs, batches, streams, threads, device_decode)
+    offline, offline_tried, offline_medians = best_offline(engine, jpegs, batches, streams, threads, device_decode,
+                                                           args.offline_repeat)
     offline_cpu = offline_cpu_ms(engine, jpegs, offline_tried, threads, device_decode)
     subset = jpegs[: min(len(jpegs), 1024 if device_decode else 256)]
     split = (time_split_device(engine, subset, args.max_batch) if device_decode
@@ -600,6 +608,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "decode": "device" if device_decode else "cpu",
         "offline_images_per_s": round(offline, 1),
         "offline_tried": offline_tried,
+        "offline_medians": offline_medians,
+        "served_over_best_offline_median": round(best["images_per_s"] / max(offline_medians.values()), 3),
         "served_images_per_s": best["images_per_s"],
         "served_over_offline": best["ratio"],
         "served_errors": best["errors"],

@@ -102,15 +102,15 @@ def package(model: str, fmt: str, out: Path, name: str | None, pretrained: str |
               help="Server processes, each with its own SO_REUSEPORT socket (the kernel spreads connections "
                    "evenly) and its share of the cores; each loads its own copy of the models (for many-core/GPU "
                    "hosts; Linux).")
-@click.option("--engine/--no-engine", default=False, show_default=True,
+@click.option("--engine", "engine_mode", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="One model-engine process loads CLIP once and batches the images of every worker (the workers "
-                   "load no CLIP: one copy of the model in memory). Off by default: on the H100 the per-worker "
-                   "models served more images/s (docs/model-server.md).")
+                   "load no CLIP: one copy of the model in memory, batches across all workers). auto = on with "
+                   "several workers and a GPU.")
 @click.option("--engine-streams", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Concurrent image batch threads in the engine.")
 @click.option("--no-warmup", is_flag=True, help="Skip running each model once at start.")
 @verbose_option
-def serve(models_path: Path, host: str, port: int, device: str, workers: int, engine: bool, engine_streams: int,
+def serve(models_path: Path, host: str, port: int, device: str, workers: int, engine_mode: str, engine_streams: int,
           no_warmup: bool) -> None:
     """Run the model server (CLIP embeddings, OCR, tags, captions) that the cluster's connectors call.
 
@@ -119,15 +119,14 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, en
       oskit serve --models models/ --port 8765
       curl -s localhost:8765/health
     """
-    from kit.errors import ServeError
     from kit.serve.config import load_serve_config
 
     config = load_serve_config(models_path, device=device)
     if no_warmup:
         config = config.model_copy(update={"warmup": False})
-    if engine and config.clip is None:
-        raise ServeError("--engine serves CLIP, and no model spec has a 'serve: {kind: clip}' block",
-                         hint="drop --engine, or add the CLIP model spec")
+    from kit.serve.workers import want_engine
+
+    engine = want_engine(config, workers, engine_mode)
     click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s)"
                f"{', one model engine' if engine else ''})", err=True)
     if workers > 1 or engine:  # one SO_REUSEPORT socket per process; run_workers also shares the cores out

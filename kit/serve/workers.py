@@ -8,6 +8,8 @@ the kernel spreads connections evenly by their address hash. Linux (and the BSDs
 
 With ``engine=True`` one more process, the model engine (kit/serve/engine.py), loads CLIP once and
 batches the images of every worker; the workers load no CLIP (``oskit serve --engine``).
+:func:`want_engine` is the ``auto`` rule: an engine when several workers would otherwise each put
+the model on one GPU.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from kit.errors import ServeError
 from kit.serve.app import config_to_env
 from kit.serve.config import ServeConfig
 
-__all__ = ["UVICORN_OPTIONS", "run_workers", "share_cores"]
+__all__ = ["UVICORN_OPTIONS", "run_workers", "share_cores", "want_engine"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,29 @@ def share_cores(config: ServeConfig, workers: int) -> ServeConfig:
     share = max(1, (os.cpu_count() or 2) // workers)
     return config.model_copy(update={"decode_threads": config.decode_threads or max(2, share),
                                      "torch_threads": config.torch_threads or share})
+
+
+def want_engine(config: ServeConfig, workers: int, mode: str) -> bool:
+    """``--engine on|off|auto``: ``auto`` means an engine when there are several workers, a CLIP
+    model and that model would run on CUDA (on a CPU, each worker's own model uses its own cores,
+    which is what the CPU needs; on one GPU, N copies time-slice it in small batches)."""
+    if mode not in ("auto", "on", "off"):
+        raise ServeError(f"--engine {mode!r}: use auto, on or off")
+    if mode == "off" or config.clip is None:
+        if mode == "on":
+            raise ServeError("--engine on needs a CLIP model, and no model spec has a 'serve: {kind: clip}' block")
+        return False
+    if mode == "on":
+        return True
+    if workers <= 1 or config.device == "cpu":
+        return False
+    if config.device.startswith("cuda"):
+        return True
+    try:  # device auto: CUDA when torch sees a GPU (no CUDA context is made here)
+        import torch
+    except ModuleNotFoundError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def _bind(host: str, port: int) -> socket.socket:

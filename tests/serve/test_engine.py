@@ -1,7 +1,7 @@
 """The model engine (kit/serve/engine.py): one process holds CLIP and batches every worker's images.
 
 In-process tests run the engine's threads on a Unix socket in a temp folder and workers as ASGI
-apps pointed at it; the last tests run ``oskit serve --workers 2 --engine`` for real."""
+apps pointed at it; the last tests run ``oskit serve --workers 2 --engine on`` for real."""
 
 from __future__ import annotations
 
@@ -258,15 +258,29 @@ def test_a_worker_cannot_start_without_an_engine(config: ServeConfig, tmp_path: 
     run(go())
 
 
-def test_engine_without_clip_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_auto_engine_rule(config: ServeConfig) -> None:
+    from kit.serve.workers import want_engine
+
+    gpu = config.model_copy(update={"device": "cuda"})
+    assert want_engine(gpu, 4, "auto") is True
+    assert want_engine(gpu, 1, "auto") is False  # one worker: its own model is the engine
+    assert want_engine(config, 4, "auto") is False  # cpu: each worker's model uses its own cores
+    assert want_engine(config, 1, "on") is True
+    assert want_engine(gpu, 4, "off") is False
+    with pytest.raises(ServeError, match="needs a CLIP model"):
+        want_engine(ServeConfig(device="cpu"), 2, "on")
+    assert want_engine(ServeConfig(device="cuda"), 2, "auto") is False  # OCR-only: nothing to share
+
+
+def test_engine_without_clip_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from kit.cli import main
 
     spec = tmp_path / "ocr.yaml"
     spec.write_text(json.dumps({"serve": {"kind": "ocr"}}))
     with pytest.raises(SystemExit) as info:
-        main(["serve", "--models", str(spec), "--engine", "--workers", "2"])
+        main(["serve", "--models", str(spec), "--engine", "on", "--workers", "2"])
     assert info.value.code == 1
-    assert "--engine serves CLIP" in capsys.readouterr().err
+    assert "--engine on needs a CLIP model" in capsys.readouterr().err
 
 
 # --- `oskit serve --engine` for real: three processes ------------------------------------------
@@ -282,7 +296,7 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, P
     with log.open("wb") as err:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])",
                                  "serve", "--models", str(spec), "--port", str(port), "--device", "cpu",
-                                 "--workers", "2", "--engine", *extra],
+                                 "--workers", "2", "--engine", "on", *extra],
                                 cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
