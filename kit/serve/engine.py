@@ -1,18 +1,17 @@
 """The model engine: one process owns CLIP (the GPU) and batches the images of every HTTP worker.
 
-``oskit serve --workers N --engine`` starts one engine process and N HTTP worker processes. Each
-worker does what spreads across processes — HTTP, JSON, base64, the JPEG header check, Pillow for
-images that nvJPEG cannot take, OCR, tags and captions — and sends each image to the engine over a
-Unix socket; the engine runs the batches.
+``oskit serve --workers N --engine auto|on`` starts one engine process and N HTTP worker processes
+(``auto``: when N > 1 and the model runs on CUDA). Each worker does what spreads across processes —
+HTTP, JSON, base64, the JPEG header check, Pillow for images that nvJPEG cannot take, OCR, tags and
+captions — and sends each image to the engine over a Unix socket; the engine runs the batches.
 
 What it buys: one copy of the model in memory (N workers otherwise load N copies: a large CLIP on
-one GPU may not fit N times), batches across all workers (mean 126 images on the H100 with 256
-clients, against ~12 per worker), and no GIL shared between HTTP and the model (on the 2-core CPU
-VM, served/offline 0.92–1.05 with the engine against 0.87–0.94 without). What it does not: on the
-H100 the per-worker models served more images per second (4,494 against 3,560 at best, same run),
-because torchvision's nvJPEG decode does its Huffman step on the CPU, one image at a time per
-process — N workers decode on N cores, the engine on one. So it is off by default; see
-docs/model-server.md ("The model engine") for the numbers.
+one GPU may not fit N times); batches across all workers (mean 127 images on the H100 with 256
+clients, against 14–18 per worker) at a third of the server CPU per image; and no GIL shared
+between HTTP and the model. H100, 8 workers, same runs: 5,796 and 6,904 images/s served through
+the engine against 5,027 and 4,966 with per-worker models (256 clients), about 2× at 32 clients.
+On the 2-core VM with one worker: served/offline median 1.053 against 0.903. Numbers and the
+variants that measured worse: docs/model-server.md ("The model engine"), bench/README.md.
 
 Batching in the engine: a batch thread takes the first waiting item and every item queued behind it
 (up to ``max_batch``) and runs at once — it never waits for more. While the model is busy, items
