@@ -78,7 +78,8 @@ def _child(port: int, max_batch: int, dim: int) -> None:
     clip_mod.ClipEngine = NullEngine  # type: ignore[misc,assignment]
     clip_mod.load_open_clip = load  # type: ignore[assignment]
     clip_mod.resolve_device = lambda device: "cpu"  # type: ignore[assignment]
-    app_mod._check_device_decode = lambda device: None  # type: ignore[attr-defined]
+    clip_mod.check_device_decode = lambda device: None  # type: ignore[attr-defined]
+    app_mod._check_device_decode = lambda device: None  # type: ignore[attr-defined]  # (older revisions)
     batching = BatchingConfig(max_batch=max_batch, max_wait_ms=5.0, max_queue=4096)
     config = ServeConfig(clip=ClipConfig(model="null", decode="device", batching=batching), device="cpu")
     app = app_mod.create_app(config)

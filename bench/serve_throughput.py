@@ -427,36 +427,24 @@ def _tree_cpu(pid: int) -> float:
     return sum(cpu.get(p, 0.0) for p in tree)
 
 
-def _batch_stats(url: str) -> tuple[float, float, bool]:
-    """(sum, count) of the image batch sizes from /metrics, and whether they are the model engine's
-    (every worker's batches) rather than one worker's own."""
+def _batch_stats(url: str) -> dict[str, float]:
+    """Sums and counts of the image batches' sizes (and, with an engine, seconds) from one
+    ``/metrics`` read: the engine's families when present (every worker's batches), else the
+    answering worker's own. ``engine`` is 1.0 when they are the engine's."""
     import httpx
 
-    total = count = 0.0
-    engine = False
     text = httpx.get(url + "/metrics", timeout=30).text
+    engine = "oskit_engine_batch_size_count" in text
+    family = "oskit_engine_batch" if engine else "oskit_serve_batch"
+    out = {"size_sum": 0.0, "size_count": 0.0, "seconds_sum": 0.0, "seconds_count": 0.0, "engine": float(engine)}
     for line in text.splitlines():
-        if 'batcher="clip-image"' not in line:
+        if 'batcher="clip-image"' not in line or not line.startswith(family):
             continue
-        for family, is_engine in (("oskit_engine_batch_size", True), ("oskit_serve_batch_size", False)):
-            if line.startswith(family + "_sum") and (is_engine or not engine):
-                total, engine = float(line.split()[-1]), is_engine
-            elif line.startswith(family + "_count") and (is_engine or not engine):
-                count, engine = float(line.split()[-1]), is_engine
-    return total, count, engine
-
-
-def _engine_batch_seconds(url: str) -> tuple[float, float]:
-    """(sum, count) of the engine's image batch seconds (zeros without an engine)."""
-    import httpx
-
-    total = count = 0.0
-    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        if 'batcher="clip-image"' in line and line.startswith("oskit_engine_batch_seconds_sum"):
-            total = float(line.split()[-1])
-        elif 'batcher="clip-image"' in line and line.startswith("oskit_engine_batch_seconds_count"):
-            count = float(line.split()[-1])
-    return total, count
+        for kind in ("size", "seconds"):
+            for stat in ("sum", "count"):
+                if line.startswith(f"{family}_{kind}_{stat}"):
+                    out[f"{kind}_{stat}"] = float(line.split()[-1])
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -561,7 +549,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with Server(args, args.max_wait_ms, w_count, max(client_counts), st_count) as server:
             asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
             before = _batch_stats(server.url)
-            secs0 = _engine_batch_seconds(server.url)
             cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
             sent = bodies * args.served_repeat
             served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
@@ -570,14 +557,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
                                  else (time.process_time() - own0)) / len(sent)
             after = _batch_stats(server.url)
-            secs1 = _engine_batch_seconds(server.url)
-        if w_count == 1 or after[2]:  # one worker, or the engine: every batch of the run
-            mean_batch = ((after[0] - before[0]) / (after[1] - before[1])) if after[1] > before[1] else None
+        engine_on = bool(after["engine"])
+        batches = after["size_count"] - before["size_count"]
+        if w_count == 1 or engine_on:  # one worker, or the engine: every batch of the run
+            mean_batch = (after["size_sum"] - before["size_sum"]) / batches if batches > 0 else None
         else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
-            mean_batch = after[0] / after[1] if after[1] else None
-        batch_ms = (1000 * (secs1[0] - secs0[0]) / (secs1[1] - secs0[1])) if secs1[1] > secs0[1] else None
-        runs.append({"workers": w_count, "clients": n_clients, "engine": after[2],
-                     "engine_streams": st_count if after[2] else None,
+            mean_batch = after["size_sum"] / after["size_count"] if after["size_count"] else None
+        batch_ms = (1000 * (after["seconds_sum"] - before["seconds_sum"]) / batches
+                    if engine_on and batches > 0 else None)
+        runs.append({"workers": w_count, "clients": n_clients, "engine": engine_on,
+                     "engine_streams": st_count if engine_on else None,
                      "engine_batch_ms": round(batch_ms, 2) if batch_ms else None,
                      "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
                      "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),

@@ -423,7 +423,8 @@ _PIPELINE_TTL_S = 30.0
 
 
 def _check_hybrid_pipeline(client: Any, index: str, pipeline: str | None) -> dict[str, Any]:
-    """The stored definition of ``pipeline`` (read once per client), checked to combine hybrid scores."""
+    """The stored definition of ``pipeline`` (read per client at most every ``_PIPELINE_TTL_S``),
+    checked to combine hybrid scores."""
     if pipeline is None:
         raise KitError(f"hybrid search needs a search pipeline with a normalization-processor; index {index!r} "
                        "has no default search pipeline",

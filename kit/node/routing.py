@@ -10,7 +10,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Union
 from urllib.parse import unquote
 
 from kit.node.errors import ApiError, SimpleApiError, json_parse_error
@@ -201,31 +201,43 @@ class Router:
 
     def allowed(self, path: str) -> list[str]:
         """The methods some route answers on ``path`` (OPTIONS's ``Allow``), sorted."""
-        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+        parts = split_path(path)
         return sorted({r.method for _, r in self._candidates(parts) if r.match(parts) is not None})
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
-        parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
-        allowed: set[str] = set()
-        found: dict[str, tuple[tuple[int, ...], Route, dict[str, str]]] = {}
-        for _, r in self._candidates(parts):
-            params = r.match(parts)
-            if params is None:
-                continue
-            allowed.add(r.method)
-            key = r.specificity()
-            cur = found.get(r.method)
-            if cur is None or key > cur[0]:
-                found[r.method] = (key, r, params)
-        # HEAD falls back to GET (the app drops the body), as OpenSearch's exists APIs do.
-        hit = found.get(method) or (found.get("GET") if method == "HEAD" else None)
+        parts = split_path(path)
+        hit, allowed = pick_route((r for _, r in self._candidates(parts)), method, parts)
         if hit is not None:
-            return hit[1], hit[2]
+            return hit
         if allowed:
             raise SimpleApiError(
                 405, f"Incorrect HTTP method for uri [{path}] and method [{method}], allowed: "
                 f"[{', '.join(sorted(allowed))}]", allow=sorted(allowed))
         raise SimpleApiError(400, f"no handler found for uri [{path}] and method [{method}]")
+
+
+def split_path(path: str) -> list[str]:
+    """``/a/b%2Fc/`` → ``["a", "b/c"]`` (segments, URL-decoded)."""
+    return [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+
+
+def pick_route(routes: Iterable[Route], method: str, parts: list[str]) -> tuple[
+        tuple[Route, dict[str, str]] | None, set[str]]:
+    """The most specific of ``routes`` matching ``parts`` for ``method`` (HEAD falls back to GET,
+    the app drops the body, as OpenSearch's exists APIs do), and every method some route matches."""
+    allowed: set[str] = set()
+    found: dict[str, tuple[tuple[int, ...], Route, dict[str, str]]] = {}
+    for r in routes:
+        params = r.match(parts)
+        if params is None:
+            continue
+        allowed.add(r.method)
+        key = r.specificity()
+        cur = found.get(r.method)
+        if cur is None or key > cur[0]:
+            found[r.method] = (key, r, params)
+    hit = found.get(method) or (found.get("GET") if method == "HEAD" else None)
+    return ((hit[1], hit[2]) if hit is not None else None), allowed
 
 
 class _Node:

@@ -101,6 +101,7 @@ class Runtime:
         self.device = "cpu"
         self.clip: Any = None  # kit.serve.clip.ClipEngine, or kit.serve.engine.RemoteClip with an engine
         self.engine: Any = None  # kit.serve.engine.EngineClient when config.engine names a model engine
+        self.clip_info: dict[str, Any] = {}  # /health's models.clip
         self.image_batcher: Batcher[Any, np.ndarray] | None = None
         self.device_decode = False  # JPEGs decoded in the batch on the model's device (nvJPEG on CUDA)
         self.text_batcher: Batcher[str, np.ndarray] | None = None
@@ -125,19 +126,12 @@ class Runtime:
         if cfg.clip is not None and cfg.engine is not None:
             await self._connect_engine(cfg.engine)
         elif cfg.clip is not None:
-            from kit.serve.clip import ClipEngine, load_open_clip, resolve_device
+            from kit.serve.clip import describe_clip, load_clip_engine
 
-            self.device = resolve_device(cfg.device)
-            precision = cfg.clip.precision
-            if precision == "auto":
-                precision = "fp16" if self.device.startswith("cuda") else "fp32"
-            loaded = await anyio.to_thread.run_sync(
-                lambda: load_open_clip(cfg.clip.model, cfg.clip.pretrained, device=self.device, precision=precision))
-            self.clip = ClipEngine(loaded)
-            self.device_decode = cfg.clip.decode == "device" or (cfg.clip.decode == "auto"
-                                                                  and self.device.startswith("cuda"))
-            if self.device_decode:
-                await anyio.to_thread.run_sync(_check_device_decode, self.device)
+            self.clip, self.device_decode = await anyio.to_thread.run_sync(load_clip_engine, cfg.clip, cfg.device)
+            self.device = self.clip.loaded.device
+            self.clip_info = describe_clip(self.clip.loaded, device_decode=self.device_decode,
+                                           batching=cfg.clip.batching.model_dump())
             b, tb = cfg.clip.batching, cfg.clip.text_batching
             self.image_batcher = Batcher("clip-image", self.clip.embed_items, max_batch=b.max_batch,
                                          max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, metrics=self.metrics)
@@ -178,12 +172,10 @@ class Runtime:
         cfg = self.config
         assert cfg.clip is not None
         self.engine, hello = await connect_engine(path)
-        b, tb = cfg.clip.batching, cfg.clip.text_batching
-        self.image_batcher = RemoteBatcher("clip-image", self.engine, max_batch=b.max_batch,  # type: ignore[assignment]
-                                           max_queue=b.max_queue)
-        self.text_batcher = RemoteBatcher("clip-text", self.engine, max_batch=tb.max_batch,  # type: ignore[assignment]
-                                          max_queue=tb.max_queue)
+        self.image_batcher = RemoteBatcher("clip-image", self.engine)  # type: ignore[assignment]
+        self.text_batcher = RemoteBatcher("clip-text", self.engine)  # type: ignore[assignment]
         self.clip = RemoteClip(self.engine, hello)
+        self.clip_info = hello["clip"]
         self.device = str(hello["device"])
         self.device_decode = hello["decode"] == "device"
 
@@ -193,25 +185,19 @@ class Runtime:
 
     async def engine_metrics(self) -> str:
         """The engine's own metrics (its batches hold every worker's images), for /metrics."""
-        if self.engine is None or self.engine.lost is not None or self.image_batcher is None:
+        if self.engine is None or self.engine.lost is not None:
             return ""
-        return await self.image_batcher.stats()  # type: ignore[attr-defined]
+        return await self.engine.stats()
 
     def batchers(self) -> list[Batcher[Any, Any]]:
         return [b for b in (self.image_batcher, self.text_batcher, self.ocr_batcher) if b is not None]
 
     async def warmup(self) -> None:
         """Run each model once so the first real request does not pay for lazy initialisation."""
-        if self.engine is None and self.clip is not None and self.image_batcher is not None \
-                and self.text_batcher is not None:  # (the model engine warms itself up)
-            size = self.clip.image_size
-            grey = np.full((size, size, 3), 127, dtype=np.uint8)
-            await self.image_batcher.run_now([grey])
-            if self.device_decode:  # nvJPEG's first call initialises its handles (hundreds of ms)
-                job = jpeg_job(warm_jpeg(size), size)
-                if job is not None:
-                    await self.image_batcher.run_now([job])
-            await self.text_batcher.run_now(["warm up sentence"])
+        if self.engine is None and self.clip is not None:  # (the model engine warms itself up)
+            from kit.serve.clip import warm_up_clip
+
+            await anyio.to_thread.run_sync(warm_up_clip, self.clip, self.device_decode)
         if self.ocr is not None and self.ocr_batcher is not None:
             from PIL import Image
             import io
@@ -233,12 +219,11 @@ class Runtime:
 
     def describe(self) -> dict[str, Any]:
         models: dict[str, Any] = {}
-        if self.clip is not None and self.engine is not None:
-            models["clip"] = self.clip.describe()
-        elif self.clip is not None:
-            assert self.config.clip is not None
-            models["clip"] = self.clip.describe(device_decode=self.device_decode,
-                                                batching=self.config.clip.batching.model_dump())
+        if self.clip is not None:
+            models["clip"] = self.clip_info
+            if self.engine is not None:
+                models["clip"] = {**self.clip_info, "engine": {**self.clip_info["engine"],
+                                                               "connected": self.engine.lost is None}}
         if self.tagger is not None:
             assert self.config.tags is not None
             models["tags"] = {"vocabulary": str(self.config.tags.vocabulary), "size": self.tagger.size,
@@ -248,28 +233,6 @@ class Runtime:
         models["captions"] = {"configured": self.captioner.configured,
                               **({"model": self.config.captions.model} if self.captioner.configured else {})}
         return models
-
-
-def warm_jpeg(size: int) -> bytes:
-    """A small grey JPEG for warm-up: nvJPEG's first call initialises its handles (hundreds of ms)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (2 * size, 2 * size), "grey").save(buf, "JPEG")
-    return buf.getvalue()
-
-
-def _check_device_decode(device: str) -> None:
-    """Fail at start, not on the first image, when torchvision cannot decode JPEGs on ``device``."""
-    try:
-        import torch
-        from torchvision.io import decode_jpeg  # noqa: F401
-    except ImportError as exc:
-        raise ModelError(f"decode: device needs torchvision's image IO ({exc})", hint="set decode: cpu") from exc
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError("decode: device on CUDA but no GPU is visible", hint="set decode: cpu")
 
 
 def _make_metrics() -> Metrics:

@@ -29,7 +29,7 @@ from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
 from kit.errors import ServeError
 from kit.serve.metrics import Metrics, label_key
 
-__all__ = ["Batcher", "QueueFull"]
+__all__ = ["Batcher", "QueueFull", "call_batch", "retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,24 @@ class QueueFull(ServeError):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message, hint="retry later or raise serve batching.max_queue")
         self.retry_after = retry_after
+
+
+def retry_after(inflight: int, max_batch: int, batch_seconds: float) -> int:
+    """Whole seconds until ``inflight`` queued items have gone through, at ``batch_seconds`` a batch."""
+    return max(1, math.ceil(math.ceil(inflight / max_batch) * batch_seconds))
+
+
+def call_batch(name: str, fn: Callable[[list[T]], Sequence[R]], items: list[T]) -> list[R | BaseException]:
+    """``fn(items)``, one result or exception per item; when the whole batch fails, every item gets
+    that exception (also :class:`Batcher`'s contract, shared with the model engine's batch threads)."""
+    try:
+        results = list(fn(items))
+        if len(results) != len(items):
+            raise ServeError(f"batcher {name}: batch function returned {len(results)} results for {len(items)} items")
+        return results  # type: ignore[return-value]
+    except Exception as exc:
+        log.exception("batch of %d failed in %s", len(items), name)
+        return [exc] * len(items)
 
 
 class Batcher(Generic[T, R]):
@@ -124,8 +142,7 @@ class Batcher(Generic[T, R]):
         """:meth:`slot` without the context manager (the hot request path): pair with :meth:`leave`
         and pass the slot to :meth:`submit`."""
         if self._inflight >= self.max_queue:
-            batches_ahead = math.ceil(self._inflight / self.max_batch)
-            retry = max(1, math.ceil(batches_ahead * self._batch_seconds))
+            retry = retry_after(self._inflight, self.max_batch, self._batch_seconds)
             if self.metrics is not None:
                 self.metrics.inc("oskit_serve_rejected_total", {"batcher": self.name})
             raise QueueFull(f"{self.name}: {self._inflight} requests queued (max_queue {self.max_queue})",
@@ -184,17 +201,8 @@ class Batcher(Generic[T, R]):
             if not live:
                 continue
             started = time.perf_counter()
-            try:
-                results = await loop.run_in_executor(self._executor, self.fn, [item for item, _ in live])
-                if len(results) != len(live):
-                    raise ServeError(f"batcher {self.name}: batch function returned {len(results)} results "
-                                     f"for {len(live)} items")
-            except Exception as exc:  # the whole batch failed: every caller gets the error
-                log.exception("batch of %d failed in %s", len(live), self.name)
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
+            results = await loop.run_in_executor(self._executor, call_batch, self.name, self.fn,
+                                                 [item for item, _ in live])
             elapsed = time.perf_counter() - started
             self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
             if self.metrics is not None:
@@ -203,7 +211,7 @@ class Batcher(Generic[T, R]):
             for (_, fut), res in zip(live, results):
                 if fut.done():
                     continue
-                if isinstance(res, BaseException):  # this item alone failed (e.g. a corrupt image)
+                if isinstance(res, BaseException):  # this item failed (a corrupt image), or the whole batch
                     fut.set_exception(res)
                 else:
                     fut.set_result(res)

@@ -15,9 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from kit.errors import ModelError
-from kit.serve.images import DEFAULT_MAX_PIXELS, JpegJob, decode_jpegs, preprocess, tensor_preprocess
+from kit.serve.images import DEFAULT_MAX_PIXELS, JpegJob, decode_jpegs, jpeg_job, preprocess, tensor_preprocess
 
-__all__ = ["ClipEngine", "LoadedClip", "load_open_clip", "resolve_device"]
+__all__ = ["ClipEngine", "LoadedClip", "check_device_decode", "describe_clip", "load_clip_engine", "load_open_clip",
+           "resolve_device", "warm_up_clip"]
 
 log = logging.getLogger(__name__)
 
@@ -144,18 +145,6 @@ class ClipEngine:
         """CLIP's learned temperature, ``exp(logit_scale)`` (zero-shot tags use it)."""
         return float(self.loaded.model.logit_scale.exp().item())
 
-    def describe(self, *, device_decode: bool, batching: dict[str, Any]) -> dict[str, Any]:
-        """The ``clip`` entry of ``/health``'s models."""
-        from kit.serve.images import PREPROCESS_VERSION
-
-        loaded = self.loaded
-        return {
-            "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,
-            "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
-            "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
-            "decode": "device" if device_decode else "cpu", "batching": batching,
-        }
-
     def embed_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
         """``uint8 [H, W, 3]`` arrays (already ``oskit-image-v1``-preprocessed) → L2-normalised vectors."""
         import torch
@@ -258,3 +247,61 @@ class ClipEngine:
             tokens = self.loaded.tokenizer(list(texts)).to(self.loaded.device)
             out = self.loaded.model.encode_text(tokens, normalize=True)
             return out.float().cpu().numpy()
+
+
+# --- what a worker's start and the model engine's start both do -----------------------------------
+
+
+def check_device_decode(device: str) -> None:
+    """Fail at start, not on the first image, when torchvision cannot decode JPEGs on ``device``."""
+    try:
+        import torch
+        from torchvision.io import decode_jpeg  # noqa: F401
+    except ImportError as exc:
+        raise ModelError(f"decode: device needs torchvision's image IO ({exc})", hint="set decode: cpu") from exc
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("decode: device on CUDA but no GPU is visible", hint="set decode: cpu")
+
+
+def load_clip_engine(clip: Any, device: str) -> tuple["ClipEngine", bool]:
+    """The configured CLIP (a ``ClipConfig``) on ``device`` (auto/cpu/cuda) → (engine, whether JPEGs
+    are decoded on the model's device). ``precision: auto`` is fp16 on CUDA, fp32 on CPU."""
+    device = resolve_device(device)
+    precision = clip.precision
+    if precision == "auto":
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+    engine = ClipEngine(load_open_clip(clip.model, clip.pretrained, device=device, precision=precision))
+    device_decode = clip.decode == "device" or (clip.decode == "auto" and device.startswith("cuda"))
+    if device_decode:
+        check_device_decode(device)
+    return engine, device_decode
+
+
+def warm_up_clip(engine: Any, device_decode: bool) -> None:
+    """Run each path once (pixels, the tensor path — nvJPEG's first call initialises its handles,
+    hundreds of ms — and text) so the first real request does not pay for lazy initialisation."""
+    import io
+
+    from PIL import Image
+
+    size = engine.image_size
+    engine.embed_items([np.full((size, size, 3), 127, dtype=np.uint8)])
+    if device_decode:
+        buf = io.BytesIO()
+        Image.new("RGB", (2 * size, 2 * size), "grey").save(buf, "JPEG")
+        job = jpeg_job(buf.getvalue(), size)
+        if job is not None:
+            engine.embed_items([job])
+    engine.embed_texts(["warm up sentence"])
+
+
+def describe_clip(loaded: Any, *, device_decode: bool, batching: dict[str, Any]) -> dict[str, Any]:
+    """The ``clip`` entry of ``/health``'s models."""
+    from kit.serve.images import PREPROCESS_VERSION
+
+    return {
+        "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,
+        "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
+        "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
+        "decode": "device" if device_decode else "cpu", "batching": batching,
+    }

@@ -26,13 +26,13 @@ Wire protocol (little-endian), both directions one frame per message::
     request:  u64 id | u8 op     | u32 length | payload
     response: u64 id | u8 status | u32 length | payload
 
-ops: ``HELLO`` (→ JSON: the model's description), ``IMAGE_JPEG`` (the JPEG bytes → vector),
-``IMAGE_JOB`` (u16 width | u16 height | u8 draft scale | the JPEG bytes: a JPEG whose headers the
-worker has already checked for the tensor path → vector),
-``IMAGE_PIXELS`` (``uint8 [S, S, 3]`` already preprocessed → vector), ``TEXT`` (UTF-8 → vector),
+ops: ``HELLO`` (→ JSON: the model's description), ``IMAGE_JOB`` (u16 width | u16 height | u8 draft
+scale | the JPEG bytes: a JPEG whose headers the worker has checked for the tensor path, sent only
+when the engine decodes on the device → vector), ``IMAGE_PIXELS`` (``uint8 [S, S, 3]`` already
+preprocessed → vector), ``TEXT`` (UTF-8 → vector),
 ``STATS`` (→ JSON ``{"metrics": Prometheus text}``), ``TEXTS`` (a JSON list of strings → one
-float32 ``n × dim`` block, run at once outside the batcher like ``Batcher.run_now``: the tag
-vocabulary at a worker's start). status: ``VECTOR`` (float32 × dim), ``JSON``,
+float32 ``n × dim`` block, run at once on a thread of its own, outside the batcher like
+``Batcher.run_now``: the tag vocabulary at a worker's start). status: ``VECTOR`` (float32 × dim), ``JSON``,
 ``ERROR`` (JSON ``{"status", "code", "message", "headers"}``: the worker answers the HTTP request
 with exactly that error). The protocol is private to one ``oskit serve``: both ends are always the
 same version.
@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import queue
 import socket
@@ -55,9 +54,9 @@ import numpy as np
 import orjson
 
 from kit.errors import ServeError
-from kit.serve.batching import _Slot
+from kit.serve.batching import QueueFull, _Slot, call_batch, retry_after
 from kit.serve.config import ServeConfig
-from kit.serve.images import DEFAULT_MAX_PIXELS, BadImage, JpegJob, jpeg_job, preprocess
+from kit.serve.images import JpegJob
 from kit.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics, label_key
 
 __all__ = ["Engine", "EngineClient", "RemoteBatcher", "RemoteClip", "connect_engine"]
@@ -65,7 +64,7 @@ __all__ = ["Engine", "EngineClient", "RemoteBatcher", "RemoteClip", "connect_eng
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<QBI")
-OP_HELLO, OP_IMAGE_JPEG, OP_IMAGE_PIXELS, OP_TEXT, OP_STATS, OP_TEXTS, OP_IMAGE_JOB = 0, 1, 2, 3, 4, 5, 6
+OP_HELLO, OP_IMAGE_JOB, OP_IMAGE_PIXELS, OP_TEXT, OP_STATS, OP_TEXTS = 0, 1, 2, 3, 4, 5
 JOB = struct.Struct("<HHB")  # an IMAGE_JOB's prefix: the JPEG's width, height and draft scale
 CHUNK = 1 << 22  # receive buffer: many frames per recv, payloads are views into it (no copy)
 ST_VECTOR, ST_JSON, ST_ERROR = 0, 1, 2
@@ -162,7 +161,7 @@ class _Queue:
         """Count one more item in; ``None`` when admitted, else the Retry-After seconds."""
         with self.lock:
             if self.inflight >= self.max_queue:
-                return max(1, math.ceil(math.ceil(self.inflight / self.max_batch) * self.batch_seconds))
+                return retry_after(self.inflight, self.max_batch, self.batch_seconds)
             self.inflight += 1
             return None
 
@@ -220,7 +219,7 @@ class Engine:
         self.hello: dict[str, Any] = {}
         self.path: str | None = None
         self._listener: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake: tuple[socket.socket, socket.socket] | None = None  # wakes the I/O thread to stop
         self._threads: list[threading.Thread] = []
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
@@ -230,8 +229,7 @@ class Engine:
 
     def load(self) -> None:
         """Load CLIP on the configured device and run it once (the same steps as a worker's start)."""
-        from kit.serve.app import _check_device_decode, warm_jpeg
-        from kit.serve.clip import ClipEngine, load_open_clip, resolve_device
+        from kit.serve.clip import describe_clip, load_clip_engine, warm_up_clip
 
         cfg = self.config
         assert cfg.clip is not None
@@ -239,28 +237,14 @@ class Engine:
             import torch
 
             torch.set_num_threads(cfg.torch_threads)
-        device = resolve_device(cfg.device)
-        precision = cfg.clip.precision
-        if precision == "auto":
-            precision = "fp16" if device.startswith("cuda") else "fp32"
-        self.clip = ClipEngine(load_open_clip(cfg.clip.model, cfg.clip.pretrained, device=device, precision=precision))
-        self.device_decode = cfg.clip.decode == "device" or (cfg.clip.decode == "auto" and device.startswith("cuda"))
-        if self.device_decode:
-            _check_device_decode(device)
+        self.clip, self.device_decode = load_clip_engine(cfg.clip, cfg.device)
         if cfg.warmup:
-            size = self.clip.image_size
-            self.clip.embed_items([np.full((size, size, 3), 127, dtype=np.uint8)])
-            if self.device_decode:
-                job = jpeg_job(warm_jpeg(size), size)
-                if job is not None:
-                    self.clip.embed_items([job])
-            self.clip.embed_texts(["warm up sentence"])
-        self.hello = {
-            "clip": self.clip.describe(device_decode=self.device_decode, batching=cfg.clip.batching.model_dump()),
-            "image_size": self.clip.image_size, "dim": self.clip.dim, "logit_scale": self.clip.logit_scale,
-            "device": self.clip.loaded.device, "decode": "device" if self.device_decode else "cpu",
-            "engine": {"pid": os.getpid(), "streams": self.streams, "max_queue": self.images.max_queue},
-        }
+            warm_up_clip(self.clip, self.device_decode)
+        info = describe_clip(self.clip.loaded, device_decode=self.device_decode, batching=cfg.clip.batching.model_dump())
+        info["engine"] = {"pid": os.getpid(), "streams": self.streams, "max_queue": self.images.max_queue}
+        self.hello = {"clip": info, "image_size": self.clip.image_size, "dim": self.clip.dim,
+                      "logit_scale": self.clip.logit_scale, "device": self.clip.loaded.device,
+                      "decode": info["decode"]}
 
     # --- serving -------------------------------------------------------------------------------
 
@@ -275,6 +259,7 @@ class Engine:
         os.chmod(path, 0o600)  # only this user's workers
         listener.listen(256)
         self._listener, self.path = listener, path
+        self._wake = socket.socketpair()
         self._spawn(self._io_loop, "engine-io")
         for i in range(self.streams):
             self._spawn(self._image_loop, f"engine-images-{i}")
@@ -287,15 +272,17 @@ class Engine:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        self._wake_w.send(b"x")  # the I/O thread closes the listener and every connection
+        if self._wake is not None:
+            self._wake[1].send(b"x")  # the I/O thread closes the listener and every connection
         for _ in range(self.streams):
             self.images.items.put(None)
         self.texts.items.put(None)
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=30)
-        self._wake_r.close()
-        self._wake_w.close()
+        if self._wake is not None:
+            for sock in self._wake:
+                sock.close()
         if self.path and os.path.exists(self.path):
             os.unlink(self.path)
 
@@ -311,10 +298,10 @@ class Engine:
         images/s instead of 7,000.)"""
         import selectors
 
-        assert self._listener is not None
+        assert self._listener is not None and self._wake is not None
         sel = selectors.DefaultSelector()
         sel.register(self._listener, selectors.EVENT_READ, None)
-        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        sel.register(self._wake[0], selectors.EVENT_READ, "wake")
         limit = self.config.max_body_bytes + JOB.size
         try:
             while not self._stopping.is_set():
@@ -360,22 +347,24 @@ class Engine:
             conn.send(_frame(rid, ST_JSON, orjson.dumps(self.hello)))
         elif op == OP_STATS:
             conn.send(_frame(rid, ST_JSON, orjson.dumps({"metrics": self.metrics.render()})))
-        elif op in (OP_IMAGE_JOB, OP_IMAGE_JPEG, OP_IMAGE_PIXELS):
+        elif op in (OP_IMAGE_JOB, OP_IMAGE_PIXELS):
             self._enqueue(self.images, conn, rid, lambda: self._image_item(op, payload))
-        elif op == OP_TEXTS:
-            try:
-                vectors = self.clip.embed_texts([str(t) for t in orjson.loads(payload)])
-                conn.send(_frame(rid, ST_VECTOR, np.ascontiguousarray(vectors, dtype=np.float32).tobytes()))
-            except Exception as exc:
-                conn.send(_frame(rid, ST_ERROR, _error_record(exc)))
+        elif op == OP_TEXTS:  # not on this thread: the model would hold up every worker's reads
+            threading.Thread(target=self._texts_now, args=(conn, rid, bytes(payload)), name="engine-texts-now",
+                             daemon=True).start()
         elif op == OP_TEXT:
             self._enqueue(self.texts, conn, rid, lambda: bytes(payload).decode("utf-8"))
         else:
             conn.send(_frame(rid, ST_ERROR, _error_record(ServeError(f"engine: unknown op {op}"))))
 
-    def _enqueue(self, q: _Queue, conn: _Conn, rid: int, make: Any) -> None:
-        from kit.serve.batching import QueueFull
+    def _texts_now(self, conn: _Conn, rid: int, payload: bytes) -> None:
+        try:
+            vectors = self.clip.embed_texts([str(t) for t in orjson.loads(payload)])
+            conn.send(_frame(rid, ST_VECTOR, np.ascontiguousarray(vectors, dtype=np.float32).tobytes()))
+        except Exception as exc:
+            conn.send(_frame(rid, ST_ERROR, _error_record(exc)))
 
+    def _enqueue(self, q: _Queue, conn: _Conn, rid: int, make: Any) -> None:
         retry = q.admit()
         if retry is not None:
             self.metrics.inc("oskit_engine_rejected_total", {"batcher": q.name})
@@ -396,17 +385,10 @@ class Engine:
         if op == OP_IMAGE_JOB and self.device_decode:
             width, height, scale = JOB.unpack_from(payload)
             return JpegJob(data=payload[JOB.size:], width=width, height=height, scale=scale)
-        if op == OP_IMAGE_JOB:
-            payload = payload[JOB.size:]
-        if op == OP_IMAGE_PIXELS:
-            if len(payload) != size * size * 3:
-                raise ServeError(f"engine: a pixel frame of {len(payload)} bytes is not {size}×{size}×3")
+        if op == OP_IMAGE_PIXELS and len(payload) == size * size * 3:
             return np.frombuffer(payload, dtype=np.uint8).reshape(size, size, 3)
-        max_pixels = self.config.max_image_pixels or DEFAULT_MAX_PIXELS
-        job = jpeg_job(bytes(payload), size, max_pixels) if self.device_decode else None
-        if job is not None:
-            return job
-        return preprocess(bytes(payload), size, max_pixels)  # the reference path (the worker sends these rarely)
+        raise ServeError(f"engine: a worker sent op {op} with {len(payload)} bytes; this engine takes "
+                         f"{'JPEG jobs and ' if self.device_decode else ''}{size}×{size}×3 pixels")
 
     def _image_loop(self) -> None:
         while (batch := self.images.take()) is not None:
@@ -418,13 +400,7 @@ class Engine:
 
     def _run(self, q: _Queue, batch: list[tuple[_Conn, int, Any]], fn: Any) -> None:
         started = time.perf_counter()
-        try:
-            results: Sequence[Any] = fn([item for _, _, item in batch])
-            if len(results) != len(batch):
-                raise ServeError(f"engine {q.name}: {len(results)} results for {len(batch)} items")
-        except Exception as exc:  # the whole batch failed: every caller gets the error
-            log.exception("engine: batch of %d failed in %s", len(batch), q.name)
-            results = [exc] * len(batch)
+        results = call_batch(f"engine {q.name}", fn, [item for _, _, item in batch])
         elapsed = time.perf_counter() - started
         q.batch_seconds = 0.8 * q.batch_seconds + 0.2 * elapsed
         self.metrics.observe_key("oskit_engine_batch_size", len(batch), q.labels)
@@ -499,6 +475,10 @@ class EngineClient(asyncio.Protocol):
         self.transport.writelines((HEADER.pack(rid, op, sum(len(p) for p in payload)), *payload))
         return fut
 
+    async def stats(self) -> str:
+        """The engine's ``/metrics`` text."""
+        return str((await self.call(OP_STATS))["metrics"])
+
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -544,11 +524,9 @@ class RemoteBatcher:
     """A worker's stand-in for :class:`kit.serve.batching.Batcher`: the same ``admit``/``leave``/
     ``submit``, but the item goes to the engine, which batches it with every worker's items."""
 
-    def __init__(self, name: str, client: EngineClient, *, max_batch: int, max_queue: int) -> None:
+    def __init__(self, name: str, client: EngineClient) -> None:
         self.name = name
         self.client = client
-        self.max_batch = max_batch
-        self.max_queue = max_queue
         self._inflight = 0
 
     @property
@@ -586,9 +564,6 @@ class RemoteBatcher:
     async def run_now(self, items: list[Any]) -> list[Any]:
         return list(await asyncio.gather(*(self.submit(i) for i in items)))
 
-    async def stats(self) -> str:
-        return str((await self.client.call(OP_STATS))["metrics"])
-
 
 class RemoteClip:
     """What a worker needs to know about the engine's CLIP (the ``ClipEngine`` attributes it reads)."""
@@ -600,9 +575,6 @@ class RemoteClip:
         self.dim = int(hello["dim"])
         self.logit_scale = float(hello["logit_scale"])
         self._loop = asyncio.get_running_loop()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.hello["clip"], "engine": {**self.hello["engine"], "connected": self.client.lost is None}}
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Blocking, from a worker thread (the tag vocabulary at start): texts → vectors via the engine."""

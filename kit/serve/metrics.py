@@ -75,10 +75,7 @@ class Metrics:
         self._families.setdefault(name, _Family(name, "histogram", help, buckets=buckets))
 
     def inc(self, name: str, labels: dict[str, str] | None = None, value: float = 1.0) -> None:
-        fam = self._families[name]
-        key = _labels(labels)
-        with self._lock:
-            fam.values[key] = fam.values.get(key, 0.0) + value
+        self.inc_key(name, _labels(labels), value)
 
     def inc_key(self, name: str, key: Labels, value: float = 1.0) -> None:
         """:meth:`inc` with labels already made by :func:`label_key` (the hot request path: no sort)."""

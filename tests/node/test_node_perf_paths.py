@@ -10,14 +10,13 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote
 
 import pytest
 
 from kit.node.app import build_router, create_app
 from kit.node.engine import Engine
 from kit.node.errors import ApiError, SimpleApiError
-from kit.node.routing import Route, Router
+from kit.node.routing import Route, Router, pick_route, split_path
 from kit.node.storage import Storage
 from tests.node._asgi import AsgiNode
 
@@ -30,22 +29,11 @@ def n(tmp_path: Path) -> Iterator[AsgiNode]:
 
 
 def _linear(router: Router, method: str, path: str) -> tuple[Any, ...]:
-    """The router's answer as the former linear scan over every route gave it."""
-    parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
-    allowed: set[str] = set()
-    found: dict[str, tuple[tuple[int, ...], Route, dict[str, str]]] = {}
-    for r in router.routes:
-        params = r.match(parts)
-        if params is None:
-            continue
-        allowed.add(r.method)
-        key = r.specificity()
-        cur = found.get(r.method)
-        if cur is None or key > cur[0]:
-            found[r.method] = (key, r, params)
-    hit = found.get(method) or (found.get("GET") if method == "HEAD" else None)
+    """The router's answer from a scan over every route (what the router did before its trie):
+    the trie must hand ``pick_route`` every route that can match."""
+    hit, allowed = pick_route(router.routes, method, split_path(path))
     if hit is not None:
-        return ("route", id(hit[1]), hit[2])
+        return ("route", id(hit[0]), hit[1])
     return (405, tuple(sorted(allowed))) if allowed else (400,)
 
 
