@@ -167,8 +167,13 @@ def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engi
             p.start()
         log.info("oskit serve: %d worker processes on %s:%d (SO_REUSEPORT)%s", workers, host, port,
                  " and one model engine" if engine_proc is not None else "")
-        while any(p.is_alive() for p in procs):
+        while True:
+            # One look at who is alive: a worker that exits between two looks would otherwise be
+            # counted alive by the loop test and left out of ``watched``, and with only the
+            # engine's sentinel left the wait never returns (seen under load in CI).
             watched = [p.sentinel for p in procs if p.is_alive()]
+            if not watched:
+                break
             if engine_proc is not None and engine_proc.is_alive():
                 watched.append(engine_proc.sentinel)
             wait(watched)

@@ -297,7 +297,8 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, P
         proc = subprocess.Popen([sys.executable, "-c", "import sys; from kit.cli import main; main(sys.argv[1:])",
                                  "serve", "--models", str(spec), "--port", str(port), "--device", "cpu",
                                  "--workers", "2", "--engine", "on", *extra],
-                                cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=err)
+                                cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)  # its own process group: _reap reaches the engine and workers too
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -309,6 +310,14 @@ def _start(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str, P
             pass
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """After a failed test: kill oskit serve's whole process group (a left-over engine or worker
+    would hold its port and CPU for the rest of the suite) and collect the exit status."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
 
 
 def test_oskit_serve_engine_end_to_end(tmp_path: Path) -> None:
@@ -329,8 +338,7 @@ def test_oskit_serve_engine_end_to_end(tmp_path: Path) -> None:
             os.kill(engine["pid"], 0)
             pytest.fail("the engine outlived oskit serve")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _reap(proc)
 
 
 def test_oskit_serve_stops_when_its_engine_dies(tmp_path: Path) -> None:
@@ -342,8 +350,7 @@ def test_oskit_serve_stops_when_its_engine_dies(tmp_path: Path) -> None:
         text = log.read_text()
         assert "the model engine exited (code -9); the workers were stopped" in text
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _reap(proc)
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (nvJPEG in the engine)")
