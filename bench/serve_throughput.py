@@ -263,6 +263,8 @@ class Server:
                                        "max_queue": max(256, 4 * clients)}}}
         if args.decode != "auto":  # only when asked: the spec stays valid for servers without the key
             spec["serve"]["decode"] = args.decode
+        if args.cuda_graphs != "auto":
+            spec["serve"]["cuda_graphs"] = args.cuda_graphs
         self.spec = Path(self.tmp.name) / "clip.yaml"
         self.spec.write_text(json.dumps(spec))  # JSON is YAML
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -461,6 +463,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--decode", choices=["auto", "cpu", "device"], default="auto",
                    help="JPEG decode for both sides: device = batched torchvision/nvJPEG (auto: device on CUDA)")
+    p.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
+                   help="the image tower as CUDA graphs, served and offline alike (auto: on with CUDA)")
     p.add_argument("--offline-batches", default=None, help="batch sizes tried offline (default: CPU 8,16,32; GPU 128,256)")
     p.add_argument("--offline-streams", default=None, help="concurrent batch threads tried offline (default: CPU 1; GPU 1,2)")
     p.add_argument("--served-repeat", type=int, default=None,
@@ -521,6 +525,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jpegs = make_jpegs(args.images, (w, h), threads=threads)
     precision = args.precision if args.precision != "auto" else ("fp16" if args.device.startswith("cuda") else "fp32")
     engine = ClipEngine(load_open_clip(args.model, args.pretrained, device=args.device, precision=precision))
+    if args.cuda_graphs != "off" and args.device.startswith("cuda"):  # the served model's code path
+        engine.enable_cuda_graphs(args.max_batch)
     device_decode = args.decode == "device" or (args.decode == "auto" and args.device.startswith("cuda"))
     batches = [int(x) for x in args.offline_batches.split(",")]
     streams = [int(x) for x in args.offline_streams.split(",")]
@@ -532,6 +538,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     split = (time_split_device(engine, subset, args.max_batch) if device_decode
              else time_split(engine, subset, args.max_batch))
     single = offline_single_latency(engine, jpegs, args.latency_requests, device_decode)
+    engine_graphs = engine.graphs.buckets if engine.graphs is not None else None
     del engine
     if args.device.startswith("cuda"):
         import torch
@@ -595,6 +602,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "engine": best["engine"], "engine_streams": best["engine_streams"],
         "client_procs": args.client_procs, "client": args.client, "reuse_port": args.reuse_port,
         "decode": "device" if device_decode else "cpu",
+        "cuda_graphs": engine_graphs,
         "offline_images_per_s": round(offline, 1),
         "offline_tried": offline_tried,
         "offline_medians": offline_medians,

@@ -4,7 +4,7 @@ Only the ``serve:`` block of each model spec is read here (strictly, unknown key
 rest of a spec belongs to the provisioning side. Block shapes (``kind`` picks one)::
 
     serve: {kind: clip, open_clip: {model: oskit-clip-tiny, pretrained: weights/oskit-clip-tiny.pt},
-            preprocess: oskit-image-v1, precision: auto, decode: auto,
+            preprocess: oskit-image-v1, precision: auto, decode: auto, cuda_graphs: auto,
             batching: {max_batch: 32, max_wait_ms: 5, max_queue: 256}, text_batching: {...}}
     serve: {kind: tags, open_clip: {...same model...}, vocabulary: vocabulary.txt, threshold: 0.3, top_k: 8}
     serve: {kind: ocr, min_confidence: 0.5, max_queue: 64}
@@ -72,6 +72,9 @@ class ClipConfig(_Strict):
     # Where JPEGs are decoded: "device" = batched torchvision decode_jpeg on the model's device (nvJPEG
     # on a GPU), "cpu" = Pillow in the decode threads, "auto" = device on CUDA, cpu otherwise.
     decode: Literal["auto", "cpu", "device"] = "auto"
+    # The image tower as CUDA graphs, one per batch-size bucket (kit/serve/clip.py, CudaGraphTower):
+    # "auto" = on a CUDA device (falling back to eager if capture fails), "on" = required, "off".
+    cuda_graphs: Literal["auto", "on", "off"] = "auto"
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     text_batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
@@ -133,6 +136,7 @@ class _ClipBlock(_Strict):
     preprocess: str | None = None
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     decode: Literal["auto", "cpu", "device"] = "auto"
+    cuda_graphs: Literal["auto", "on", "off"] = "auto"
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     text_batching: BatchingConfig = Field(default_factory=BatchingConfig)
 
@@ -257,7 +261,7 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
                 cfg["clip"] = ClipConfig(model=block.open_clip.model,
                                          pretrained=_local_or_tag(block.open_clip.pretrained, base),
                                          precision=block.precision, decode=block.decode,
-                                         batching=block.batching,
+                                         cuda_graphs=block.cuda_graphs, batching=block.batching,
                                          text_batching=block.text_batching)
             elif isinstance(block, _TagsBlock):
                 vocab = (base / block.vocabulary) if block.vocabulary else DEFAULT_VOCABULARY

@@ -240,7 +240,8 @@ class Engine:
         self.clip, self.device_decode = load_clip_engine(cfg.clip, cfg.device)
         if cfg.warmup:
             warm_up_clip(self.clip, self.device_decode)
-        info = describe_clip(self.clip.loaded, device_decode=self.device_decode, batching=cfg.clip.batching.model_dump())
+        info = describe_clip(self.clip.loaded, device_decode=self.device_decode, graphs=self.clip.graphs,
+                            batching=cfg.clip.batching.model_dump())
         info["engine"] = {"pid": os.getpid(), "streams": self.streams, "max_queue": self.images.max_queue}
         self.hello = {"clip": info, "image_size": self.clip.image_size, "dim": self.clip.dim,
                       "logit_scale": self.clip.logit_scale, "device": self.clip.loaded.device,
