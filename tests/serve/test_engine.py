@@ -320,6 +320,16 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(30)
 
 
+def _exit_code(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """``proc``'s exit code, or a failure that shows its log and its process group when it hangs."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        ps = subprocess.run(["ps", "-o", "pid,ppid,stat,wchan:24,etime,cmd", "-g", str(proc.pid)],
+                            capture_output=True, text=True).stdout
+        pytest.fail(f"oskit serve did not exit within {timeout} s\n--- processes ---\n{ps}\n--- log ---\n{log.read_text()}")
+
+
 def test_oskit_serve_engine_end_to_end(tmp_path: Path) -> None:
     proc, url, log = _start(tmp_path)
     try:
@@ -331,7 +341,7 @@ def test_oskit_serve_engine_end_to_end(tmp_path: Path) -> None:
                    for _ in range(4)]  # new connections: the kernel may hand them to either worker
         assert np.allclose(vectors, vectors[0], atol=1e-6)  # one model, whichever worker answered
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
+        assert _exit_code(proc, log, 60) == 0, log.read_text()
         assert not list(tmp_path.glob("oskit-engine-*"))  # the socket folder is removed
         assert "one model engine" in log.read_text()
         with contextlib.suppress(ProcessLookupError):  # the engine is gone with the server
@@ -346,7 +356,7 @@ def test_oskit_serve_stops_when_its_engine_dies(tmp_path: Path) -> None:
     try:
         pid = httpx.get(url + "/health").json()["models"]["clip"]["engine"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        assert proc.wait(60) == 1
+        assert _exit_code(proc, log, 60) == 1, log.read_text()
         text = log.read_text()
         assert "the model engine exited (code -9); the workers were stopped" in text
     finally:
