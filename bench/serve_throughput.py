@@ -280,8 +280,9 @@ class Server:
                    "--models", str(self.spec), "--port", str(self.port), "--device", args.device,
                    "--workers", str(workers), "--engine", args.engine,
                    "--engine-streams", str(engine_streams)]
-        if args.torch_threads:  # the same intra-op threads as the offline run (torch reads it at import)
-            env["OMP_NUM_THREADS"] = str(args.torch_threads)
+        threads = args.server_torch_threads or args.torch_threads
+        if threads:  # by default the same intra-op threads as the offline run (torch reads it at import)
+            env["OMP_NUM_THREADS"] = str(threads)
         # stderr to a file, not a pipe: nobody reads a pipe during the run, and once its 64 kB
         # buffer is full of access-log lines the server would block on logging.
         self.log = open(Path(self.tmp.name) / "serve.log", "w+b")
@@ -485,6 +486,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--client", choices=["raw", "httpx"], default="raw", help="HTTP client for the served run")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch intra-op threads for BOTH the offline run and the server (default: torch's own)")
+    p.add_argument("--server-torch-threads", type=int, default=None,
+                   help="torch threads of the server's processes only (default: --torch-threads)")
     p.add_argument("--latency-requests", type=int, default=30)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -623,6 +626,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "time_split": {k: round(v, 3) for k, v in split.items()},
         "cpu_count": os.cpu_count(),
         "torch_threads": args.torch_threads,
+        "server_torch_threads": args.server_torch_threads or args.torch_threads,
         "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     print(json.dumps(result, indent=2))
