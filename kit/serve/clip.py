@@ -296,8 +296,19 @@ class CudaGraphTower:
             raise ModelError(f"CUDA graphs need a CUDA device, not {engine.loaded.device!r}",
                              hint="set cuda_graphs: off (or auto) in the clip spec's serve block")
         self.buckets = graph_buckets(max_batch)
+        self.device = device
         size = engine.image_size
         t0 = time.perf_counter()
+        with torch.cuda.device(device):  # capture and replay on the model's GPU, whichever is current
+            self._capture(engine, size)
+        self.capture_s = time.perf_counter() - t0
+        log.info("CLIP image tower: %d CUDA graphs (batch %s) captured in %.1f s", len(self.buckets),
+                 ",".join(map(str, self.buckets)), self.capture_s)
+
+    def _capture(self, engine: "ClipEngine", size: int) -> None:
+        import torch
+
+        device = self.device
         self.static_in = torch.full((self.buckets[-1], 3, size, size), 127, dtype=torch.uint8, device=device)
         self._graphs: dict[int, Any] = {}
         self._outs: dict[int, Any] = {}
@@ -318,9 +329,6 @@ class CudaGraphTower:
                 pool = graph.pool() if pool is None else pool
                 self._graphs[b] = graph
             torch.cuda.synchronize(device)
-        self.capture_s = time.perf_counter() - t0
-        log.info("CLIP image tower: %d CUDA graphs (batch %s) captured in %.1f s", len(self.buckets),
-                 ",".join(map(str, self.buckets)), self.capture_s)
 
     def bucket(self, n: int) -> int:
         return next(b for b in self.buckets if b >= n)
@@ -335,8 +343,9 @@ class CudaGraphTower:
             return torch.cat([self.run(x[i: i + largest]).clone() for i in range(0, x.shape[0], largest)])
         n = x.shape[0]
         b = self.bucket(n)
-        self.static_in[:n].copy_(x)
-        self._graphs[b].replay()
+        with torch.cuda.device(self.device):
+            self.static_in[:n].copy_(x)
+            self._graphs[b].replay()
         return self._outs[b][:n]
 
 
