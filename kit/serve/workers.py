@@ -167,22 +167,29 @@ def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engi
             p.start()
         log.info("oskit serve: %d worker processes on %s:%d (SO_REUSEPORT)%s", workers, host, port,
                  " and one model engine" if engine_proc is not None else "")
+        # The engine is judged by its sentinel, not by is_alive(): the sentinel (a pipe) is ready as
+        # soon as the process closes its descriptors, a moment before waitpid() can reap it. Asking
+        # is_alive() in that moment said "alive", and on the next turn (reaped by then) the engine
+        # was no longer watched, so the workers were waited on forever (seen under load).
+        engine_gone = engine_proc is None
         while True:
             # One look at who is alive: a worker that exits between two looks would otherwise be
-            # counted alive by the loop test and left out of ``watched``, and with only the
-            # engine's sentinel left the wait never returns (seen under load in CI).
+            # counted alive by the loop test and left out of ``watched``.
             watched = [p.sentinel for p in procs if p.is_alive()]
             if not watched:
                 break
-            if engine_proc is not None and engine_proc.is_alive():
+            if engine_proc is not None and not engine_gone:
                 watched.append(engine_proc.sentinel)
-            wait(watched)
-            if engine_proc is not None and not engine_proc.is_alive() and not stopping:
-                stop(signal.SIGTERM, None)
-                for p in procs:
-                    p.join(timeout=30)
-                raise ServeError(f"the model engine exited (code {engine_proc.exitcode}); the workers were stopped",
-                                 hint="its error is in the log above")
+            fired = wait(watched)
+            if engine_proc is not None and not engine_gone and engine_proc.sentinel in fired:
+                engine_gone = True
+                engine_proc.join(timeout=30)  # it is exiting: collect its exit code
+                if not stopping:
+                    stop(signal.SIGTERM, None)
+                    for p in procs:
+                        p.join(timeout=30)
+                    raise ServeError(f"the model engine exited (code {engine_proc.exitcode}); the workers were stopped",
+                                     hint="its error is in the log above")
     finally:
         stop(signal.SIGTERM, None)
         for p in procs:
