@@ -303,8 +303,17 @@ class IndexState:
         return vf
 
     def ensure_loaded(self) -> None:
+        """Build the search structures from SQLite once. Under the engine lock: the background
+        preloader and a caller that reaches the index first (``Engine.index``) must not load it
+        both at once — the second would clear what the first is filling (a search then saw the
+        adopted graph's rids with no documents behind them and answered no hits)."""
         if self.loaded:
             return
+        with self.engine.lock:
+            if not self.loaded:
+                self._load()
+
+    def _load(self) -> None:
         t0 = time.perf_counter()
         store = self.engine.store
         # start clean: an earlier attempt may have failed half-way
