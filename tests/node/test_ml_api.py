@@ -258,16 +258,31 @@ def test_url_registration_validates_the_zip(c: httpx.Client, tmp_path: Path, ent
     task = wait_task(c, r.json()["task_id"])
     assert task["state"] == "FAILED" and task["error"] == message and task["is_async"] is True
     assert "model_id" not in task
-    # the half-registered model and the group made for it are rolled back — after the task says
-    # FAILED, as in ML Commons (the task update and the model deletion are separate steps there too)
-    deadline = time.monotonic() + 30
-    while True:
-        counts = [c.post(f"{ML}/{kind}/_search", json={"query": {"term": {"name.keyword": "zip-check"}}}).json()
-                  ["hits"]["total"]["value"] for kind in ("models", "model_groups")]
-        if counts == [0, 0]:
-            break
-        assert time.monotonic() < deadline, f"not rolled back: {counts} (models, groups)"
-        time.sleep(0.05)
+    # the half-registered model and the group made for it were rolled back before the task said
+    # FAILED (MLModelManager.registerModel: deleteModel, then handleException)
+    hits = c.post(f"{ML}/models/_search", json={"query": {"term": {"name.keyword": "zip-check"}}}).json()
+    assert hits["hits"]["total"]["value"] == 0
+    groups = c.post(f"{ML}/model_groups/_search", json={"query": {"term": {"name.keyword": "zip-check"}}}).json()
+    assert groups["hits"]["total"]["value"] == 0
+
+
+def test_failed_url_registration_gives_an_existing_group_its_version_back(c: httpx.Client, tmp_path: Path) -> None:
+    settings(c, allow_registering_model_via_url=True, only_run_on_ml_node=False)
+    group_id = c.post(f"{ML}/model_groups/_register", json={"name": "kept-group"}).json()["model_group_id"]
+    good, good_sha = make_zip(tmp_path, {"model.pt": b"w", "tokenizer.json": TOKENIZER}, "good.zip")
+    bad, bad_sha = make_zip(tmp_path, {"model.pt": b"w"}, "bad.zip")
+    body = {"name": "kept", "model_format": "TORCH_SCRIPT", "model_config": CFG, "model_group_id": group_id}
+    ok = wait_task(c, c.post(f"{ML}/models/_register", json={**body, "url": good.as_uri(),
+                                                              "model_content_hash_value": good_sha}).json()["task_id"])
+    assert ok["state"] == "COMPLETED"
+    failed = wait_task(c, c.post(f"{ML}/models/_register", json={**body, "url": bad.as_uri(),
+                                                                  "model_content_hash_value": bad_sha}).json()["task_id"])
+    assert failed["state"] == "FAILED" and failed["error"] == "No tokenizer file"
+    group = c.get(f"{ML}/model_groups/{group_id}").json()
+    assert group["latest_version"] == 1  # 2 was taken by the failed registration and given back
+    again = wait_task(c, c.post(f"{ML}/models/_register", json={**body, "url": good.as_uri(),
+                                                                 "model_content_hash_value": good_sha}).json()["task_id"])
+    assert c.get(f"{ML}/models/{again['model_id']}").json()["model_version"] == "2"
 
 
 def test_url_registration_hash_rules_and_chunks(c: httpx.Client, tmp_path: Path) -> None:

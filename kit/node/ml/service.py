@@ -497,6 +497,7 @@ class MLCommons:
     def _register_local_job(self, task_id: str, spec: dict[str, Any]) -> None:
         """``MLModelManager.registerModelFromUrl`` / ``registerPrebuiltModel`` on a worker thread."""
         model_id: str | None = None
+        version: str | None = None
         try:
             if spec["url"] is None:
                 # OpenSearch-provided pretrained model: only a local mirror can stand in for the download.
@@ -548,7 +549,8 @@ class MLCommons:
         except Exception as exc:  # the task records the root cause, as MLTaskManager does
             message = self._error_text(exc)
             log.info("register task %s failed: %s", task_id, message)
-            self._task_update(task_id, state="FAILED", error=message)
+            # MLModelManager.registerModel's failure branch: deleteModel (the meta doc, its chunks,
+            # and deleteOrUpdateModelGroup) first, then handleException marks the task FAILED
             if model_id is not None:
                 self._delete_model_docs(model_id)
             if spec.get("created_group") and not self._search_ids(
@@ -557,6 +559,11 @@ class MLCommons:
                     self.engine.delete_doc(MODEL_GROUP_INDEX, spec["group_id"], refresh=True)
                 except ApiError:
                     pass
+            elif version is not None and not spec.get("created_group"):
+                # an existing group gets its latest_version back (version - 1), as deleteOrUpdateModelGroup does
+                self._update(MODEL_GROUP_INDEX, spec["group_id"],
+                             {"latest_version": int(version) - 1, "last_updated_time": now_ms()})
+            self._task_update(task_id, state="FAILED", error=message)
             return
         if spec.get("deploy"):
             try:
