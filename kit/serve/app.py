@@ -130,7 +130,7 @@ class Runtime:
 
             self.clip, self.device_decode = await anyio.to_thread.run_sync(load_clip_engine, cfg.clip, cfg.device)
             self.device = self.clip.loaded.device
-            self.clip_info = describe_clip(self.clip.loaded, device_decode=self.device_decode, graphs=self.clip.graphs,
+            self.clip_info = describe_clip(self.clip, device_decode=self.device_decode,
                                            batching=cfg.clip.batching.model_dump())
             b, tb = cfg.clip.batching, cfg.clip.text_batching
             self.image_batcher = Batcher("clip-image", self.clip.embed_items, max_batch=b.max_batch,

@@ -370,7 +370,7 @@ def load_clip_engine(clip: Any, device: str) -> tuple["ClipEngine", bool]:
     precision = clip.precision
     if precision == "auto":
         precision = "fp16" if device.startswith("cuda") else "fp32"
-    graphs = getattr(clip, "cuda_graphs", "off")
+    graphs = clip.cuda_graphs
     if graphs == "on" and not device.startswith("cuda"):
         raise ModelError(f"cuda_graphs: on needs a CUDA device, and the model server runs on {device!r}",
                          hint="use cuda_graphs: auto (graphs on CUDA, eager elsewhere) or run with --device cuda")
@@ -386,7 +386,6 @@ def load_clip_engine(clip: Any, device: str) -> tuple["ClipEngine", bool]:
                 raise ModelError(f"could not capture the CLIP image tower as CUDA graphs: {exc}",
                                  hint="set cuda_graphs: off in the clip spec's serve block") from exc
             log.warning("CUDA graphs could not be captured (%s); the image tower runs eagerly", exc)
-            engine.graphs = None
     return engine, device_decode
 
 
@@ -408,10 +407,11 @@ def warm_up_clip(engine: Any, device_decode: bool) -> None:
     engine.embed_texts(["warm up sentence"])
 
 
-def describe_clip(loaded: Any, *, device_decode: bool, batching: dict[str, Any],
-                  graphs: "CudaGraphTower | None" = None) -> dict[str, Any]:
+def describe_clip(engine: ClipEngine, *, device_decode: bool, batching: dict[str, Any]) -> dict[str, Any]:
     """The ``clip`` entry of ``/health``'s models (``cuda_graphs``: the captured batch sizes, or null)."""
     from kit.serve.images import PREPROCESS_VERSION
+
+    loaded, graphs = engine.loaded, engine.graphs
 
     return {
         "model": loaded.name, "pretrained": loaded.pretrained, "random_weights": not loaded.pretrained,

@@ -224,6 +224,8 @@ class Engine:
         self._conns: set[_Conn] = set()
         self._conns_lock = threading.Lock()
         self._stopping = threading.Event()
+        self.finished = threading.Event()  # set by a failed thread (and by the process's SIGTERM)
+        self.failed = False
 
     # --- model ---------------------------------------------------------------------------------
 
@@ -240,7 +242,7 @@ class Engine:
         self.clip, self.device_decode = load_clip_engine(cfg.clip, cfg.device)
         if cfg.warmup:
             warm_up_clip(self.clip, self.device_decode)
-        info = describe_clip(self.clip.loaded, device_decode=self.device_decode, graphs=self.clip.graphs,
+        info = describe_clip(self.clip, device_decode=self.device_decode,
                             batching=cfg.clip.batching.model_dump())
         info["engine"] = {"pid": os.getpid(), "streams": self.streams, "max_queue": self.images.max_queue}
         self.hello = {"clip": info, "image_size": self.clip.image_size, "dim": self.clip.dim,
@@ -266,7 +268,7 @@ class Engine:
             self._spawn(self._image_loop, f"engine-images-{i}")
         self._spawn(self._text_loop, "engine-texts")
         log.info("oskit engine: %s on %s ready on %s (%d image batch threads)",
-                 self.config.clip.model if self.config.clip else "?", self.hello.get("device"), path, self.streams)
+                 self.config.clip.model, self.hello.get("device"), path, self.streams)
 
     def stop(self) -> None:
         """Stop accepting, finish the batches already taken, close every connection."""
@@ -287,8 +289,21 @@ class Engine:
         if self.path and os.path.exists(self.path):
             os.unlink(self.path)
 
-    def _spawn(self, target: Any, name: str, *args: Any) -> None:
-        t = threading.Thread(target=target, args=args, name=name, daemon=True)
+    def _spawn(self, target: Any, name: str) -> None:
+        """Start an engine thread. If one ends by an exception (not while stopping), the engine
+        cannot serve any more: it says why and sets ``finished`` with ``failed``, and its process
+        exits 1 (kit/serve/workers.py), so ``oskit serve`` stops rather than answering 503 forever."""
+        def run() -> None:
+            try:
+                target()
+            except BaseException:
+                if self._stopping.is_set():
+                    return
+                log.exception("engine: thread %s failed; the engine stops", name)
+                self.failed = True
+                self.finished.set()
+
+        t = threading.Thread(target=run, name=name, daemon=True)
         t.start()
         self._threads.append(t)
 
@@ -303,7 +318,9 @@ class Engine:
         sel = selectors.DefaultSelector()
         sel.register(self._listener, selectors.EVENT_READ, None)
         sel.register(self._wake[0], selectors.EVENT_READ, "wake")
-        limit = self.config.max_body_bytes + JOB.size
+        # the largest legitimate frame: a request body (a JPEG job, a text) or one image's pixels
+        size = self.clip.image_size
+        limit = max(self.config.max_body_bytes, size * size * 3) + JOB.size
         try:
             while not self._stopping.is_set():
                 for key, _ in sel.select():
@@ -397,7 +414,7 @@ class Engine:
 
     def _text_loop(self) -> None:
         while (batch := self.texts.take()) is not None:
-            self._run(self.texts, batch, lambda texts: list(self.clip.embed_texts(texts)))
+            self._run(self.texts, batch, self.clip.embed_texts)
 
     def _run(self, q: _Queue, batch: list[tuple[_Conn, int, Any]], fn: Any) -> None:
         started = time.perf_counter()
@@ -407,9 +424,13 @@ class Engine:
         self.metrics.observe_key("oskit_engine_batch_size", len(batch), q.labels)
         self.metrics.observe_key("oskit_engine_batch_seconds", elapsed, q.labels)
         frames: dict[_Conn, list[bytes]] = {}
+        records: dict[int, bytes] = {}  # a failed batch holds one exception n times: one record (and log)
         for (conn, rid, _), res in zip(batch, results):
             if isinstance(res, BaseException):
-                frame = _frame(rid, ST_ERROR, _error_record(res))
+                record = records.get(id(res))
+                if record is None:
+                    record = records[id(res)] = _error_record(res)
+                frame = _frame(rid, ST_ERROR, record)
             else:
                 frame = _frame(rid, ST_VECTOR, np.ascontiguousarray(res, dtype=np.float32).tobytes())
             frames.setdefault(conn, []).append(frame)
@@ -534,13 +555,6 @@ class RemoteBatcher:
     def inflight(self) -> int:
         return self._inflight
 
-    @property
-    def preparing(self) -> int:
-        return 0
-
-    async def start(self) -> None:
-        return None
-
     async def stop(self) -> None:
         return None
 
@@ -562,16 +576,12 @@ class RemoteBatcher:
             raise ServeError(f"engine: cannot send a {type(item).__name__}")
         return await fut
 
-    async def run_now(self, items: list[Any]) -> list[Any]:
-        return list(await asyncio.gather(*(self.submit(i) for i in items)))
-
 
 class RemoteClip:
     """What a worker needs to know about the engine's CLIP (the ``ClipEngine`` attributes it reads)."""
 
     def __init__(self, client: EngineClient, hello: dict[str, Any]) -> None:
         self.client = client
-        self.hello = hello
         self.image_size = int(hello["image_size"])
         self.dim = int(hello["dim"])
         self.logit_scale = float(hello["logit_scale"])

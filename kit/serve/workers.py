@@ -93,8 +93,6 @@ def _child(config_json: str, host: str, port: int, log_level: str) -> None:
 
 
 def _engine_child(config_json: str, path: str, streams: int, admit_scale: int, ready: Any, log_level: str) -> None:
-    import threading
-
     from kit.serve.engine import Engine
 
     # open_clip logs its loading steps on the root logger at INFO: only warnings from there
@@ -107,14 +105,15 @@ def _engine_child(config_json: str, path: str, streams: int, admit_scale: int, r
     engine = Engine(ServeConfig.model_validate_json(config_json), streams=streams, admit_scale=admit_scale)
     engine.load()
     engine.start(path)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGTERM, lambda *_: engine.finished.set())
     # Ctrl-C reaches the whole process group: the workers finish their requests first, and the
     # parent then stops the engine with SIGTERM
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ready.set()
-    done.wait()
+    engine.finished.wait()  # SIGTERM, or an engine thread failed (it logged why)
     engine.stop()
+    if engine.failed:
+        sys.exit(1)  # run_workers sees the engine gone, stops the workers and exits 1
 
 
 def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engine: bool = False,
@@ -184,10 +183,7 @@ def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engi
             if engine_proc is not None and not engine_gone and engine_proc.sentinel in fired:
                 engine_gone = True
                 engine_proc.join(timeout=30)  # it is exiting: collect its exit code
-                if not stopping:
-                    stop(signal.SIGTERM, None)
-                    for p in procs:
-                        p.join(timeout=30)
+                if not stopping:  # (``finally`` stops and joins the workers)
                     raise ServeError(f"the model engine exited (code {engine_proc.exitcode}); the workers were stopped",
                                      hint="its error is in the log above")
     finally:
@@ -198,6 +194,10 @@ def run_workers(config: ServeConfig, host: str, port: int, workers: int, *, engi
             if engine_proc.is_alive():
                 engine_proc.terminate()
             engine_proc.join(timeout=30)
+            if engine_proc.is_alive():  # stuck in a batch: it must not keep the GPU after oskit serve
+                log.warning("the model engine did not stop within 30 s of SIGTERM; killing it")
+                engine_proc.kill()
+                engine_proc.join(timeout=10)
         if sock_dir is not None:
             shutil.rmtree(sock_dir, ignore_errors=True)
         for s, handler in previous.items():

@@ -87,7 +87,7 @@ def test_server_config_captures_graphs_and_reports_them() -> None:
     cfg = ClipConfig(model="oskit-clip-tiny", pretrained=str(WEIGHTS), batching={"max_batch": 32})
     engine, device_decode = load_clip_engine(cfg, "cuda")
     assert engine.graphs is not None and engine.graphs.buckets[-1] == 32
-    info = describe_clip(engine.loaded, device_decode=device_decode, batching={}, graphs=engine.graphs)
+    info = describe_clip(engine, device_decode=device_decode, batching={})
     assert info["cuda_graphs"] == [1, 2, 4, 8, 16, 32]
     off, _ = load_clip_engine(cfg.model_copy(update={"cuda_graphs": "off"}), "cuda")
     assert off.graphs is None

@@ -216,6 +216,36 @@ def test_without_its_engine_a_worker_answers_503(config: ServeConfig) -> None:
         run(go())
 
 
+def test_pixel_frames_pass_under_a_small_body_limit(config: ServeConfig) -> None:
+    """A Pillow-path image reaches the engine as S×S×3 pixels, which may be larger than the
+    request body limit: the engine's frame limit allows for it (it closed the worker's connection)."""
+    small = config.model_copy(update={"max_body_bytes": 1024, "tags": None})
+    png = image_bytes("blue", (16, 16), "PNG")
+    with engine_at(small) as engine:
+        side = engine.clip.image_size
+        assert side * side * 3 > small.max_body_bytes
+
+        async def go() -> None:
+            async with worker(small, engine) as c:
+                for _ in range(2):  # the connection survives the first
+                    r = await c.post("/clip/embed", json={"inputImage": b64(png)})
+                    assert r.status_code == 200, r.text
+
+        run(go())
+
+
+def test_a_failed_engine_thread_finishes_the_engine(config: ServeConfig) -> None:
+    with engine_at(config) as engine:
+        assert not engine.finished.is_set()
+
+        def broken(*_: Any) -> None:
+            raise RuntimeError("boom")
+
+        engine._run = broken  # the image batch thread's next batch raises out of its loop
+        engine.images.items.put((None, 0, None))
+        assert engine.finished.wait(10) and engine.failed
+
+
 def test_frames_are_read_whole_across_chunks_and_stay_valid() -> None:
     """Many frames per recv, frames split over recvs, one larger than a chunk: every payload is
     returned whole, and earlier payloads (views into old chunks) keep their bytes."""
