@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from kit.serve.clip import ClipEngine, load_open_clip
     from kit.serve.images import jpeg_job
-    from serve_throughput import make_jpegs
+    from serve_throughput import make_jpegs, report
 
     if not torch.cuda.is_available():
         raise SystemExit("cuda_graphs.py needs a CUDA GPU")
@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(row), file=sys.stderr)
     result = {"device": torch.cuda.get_device_name(), "model": args.model, "precision": args.precision,
               "buckets": buckets, "capture_s": round(capture_s, 2), "rounds": args.rounds, "rows": rows}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

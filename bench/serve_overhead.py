@@ -225,10 +225,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         a, b = summary[args.compare], summary["current"]
         result["cpu_per_request_before_over_after"] = round(
             a["server_cpu_us_per_request_median"] / b["server_cpu_us_per_request_median"], 2)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    from serve_throughput import report
+
+    return report(result, args.json)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def report(result: dict[str, Any], path: Path | None) -> dict[str, Any]:
+    """Print a benchmark's result as JSON on stdout and, when asked, save it to ``path``."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n")
+    return result
+
+
 def make_jpegs(n: int, size: tuple[int, int], seed: int = 0, threads: int = 4) -> list[bytes]:
     """Deterministic photo-like JPEGs (smooth gradients, shapes and noise), quality 90."""
     from PIL import Image, ImageDraw
@@ -629,10 +638,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "server_torch_threads": args.server_torch_threads or args.torch_threads,
         "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    return report(result, args.json)
 
 
 if __name__ == "__main__":
