@@ -172,8 +172,11 @@ class Runtime:
         cfg = self.config
         assert cfg.clip is not None
         self.engine, hello = await connect_engine(path)
-        self.image_batcher = RemoteBatcher("clip-image", self.engine)  # type: ignore[assignment]
-        self.text_batcher = RemoteBatcher("clip-text", self.engine)  # type: ignore[assignment]
+        b, tb = cfg.clip.batching, cfg.clip.text_batching
+        self.image_batcher = RemoteBatcher("clip-image", self.engine, max_batch=b.max_batch,  # type: ignore[assignment]
+                                           max_queue=b.max_queue, metrics=self.metrics)
+        self.text_batcher = RemoteBatcher("clip-text", self.engine, max_batch=tb.max_batch,  # type: ignore[assignment]
+                                          max_queue=tb.max_queue, metrics=self.metrics)
         self.clip = RemoteClip(self.engine, hello)
         self.clip_info = hello["clip"]
         self.device = str(hello["device"])

@@ -62,6 +62,15 @@ def retry_after(inflight: int, max_batch: int, batch_seconds: float) -> int:
     return max(1, math.ceil(math.ceil(inflight / max_batch) * batch_seconds))
 
 
+def refuse(name: str, inflight: int, max_queue: int, max_batch: int, batch_seconds: float,
+           metrics: Metrics | None) -> QueueFull:
+    """The 429 of a full batcher (:class:`Batcher` and a worker's ``RemoteBatcher`` alike), counted."""
+    if metrics is not None:
+        metrics.inc("oskit_serve_rejected_total", {"batcher": name})
+    return QueueFull(f"{name}: {inflight} requests queued (max_queue {max_queue})",
+                     retry_after=retry_after(inflight, max_batch, batch_seconds))
+
+
 def call_batch(name: str, fn: Callable[[list[T]], Sequence[R]], items: list[T]) -> list[R | BaseException]:
     """``fn(items)``, one result or exception per item; when the whole batch fails, every item gets
     that exception (also :class:`Batcher`'s contract, shared with the model engine's batch threads)."""
@@ -142,11 +151,7 @@ class Batcher(Generic[T, R]):
         """:meth:`slot` without the context manager (the hot request path): pair with :meth:`leave`
         and pass the slot to :meth:`submit`."""
         if self._inflight >= self.max_queue:
-            retry = retry_after(self._inflight, self.max_batch, self._batch_seconds)
-            if self.metrics is not None:
-                self.metrics.inc("oskit_serve_rejected_total", {"batcher": self.name})
-            raise QueueFull(f"{self.name}: {self._inflight} requests queued (max_queue {self.max_queue})",
-                            retry_after=retry)
+            raise refuse(self.name, self._inflight, self.max_queue, self.max_batch, self._batch_seconds, self.metrics)
         slot = _Slot()
         self._inflight += 1
         self._preparing += 1

@@ -54,7 +54,7 @@ import numpy as np
 import orjson
 
 from kit.errors import ServeError
-from kit.serve.batching import QueueFull, _Slot, call_batch, retry_after
+from kit.serve.batching import QueueFull, _Slot, call_batch, refuse, retry_after
 from kit.serve.config import ServeConfig
 from kit.serve.images import JpegJob
 from kit.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics, label_key
@@ -544,12 +544,22 @@ async def connect_engine(path: str, timeout: float = 30.0) -> tuple[EngineClient
 
 class RemoteBatcher:
     """A worker's stand-in for :class:`kit.serve.batching.Batcher`: the same ``admit``/``leave``/
-    ``submit``, but the item goes to the engine, which batches it with every worker's items."""
+    ``submit``, but the item goes to the engine, which batches it with every worker's items.
 
-    def __init__(self, name: str, client: EngineClient) -> None:
+    Admission stays here, before the worker spends anything on a request: each worker admits
+    ``max_queue`` (its share of the engine's ``max_queue × N``) and refuses the next with the same
+    429 a :class:`Batcher` gives; Retry-After comes from the engine round trips measured here. The
+    engine's own bound is the backstop for whatever a worker let through."""
+
+    def __init__(self, name: str, client: EngineClient, *, max_batch: int, max_queue: int,
+                 metrics: Metrics | None = None) -> None:
         self.name = name
         self.client = client
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.metrics = metrics
         self._inflight = 0
+        self._seconds = 0.05  # running estimate of one engine round trip (a batch and its wait)
 
     @property
     def inflight(self) -> int:
@@ -559,7 +569,9 @@ class RemoteBatcher:
         return None
 
     def admit(self) -> _Slot:
-        self._inflight += 1  # the bound is the engine's (it sees every worker)
+        if self._inflight >= self.max_queue:
+            raise refuse(self.name, self._inflight, self.max_queue, self.max_batch, self._seconds, self.metrics)
+        self._inflight += 1
         return _Slot()
 
     def leave(self, slot: _Slot) -> None:
@@ -574,7 +586,10 @@ class RemoteBatcher:
             fut = self.client.call(OP_TEXT, item.encode("utf-8"))
         else:
             raise ServeError(f"engine: cannot send a {type(item).__name__}")
-        return await fut
+        started = time.perf_counter()
+        result = await fut
+        self._seconds = 0.8 * self._seconds + 0.2 * (time.perf_counter() - started)
+        return result
 
 
 class RemoteClip:

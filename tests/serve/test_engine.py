@@ -174,15 +174,20 @@ def test_the_engine_batches_the_images_of_every_worker(config: ServeConfig) -> N
         run(go())
 
 
+def _queue_of(config: ServeConfig, max_queue: int) -> ServeConfig:
+    return config.model_copy(update={"clip": config.clip.model_copy(  # type: ignore[union-attr]
+        update={"batching": BatchingConfig(max_batch=4, max_queue=max_queue)})})
+
+
 def test_a_full_engine_answers_429_with_retry_after(config: ServeConfig) -> None:
+    """The engine's own bound (the backstop: here the worker would admit more than the engine)."""
     jpg = image_bytes("green", (160, 120))
-    tight = config.model_copy(update={"clip": config.clip.model_copy(  # type: ignore[union-attr]
-        update={"batching": BatchingConfig(max_batch=4, max_queue=2)})})
+    tight = _queue_of(config, 2)
     with engine_at(tight, streams=1) as engine:
         release, sizes = gate(engine)
 
         async def go() -> None:
-            async with worker(tight, engine) as c:
+            async with worker(_queue_of(config, 8), engine) as c:
                 first = asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(jpg)}))
                 await until(lambda: sizes == [1])
                 second = asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(jpg)}))
@@ -195,6 +200,33 @@ def test_a_full_engine_answers_429_with_retry_after(config: ServeConfig) -> None
                 assert (await first).status_code == (await second).status_code == 200
                 metrics = (await c.get("/metrics")).text
                 assert 'oskit_engine_rejected_total{batcher="clip-image"} 1' in metrics
+
+        run(go())
+
+
+def test_a_full_worker_refuses_before_any_work(config: ServeConfig) -> None:
+    """Each worker admits its share (max_queue) and refuses the next itself, before decoding it:
+    the same 429 as a worker without an engine, and the engine never sees the request."""
+    png = image_bytes("green", (160, 120), "PNG")  # the Pillow path: work the refusal must save
+    with engine_at(_queue_of(config, 8), streams=1) as engine:
+        release, sizes = gate(engine)
+
+        async def go() -> None:
+            async with worker(_queue_of(config, 2), engine) as c:
+                first = asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(png)}))
+                await until(lambda: sizes == [1])
+                second = asyncio.ensure_future(c.post("/clip/embed", json={"inputImage": b64(png)}))
+                await until(lambda: engine.images.inflight == 2)
+                refused = await c.post("/clip/embed", json={"inputImage": b64(png)})
+                assert refused.status_code == 429 and refused.json()["error"]["code"] == "overloaded"
+                assert int(refused.headers["retry-after"]) >= 1
+                assert refused.json()["error"]["message"].startswith("clip-image: 2 requests queued (max_queue 2)")
+                assert engine.images.inflight == 2  # the engine never saw the third
+                release.set()
+                assert (await first).status_code == (await second).status_code == 200
+                metrics = (await c.get("/metrics")).text
+                assert 'oskit_serve_rejected_total{batcher="clip-image"} 1' in metrics
+                assert 'oskit_engine_rejected_total{batcher="clip-image"}' not in metrics  # none counted
 
         run(go())
 
