@@ -291,7 +291,8 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
         elif (clip_cfg.model, clip_cfg.pretrained) != tags_clip:
             problems.append((seen["tags"], "serve.open_clip",
                              f"tags name CLIP {tags_clip[0]} ({tags_clip[1]}) but the clip block serves "
-                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP", None))
+                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP",
+                             "leave open_clip out of the tags spec: tags use the clip spec's model"))
     if "tags" in cfg and "clip" not in cfg:
         problems.append((seen["tags"], "serve.kind", "tags need a CLIP model: no spec has a 'serve: {kind: clip}' block", None))
     if problems:
