@@ -231,7 +231,8 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=30, show_default=True)
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Exact match (repeatable).")
 @click.option("--bands", "bands_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Score bands JSON (default: the project's data/similar-bands.json, else built-in).")
+              help="A calibration JSON to use instead of the one stored with the index "
+              "(`oskit eval … --calibrate-bands` stores it).")
 @click.option("--index", default="images", show_default=True)
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML gallery with thumbnails.")
@@ -250,7 +251,7 @@ def similar(photo: Path, k: int, filters: tuple[str, ...], bands_file: Path | No
     from kit.similar import Bands
     from kit.similar import similar as run_similar
 
-    bands = Bands.load(bands_file) if bands_file else Bands.default(project_dir)
+    bands = Bands.load(bands_file) if bands_file else None
     with _client(conn) as client:
         result = run_similar(client, photo, index=index, k=k, bands=bands, filters=list(filters),
                              thumbnails=html_file is not None)
@@ -258,7 +259,9 @@ def similar(photo: Path, k: int, filters: tuple[str, ...], bands_file: Path | No
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         _render_hits(result, labels=True)
-    _write_html(html_file, result, f"oskit similar: {photo.name}", f"top {k}; bands: {bands.source}")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    _write_html(html_file, result, f"oskit similar: {photo.name}", f"top {k}; labels: {result.params.get('bands')}")
 
 
 # --------------------------------------------------------------------------------------------- eval
@@ -297,15 +300,16 @@ def render_report(report: Any) -> Any:
               help="Evaluate this search pipeline instead of the index's default (e.g. other hybrid weights).")
 @click.option("--ingest", "do_ingest", is_flag=True,
               help="First ingest the set's images/ (with metadata.jsonl) next to the query file.")
-@click.option("--calibrate-bands", "bands_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also calibrate the similar-photo score bands on the image queries and write them here.")
+@click.option("--calibrate-bands", "calibrate", is_flag=True,
+              help="Also calibrate the similar-photo labels (hash and score bounds) on the image queries and "
+              "store them with the index (its _meta), for the index's current model.")
 @click.option("--per-query", "per_query_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write each query's metrics as JSONL.")
 @json_option
 @connection_options
 @verbose_option
 def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tuple[str, ...], prompt_template: str,
-             index: str | None, search_pipeline: str | None, do_ingest: bool, bands_out: Path | None, per_query_file: Path | None, as_json: bool,
+             index: str | None, search_pipeline: str | None, do_ingest: bool, calibrate: bool, per_query_file: Path | None, as_json: bool,
              conn: dict[str, Any]) -> None:
     """Measure search quality: P@k, R@k, F1@k and mAP per mode, text / OCR / photo queries.
 
@@ -338,13 +342,16 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
                                   {k: v for k, v in report.to_json().items() if k != "queries"}, indent=2))
         else:
             _stdout().print(render_report(report))
-        if bands_out:
+        if calibrate:
             from kit.evaluate import calibrate_from_queries
 
             bands = calibrate_from_queries(client, qs, index=idx)
-            bands.save(bands_out)
-            click.echo(f"wrote score bands to {bands_out}: identical ≥ {bands.identical}, near-identical ≥ "
-                       f"{bands.near_identical}, similar ≥ {bands.similar}", err=True)
+            bands.store(client, idx)
+            click.echo(f"stored the similar-photo calibration with index {idx!r} ({bands.model}): identical: "
+                       f"score ≥ {bands.identical}, pHash ≤ {bands.identical_phash}, colour ≤ "
+                       f"{bands.identical_colour}; near-identical: score ≥ {bands.near_identical}, pHash ≤ "
+                       f"{bands.near_phash}, colour ≤ {bands.near_colour}; similar: score ≥ {bands.similar}",
+                       err=True)
     for line in check_thresholds(report, thresholds):
         click.echo(f"ok: {line}", err=True)
 
@@ -368,10 +375,9 @@ def ui(index: str, host: str, port: int, project_dir: Path, conn: dict[str, Any]
     """
     import uvicorn
 
-    from kit.similar import Bands
     from kit.ui.app import create_app
 
-    app = create_app(conn, index=index, bands=Bands.default(project_dir))
+    app = create_app(conn, index=index)
     click.echo(f"search page: http://{host}:{port}/  (index '{index}' at {conn['url']}; Ctrl-C stops)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

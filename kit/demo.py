@@ -242,7 +242,7 @@ def run_demo(
     from kit.evaluate import default_configs, evaluate, ingest_eval_set, load_queries
     from kit.ingest import ingest
     from kit.search import search
-    from kit.similar import Bands, similar
+    from kit.similar import similar
     from kit.ui.app import create_app as create_ui_app
 
     emit = events or (lambda kind, data: None)
@@ -270,7 +270,6 @@ def run_demo(
             emit("ingest", {"what": str(folder), "result": r})
             summary["ingest"].append(r.to_json())
 
-        bands = Bands.default(project)
         ex = _example_queries(qs.queries)
         searches: list[tuple[str, Any]] = []
         if "object" in ex:
@@ -285,7 +284,7 @@ def run_demo(
         if "image" in ex:
             q = ex["image"]
             searches.append((f"phone photo of {q.source_id}: {q.image.name}",
-                             similar(stack.client, q.image, k=5, bands=bands)))
+                             similar(stack.client, q.image, k=5)))
         for title, result in searches:
             emit("search", {"title": title, "result": result})
         summary["searches"] = [{"title": t, **r.to_json()} for t, r in searches]
@@ -295,7 +294,7 @@ def run_demo(
         emit("eval", {"report": report})
         summary["eval"] = {k: v for k, v in report.to_json().items() if k != "queries"}
 
-        ui = ServerThread(create_ui_app(stack.client, index="images", bands=bands), port=port, name="search page")
+        ui = ServerThread(create_ui_app(stack.client, index="images"), port=port, name="search page")
         url = ui.start()
         summary["url"] = url
         emit("ready", {"url": url, "node": stack.node_url, "serving": serve})

@@ -43,6 +43,8 @@ __all__ = [
     "default_configs",
     "evaluate",
     "f1_at_k",
+    "similar_labels_heldout",
+    "similar_labels_indomain",
     "load_queries",
     "mean_average_precision",
     "parse_thresholds",
@@ -564,5 +566,106 @@ def calibrate_from_queries(client: Any, queryset: QuerySet, *, index: str = "ima
             break
     if not pairs:
         raise EvalError(f"{queryset.path}: no image queries with a source_id whose original is in images/")
+    from kit.similar import vectors_maker
+
     samples = collect_band_samples(client, pairs, index=index)
-    return calibrate_bands(samples, source=f"calibrated on {queryset.path.name} ({len(pairs)} photo queries)")
+    return calibrate_bands(samples, source=f"calibrated on {queryset.path.name} ({len(pairs)} photo queries)",
+                           model=vectors_maker(client, index))
+
+
+# ------------------------------------------------------------------------------ similar-photo labels
+
+
+def _label_counts(rows: Sequence[tuple[str, str | None]]) -> dict[str, dict[str, float | int]]:
+    """Precision and recall per label from ``(truth, predicted)`` pairs."""
+    out: dict[str, dict[str, float | int]] = {}
+    for lab in ("identical", "near-identical", "similar"):
+        tp = sum(1 for t, p in rows if t == lab and p == lab)
+        pred = sum(1 for _, p in rows if p == lab)
+        truth = sum(1 for t, _ in rows if t == lab)
+        out[lab] = {"precision": round(tp / pred, 4) if pred else 1.0, "recall": round(tp / truth, 4) if truth else 1.0,
+                    "labelled": pred, "truth": truth}
+    return out
+
+
+def similar_labels_indomain(client: Any, queryset: QuerySet, *, index: str = "images", limit: int = 40,
+                            k: int = 10, offset: int = 100, bands: Any = None) -> dict[str, Any]:
+    """Precision / recall of the labels on the set's photo queries *not* used for calibration (the
+    first 100 calibrate): each original re-encoded (truth: identical), the phone photo (truth:
+    near-identical for its original), other hits sharing an object (similar) or nothing (unrelated)."""
+    import io
+
+    from PIL import Image
+
+    from kit.similar import shares_nothing, shares_object, similar
+
+    folder = _set_images(queryset)
+    queries = [q for q in queryset.queries if q.type == "image" and q.image is not None and q.source_id]
+    rows: list[tuple[str, str | None]] = []
+    used = 0
+    for q in queries[offset:offset + limit]:
+        original = next(iter(sorted(folder.glob(f"{q.source_id}.*"))), None)
+        if original is None:
+            continue
+        used += 1
+        buf = io.BytesIO()
+        Image.open(original).convert("RGB").save(buf, "JPEG", quality=40)
+        for data, truth_same in ((buf.getvalue(), "identical"), (q.image.read_bytes(), "near-identical")):  # type: ignore[union-attr]
+            res = similar(client, data, index=index, k=k, bands=bands)
+            src = next((h.source.get("metadata") or {} for h in res.hits if h.source.get("file_name") == original.name),
+                       None)
+            for h in res.hits:
+                if h.source.get("file_name") == original.name:
+                    rows.append((truth_same, h.label))
+                elif src is not None and shares_object(src, h.source.get("metadata") or {}):
+                    rows.append(("similar", h.label))
+                elif src is not None and shares_nothing(src, h.source.get("metadata") or {}):
+                    rows.append(("unrelated", h.label))
+                else:
+                    rows.append(("other", h.label))
+    return {"queries": used, "k": k, "labels": _label_counts(rows)}
+
+
+def similar_labels_heldout(client: Any, out_dir: str | Path, *, index: str = "images", k: int = 10,
+                           seed: int = 0, bands: Any = None) -> dict[str, Any]:
+    """Precision / recall of the labels on images outside the generated domain
+    (:mod:`kit.models.heldout`): the originals are ingested into ``index``, then every edited copy is
+    searched; its original's hit should carry the edit's label, and no other held-out image may be
+    labelled identical or near-identical (truth: similar for the same subject, e.g. two STOP signs)."""
+    import io
+
+    from kit.ingest import ingest
+    from kit.models.heldout import heldout_images, variants
+    from kit.similar import similar
+
+    folder = Path(out_dir) / "heldout"
+    folder.mkdir(parents=True, exist_ok=True)
+    originals = heldout_images(seed)
+    for im in originals:
+        im.image.save(folder / f"{im.name}.png")
+    result = ingest(client, [folder], index=index)
+    if result.failed:
+        raise EvalError(f"held-out images failed to ingest: {result.failures[:3]}")
+    names = {f"{im.name}.png": im for im in originals}
+    rows: list[tuple[str, str | None]] = []
+    per_edit: dict[str, list[tuple[str, str | None]]] = {}
+    for i, im in enumerate(originals):
+        subject = im.name.rsplit("-", 1)[0]
+        for edit, truth, img in variants(im.image, seed + i):
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "PNG")
+            res = similar(client, buf.getvalue(), index=index, k=k, bands=bands)
+            for h in res.hits:
+                fname = h.source.get("file_name")
+                if fname == f"{im.name}.png":
+                    rows.append((truth, h.label))
+                    per_edit.setdefault(edit, []).append((truth, h.label))
+                elif fname in names:
+                    other = names[fname]
+                    same_subject = other.name.rsplit("-", 1)[0] == subject
+                    rows.append(("similar" if same_subject else "unrelated", h.label))
+                else:
+                    rows.append(("other", h.label))
+    return {"images": len(originals), "k": k, "labels": _label_counts(rows),
+            "by_edit": {e: {"recall": round(sum(t == p for t, p in r) / len(r), 4), "n": len(r),
+                            "labels": sorted({str(p) for _, p in r})} for e, r in sorted(per_edit.items())}}

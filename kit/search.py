@@ -90,6 +90,8 @@ class Hit:
     score: float
     source: dict[str, Any]
     label: str | None = None
+    #: similar-photo searches: the perceptual-hash distances to the query (``{"phash", "colour"}``)
+    hash_distance: dict[str, int | None] | None = None
 
     @property
     def thumbnail(self) -> str | None:
@@ -101,6 +103,8 @@ class Hit:
         out: dict[str, Any] = {"id": self.id, "score": self.score}
         if self.label is not None:
             out["label"] = self.label
+        if self.hash_distance is not None:
+            out["hash_distance"] = self.hash_distance
         out["source"] = src
         return out
 
@@ -116,9 +120,14 @@ class SearchResult:
     took_ms: float
     body: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    #: what the user should know about these results (no signal, uncalibrated labels …)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self, *, thumbnail: bool = False) -> dict[str, Any]:
-        return {"hits": [h.to_json(thumbnail=thumbnail) for h in self.hits]}
+        out: dict[str, Any] = {"hits": [h.to_json(thumbnail=thumbnail) for h in self.hits]}
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
 
 # ----------------------------------------------------------------------------------------- building

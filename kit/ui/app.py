@@ -60,7 +60,7 @@ def create_app(conn: Mapping[str, Any] | Any, *, index: str = "images", bands: A
     else:
         client = conn
         cluster_url = str(getattr(conn, "url", ""))
-    the_bands = bands if bands is not None else Bands()
+    the_bands = bands  # None: the calibration stored with the index, read per request
 
     def error(message: str, status: int = 400, hint: str | None = None) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "hint": hint, "status": status}}, status_code=status)
@@ -83,9 +83,12 @@ def create_app(conn: Mapping[str, Any] | Any, *, index: str = "images", bands: A
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     async def info(request: Request) -> Response:
+        try:
+            current = the_bands or await run_in_threadpool(Bands.for_index, client, index)
+        except KitError:
+            current = Bands(source=f"index {index!r} is not there yet")
         return JSONResponse({"index": index, "cluster": cluster_url, "modes": list(MODES), "fields": list(FIELDS),
-                             "bands": {"identical": the_bands.identical, "near_identical": the_bands.near_identical,
-                                       "similar": the_bands.similar, "source": the_bands.source}})
+                             "bands": current.to_json()})
 
     async def api_search(request: Request) -> Response:
         q = request.query_params
