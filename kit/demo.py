@@ -241,7 +241,7 @@ def run_demo(
     """
     from kit.evaluate import default_configs, evaluate, ingest_eval_set, load_queries
     from kit.ingest import ingest
-    from kit.search import search
+    from kit.search import PromptTemplates, search
     from kit.similar import similar
     from kit.ui.app import create_app as create_ui_app
 
@@ -270,13 +270,16 @@ def run_demo(
             emit("ingest", {"what": str(folder), "result": r})
             summary["ingest"].append(r.to_json())
 
+        templates = PromptTemplates.for_project(project)
         ex = _example_queries(qs.queries)
         searches: list[tuple[str, Any]] = []
         if "object" in ex:
-            searches.append((f'text: "{ex["object"].text}"', search(stack.client, ex["object"].text, k=5)))
+            searches.append((f'text: "{ex["object"].text}" (searched as "{templates.apply(ex["object"].text)}")',
+                             search(stack.client, ex["object"].text, k=5, prompt_template=templates)))
         if "word" in ex:
             w = ex["word"].text
-            searches.append((f'single word: "{w}" (searched as "a picture of a {w}")', search(stack.client, w, k=5)))
+            searches.append((f'single word: "{w}" (searched as "{templates.apply(w)}")',
+                             search(stack.client, w, k=5, prompt_template=templates)))
             searches.append((f'tags baseline: "{w}"', search(stack.client, w, k=5, mode="tags")))
         if "ocr" in ex:
             searches.append((f'text in the image: "{ex["ocr"].text}" (hybrid, field ocr_text)',
@@ -290,11 +293,11 @@ def run_demo(
         summary["searches"] = [{"title": t, **r.to_json()} for t, r in searches]
 
         emit("step", {"message": "evaluating tags vs vector vs hybrid on the sample queries"})
-        report = evaluate(stack.client, qs, index="images", configs=default_configs(), ks=(10, 30))
+        report = evaluate(stack.client, qs, index="images", configs=default_configs(template=templates), ks=(10, 30))
         emit("eval", {"report": report})
         summary["eval"] = {k: v for k, v in report.to_json().items() if k != "queries"}
 
-        ui = ServerThread(create_ui_app(stack.client, index="images"), port=port, name="search page")
+        ui = ServerThread(create_ui_app(stack.client, index="images", templates=templates), port=port, name="search page")
         url = ui.start()
         summary["url"] = url
         emit("ready", {"url": url, "node": stack.node_url, "serving": serve})

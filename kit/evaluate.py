@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from kit.errors import EvalError, KitError, ThresholdMissed
-from kit.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, search
+from kit.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
 
 __all__ = [
     "EvalConfig",
@@ -41,6 +41,7 @@ __all__ = [
     "average_precision",
     "check_thresholds",
     "default_configs",
+    "choose_templates",
     "evaluate",
     "f1_at_k",
     "similar_labels_heldout",
@@ -229,7 +230,7 @@ class EvalConfig:
     """One way of answering queries: a mode, with or without the prompt template."""
 
     mode: str
-    template: str | None = DEFAULT_PROMPT_TEMPLATE
+    template: "str | PromptTemplates | None" = DEFAULT_PROMPT_TEMPLATE
 
     @property
     def name(self) -> str:
@@ -238,8 +239,11 @@ class EvalConfig:
         return f"{self.mode} (no template)"
 
 
-def default_configs(modes: Sequence[str] = MODES, template: str | None = DEFAULT_PROMPT_TEMPLATE) -> list[EvalConfig]:
+def default_configs(modes: Sequence[str] = MODES,
+                    template: "str | PromptTemplates | None" = DEFAULT_PROMPT_TEMPLATE) -> list[EvalConfig]:
     """tags, then each vector-backed mode with and (if a template is set) without the template."""
+    if isinstance(template, PromptTemplates) and not (template.word or template.phrase):
+        template = None
     out: list[EvalConfig] = []
     for m in modes:
         if m not in MODES:
@@ -669,3 +673,46 @@ def similar_labels_heldout(client: Any, out_dir: str | Path, *, index: str = "im
     return {"images": len(originals), "k": k, "labels": _label_counts(rows),
             "by_edit": {e: {"recall": round(sum(t == p for t, p in r) / len(r), 4), "n": len(r),
                             "labels": sorted({str(p) for _, p in r})} for e, r in sorted(per_edit.items())}}
+
+
+# ------------------------------------------------------------------------------------ prompt templates
+
+#: the templates ``choose_templates`` compares with none (CLIP's own zero-shot prompts are of this kind)
+CANDIDATE_TEMPLATES = ("a picture of a {term}", "a photo of a {term}", "a photo of {term}")
+
+
+def choose_templates(client: Any, queryset: QuerySet, *, index: str | None = None, k: int = 10,
+                     candidates: Sequence[str] = CANDIDATE_TEMPLATES, model: str | None = None) -> Any:
+    """Measure vector-mode mAP@k of the set's text queries (``--field image``) with each template and
+    with none, per query kind (``word``: one word, ``phrase``: more), and return the winners as
+    :class:`kit.search.PromptTemplates`. A template wins a kind only by beating no template there."""
+    from kit.search import PromptTemplates
+
+    idx = index or queryset.index or "images"
+    queries = [q for q in queryset.queries if q.type == "text" and q.text and q.field == "image"]
+    if not queries:
+        raise EvalError(f"{queryset.path}: no text queries to choose templates on")
+    table: dict[str, dict[str, float]] = {}
+    counts = {"word": 0, "phrase": 0}
+    for template in (None, *candidates):
+        sums = {"word": 0.0, "phrase": 0.0}
+        counts = {"word": 0, "phrase": 0}
+        for q in queries:
+            kind = "word" if len(q.text.split()) == 1 else "phrase"  # type: ignore[union-attr]
+            spec = PromptTemplates(word=template, phrase=template)
+            hits = search(client, q.text or "", index=idx, k=k, mode="vector", prompt_template=spec).hits
+            rel = set(q.relevant)
+            sums[kind] += average_precision([is_relevant(h, rel) for h in hits], len(rel), k)
+            counts[kind] += 1
+        table[template or "(none)"] = {kind: round(sums[kind] / counts[kind], 4) for kind in sums if counts[kind]}
+    winners: dict[str, str | None] = {}
+    for kind in ("word", "phrase"):
+        if not counts[kind]:
+            winners[kind] = None
+            continue
+        base = table["(none)"][kind]
+        best = max(candidates, key=lambda t: table[t][kind])
+        winners[kind] = best if table[best][kind] > base else None
+    return PromptTemplates(word=winners["word"], phrase=winners["phrase"], model=model,
+                           source=f"chosen by oskit eval on {queryset.path.name} (mAP@{k}, vector mode)",
+                           measured={"map_at_k": table, "k": k, "queries": counts})

@@ -38,7 +38,8 @@ def _status(err: KitError) -> int:
     return 400
 
 
-def create_app(conn: Mapping[str, Any] | Any, *, index: str = "images", bands: Any = None, max_k: int = 200) -> Any:
+def create_app(conn: Mapping[str, Any] | Any, *, index: str = "images", bands: Any = None, templates: Any = None,
+               max_k: int = 200) -> Any:
     """Build the search page app. ``conn`` is :func:`kit.cluster.client.connect` keyword arguments or a Client."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -98,7 +99,7 @@ def create_app(conn: Mapping[str, Any] | Any, *, index: str = "images", bands: A
             result = await run_in_threadpool(
                 run_search, client, q.get("q", ""), index=index, k=k, mode=q.get("mode", "vector"),
                 field=q.get("field", "image"), filters=q.getlist("filter"),
-                prompt_template="a picture of a {term}" if template is None else (template or None),
+                prompt_template=templates if template is None else (template or None),
                 all_terms=q.get("all_terms") in ("1", "true", "on"), thumbnails=True)
         except KitError as err:
             return kit_error(err)
