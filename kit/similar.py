@@ -35,6 +35,7 @@ __all__ = [
     "label_hits",
     "query_hashes",
     "similar",
+    "similar_to_id",
 ]
 
 log = logging.getLogger("kit.similar")
@@ -334,6 +335,44 @@ def similar(
                                  "copies are labelled; run `oskit eval data/eval/queries.yaml --ingest "
                                  "--calibrate-bands`")
     return label_hits(result, bands, hashlib.sha256(data).hexdigest(), hashes)
+
+
+def similar_to_id(
+    client: Any,
+    doc_id: str,
+    *,
+    index: str = "images",
+    k: int = 30,
+    bands: Bands | None = None,
+    thumbnails: bool = False,
+) -> SearchResult:
+    """"More like this": images like the indexed image ``doc_id``, by its stored vector (no image is
+    sent again), labelled against its stored hashes like :func:`similar`."""
+    if k < 1 or k > 10_000:
+        raise KitError(f"-k must be between 1 and 10000 (got {k})")
+    try:
+        doc = client.request("GET", f"/{index}/_doc/{doc_id}",
+                             params={"_source_includes": "image_embedding,phash,colour_hash,sha256,file_name"})
+    except NotFound:
+        doc = {}
+    src = (doc or {}).get("_source") or {}
+    vector = src.get("image_embedding")
+    if not doc.get("found", bool(src)) or not isinstance(vector, list):
+        raise KitError(f"no image {doc_id!r} in index {index!r}", hint="it may have been deleted or re-ingested")
+    if bands is None:
+        bands = Bands.for_index(client, index)
+    excludes = list(EXCLUDED_SOURCE) + ([] if thumbnails else ["thumbnail"])
+    body = {"size": k, "query": {"knn": {"image_embedding": {"vector": vector, "k": k}}},
+            "_source": {"excludes": excludes}}
+    name = str(src.get("file_name") or doc_id)
+    result = run_query(client, index, body, query_text=name, mode="similar", field="image")
+    result.body = {**body, "query": {"knn": {"image_embedding": {"vector": f"<{len(vector)} floats>", "k": k}}}}
+    result.params["bands"] = bands.source
+    hashes = QueryHashes(phash=[src["phash"]], colour=str(src.get("colour_hash") or "")) if src.get("phash") else None
+    if not bands.calibrated:
+        result.notes.append("similar-photo labels are not calibrated for this index's model: only exact copies "
+                            "are labelled")
+    return label_hits(result, bands, str(src.get("sha256") or doc_id), hashes)
 
 
 # --------------------------------------------------------------------------------------- calibration
