@@ -174,7 +174,7 @@ def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> No
         return
     from kit.gallery import write_gallery
 
-    write_gallery(path, result.hits, title=title, subtitle=subtitle)
+    write_gallery(path, result.hits, title=title, subtitle=subtitle, base=Path.cwd())
     click.echo(f"wrote {path} ({len(result.hits)} results)", err=True)
 
 

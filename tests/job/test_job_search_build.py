@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import base64
 import io
 from html.parser import HTMLParser
@@ -26,9 +28,11 @@ def test_template_wraps_single_words_only() -> None:
 
 
 def test_vector_body() -> None:
-    body = build_search("dress", k=30)
-    assert body == {"size": 30, "query": {"neural": {"image_embedding": {"query_text": "a picture of a dress", "k": 30}}},
+    body = build_search("dress", k=30)  # no template unless one is given (the project records the winner)
+    assert body == {"size": 30, "query": {"neural": {"image_embedding": {"query_text": "dress", "k": 30}}},
                     "_source": {"excludes": EXCLUDES}}
+    body = build_search("dress", k=30, prompt_template="a picture of a {term}")
+    assert body["query"]["neural"]["image_embedding"]["query_text"] == "a picture of a dress"
 
 
 def test_tags_body_union_and_intersection() -> None:
@@ -39,7 +43,7 @@ def test_tags_body_union_and_intersection() -> None:
 
 
 def test_hybrid_body_has_bm25_and_vector_halves() -> None:
-    q = build_search("stop", mode="hybrid", k=10, thumbnails=True)
+    q = build_search("stop", mode="hybrid", k=10, thumbnails=True, prompt_template="a picture of a {term}")
     assert q["_source"] == {"excludes": EXCLUDES[:-1]}
     lexical, neural = q["query"]["hybrid"]["queries"]
     # zero-shot tags are CLIP's own vector in words: hybrid's BM25 half reads only OCR text and captions
@@ -204,14 +208,48 @@ def test_gallery_html() -> None:
     assert "No results." in render_gallery([], title="t")
 
 
-def test_cli_defaults_are_the_seeds_text_to_image_search() -> None:
-    """`oskit search WORD` = top 30 by CLIP, a single word wrapped as "a picture of a {term}"."""
+def test_cli_defaults_read_the_projects_templates(tmp_path) -> None:
+    """`oskit search WORD` = top 30 by CLIP; the template is the one `oskit eval --choose-templates`
+    recorded in the project, and none when it recorded none (single words are templated only where
+    the evaluation says it helps)."""
     from kit.cli_job import search as search_cmd
-    from kit.search import DEFAULT_PROMPT_TEMPLATE
+    from kit.search import PromptTemplates
 
     defaults = {p.name: p.default for p in search_cmd.params}
     assert defaults["k"] == 30 and defaults["mode"] == "vector" and defaults["field_"] == "image"
-    assert defaults["prompt_template"] == DEFAULT_PROMPT_TEMPLATE == "a picture of a {term}"
-    body = build_search("dress", k=defaults["k"], mode=defaults["mode"], prompt_template=defaults["prompt_template"])
-    assert body["query"] == {"neural": {"image_embedding": {"query_text": "a picture of a dress", "k": 30}}}
-    assert body["size"] == 30
+    assert defaults["prompt_template"] is None  # → PromptTemplates.for_project(--project)
+    none = PromptTemplates.for_project(tmp_path)
+    assert (none.word, none.phrase) == (None, None)
+    body = build_search("dress", k=30, prompt_template=none)
+    assert body["query"] == {"neural": {"image_embedding": {"query_text": "dress", "k": 30}}}
+    PromptTemplates(word="a photo of a {term}", phrase=None, source="test").save(tmp_path)
+    chosen = PromptTemplates.for_project(tmp_path)
+    assert chosen.apply("dress") == "a photo of a dress" and chosen.apply("red dress") == "red dress"
+    body = build_search("dress", k=30, prompt_template=chosen)
+    assert body["query"]["neural"]["image_embedding"]["query_text"] == "a photo of a dress"
+
+
+def test_gallery_links_survive_moving_the_file(tmp_path, monkeypatch) -> None:
+    import re as _re
+    import shutil
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    from kit.gallery import write_gallery
+
+    photos = tmp_path / "work" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "a.png").write_bytes(b"x")
+    (photos / "b.png").write_bytes(b"y")
+    monkeypatch.chdir(tmp_path / "work")
+    hits = [Hit("a" * 64, 0.9, {"file_name": "a.png", "source_uri": (photos / "a.png").as_uri()}),
+            Hit("b" * 64, 0.8, {"file_name": "b.png", "source_uri": "photos/b.png"}),  # relative, from metadata
+            Hit("c" * 64, 0.7, {"file_name": "c.png", "source_uri": "https://example.org/c.png"})]
+    out = write_gallery(tmp_path / "work" / "out" / "g.html", hits, title="t")
+    moved = tmp_path / "elsewhere" / "g.html"
+    moved.parent.mkdir()
+    shutil.move(str(out), moved)
+    hrefs = _re.findall(r'href="([^"]+)"', moved.read_text())
+    assert hrefs and all(h.startswith(("file:///", "https://")) for h in hrefs)
+    for h in {h for h in hrefs if h.startswith("file:")}:
+        assert Path(url2pathname(urlparse(h).path)).is_file(), h
