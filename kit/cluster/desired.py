@@ -226,6 +226,9 @@ def _model_desired(project: Project, name: str, spec: ModelSpec, resolved: dict[
     # What decides the model's identity: everything but the description, the probe and the serve block
     # (the model server's business). Credentials count by the variable names only, never by value.
     ident = {k: v for k, v in resolved.items() if k not in ("description", "probe", "serve", "enabled")}
+    served = served_model(project, name)
+    if served:  # the width follows the served architecture: a change of either is a redeploy, not a new model
+        ident.pop("dimension", None)
     if "connector" in ident:
         conn = dict(ident["connector"])
         raw_cred = spec.connector.credential if spec.connector else {}
@@ -233,7 +236,6 @@ def _model_desired(project: Project, name: str, spec: ModelSpec, resolved: dict[
         ident["connector"] = conn
     fp = fingerprint(ident)
     description = f"{marker(pname, name, fp)} {spec.description}".rstrip()
-    served = served_model(project, name)
     if served:
         description += f" (serves {served})"
     full_name = f"{pname}.{name}"

@@ -42,7 +42,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 def _canvas(rng: random.Random, size: int) -> Image.Image:
     if rng.random() < 0.5:
         return Image.new("RGB", (size, size), tuple(rng.randrange(180, 256) for _ in range(3)))  # type: ignore[arg-type]
-    noise = Image.effect_noise((size, size), rng.uniform(20, 60)).convert("RGB")
+    # seeded noise (Image.effect_noise is not reproducible): the same seed gives the same bytes
+    import numpy as np
+
+    gen = np.random.default_rng(rng.randrange(2**32))
+    grey = np.clip(128 + gen.normal(0, rng.uniform(20, 60), (size, size)), 0, 255).astype("uint8")
+    noise = Image.fromarray(grey, "L").convert("RGB")
     tint = Image.new("RGB", (size, size), tuple(rng.randrange(60, 200) for _ in range(3)))  # type: ignore[arg-type]
     return Image.blend(noise, tint, 0.6).filter(ImageFilter.GaussianBlur(2))
 
