@@ -49,7 +49,7 @@ __all__ = [
     "weighted_pipeline",
 ]
 
-log = logging.getLogger("kit.search")
+log = logging.getLogger("kit.job.search")
 
 DEFAULT_PROMPT_TEMPLATE = "a picture of a {term}"
 MODES = ("vector", "hybrid", "tags")

@@ -1,4 +1,4 @@
-"""The search page: a small Starlette app (:func:`kit.ui.app.create_app`) plus static HTML/JS/CSS."""
+"""The search page: a small Starlette app (:func:`kit.job.ui.app.create_app`) plus static HTML/JS/CSS."""
 
 from __future__ import annotations
 
