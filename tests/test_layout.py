@@ -24,19 +24,11 @@ MAX_LINES = 1000
 # Known circles, by the set of modules in them, each with the branch that removes it. An entry that no
 # longer matches a circle fails the test too, so it is deleted when that branch is merged.
 ALLOWED_CIRCLES: dict[frozenset[str], str] = {
-    # kit/node is split on branch layout-node (issue #12, the node's part): delete this entry when merging it.
-    frozenset({"kit.node.engine", "kit.node.query", "kit.node.routing"}): "layout-node",
 }
 
 # Modules over MAX_LINES that do not say why yet, each with the branch that splits them or states the
 # reason. As above, an entry that is no longer needed fails the test.
 ALLOWED_LONG: dict[str, str] = {
-    # kit/node is split on branch layout-node (issue #12, the node's part): delete these when merging it.
-    "kit/node/conformance.py": "layout-node",
-    "kit/node/engine.py": "layout-node",
-    "kit/node/ingest.py": "layout-node",
-    "kit/node/ml/service.py": "layout-node",
-    "kit/node/searchpipe.py": "layout-node",
 }
 
 
@@ -188,6 +180,6 @@ def test_the_graph_sees_each_kind_of_import() -> None:
     graph = import_graph()
     assert "kit.serve.errors" in graph["kit.serve.engine"]  # module level
     assert "kit.serve.engine" in graph["kit.serve.app"]  # inside a function
-    assert "kit.node.engine" in graph["kit.node.query"]  # under TYPE_CHECKING
+    assert "kit.node.engine" in graph["kit.node.routing"]  # under TYPE_CHECKING
     assert circles({"a": {"b"}, "b": {"c", "a"}, "c": {"a"}, "d": {"a"}}) == [(frozenset("abc"), ["a", "b", "a"])]
     assert circles({"a": {"b"}, "b": set()}) == []
