@@ -64,12 +64,3 @@ def test_nothing_in_kit_or_tests_imports_an_old_path() -> None:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             offenders += [f"{path.relative_to(root)}:{node.lineno} {n}" for n in names if n in MOVED]
     assert not offenders, offenders
-
-
-def test_serve_is_still_reachable_where_it_was() -> None:
-    """``oskit serve`` moved from the models module to kit/cli/serve.py; the old attribute warns."""
-    from kit.cli import models as models_module
-    from kit.cli.serve import serve
-
-    with pytest.warns(DeprecationWarning, match="kit.cli.models.serve moved to kit.cli.serve.serve"):
-        assert models_module.serve is serve

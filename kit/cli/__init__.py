@@ -2,8 +2,8 @@
 
 Each command parses its arguments, calls one library function, renders the result and lets
 :class:`kit.errors.KitError` reach :func:`main`, the one place that turns it into an exit code.
-Command groups live beside this module (``provision.py``, ``node.py``, ``models.py``, ``serve.py``,
-``job.py``; shared options in ``common.py``) and are imported lazily so ``oskit --help`` starts fast.
+Command groups live beside this module (``kit/cli/provision.py``, ``node.py``, ``models.py``, ``job.py``;
+shared options in ``common.py``) and are imported lazily so ``oskit --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ COMMANDS: dict[str, str] = {
     "node": "kit.cli.node:node",
     # models and the model server
     "models": "kit.cli.models:models",
-    "serve": "kit.cli.serve:serve",
+    "serve": "kit.cli.models:serve",
     # the main job
     "ingest": "kit.cli.job:ingest",
     "search": "kit.cli.job:search",
