@@ -38,7 +38,7 @@ def _write_checkpoint(arch: str, path: Path) -> None:
 def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import os
 
-    from kit.demo import start_stack, write_samples
+    from kit.job.demo import start_stack, write_samples
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(("OSKIT_", "OPENSEARCH_"))}
     base = tmp_path_factory.mktemp("clip-switch")
@@ -63,7 +63,7 @@ def _restart_model_server(stack: Any, project: Path) -> None:
     """The model server again, on the same port (the connectors' URL), with the edited specs."""
     from urllib.parse import urlparse
 
-    from kit.demo import ServerThread, _wait_healthy
+    from kit.job.demo import ServerThread, _wait_healthy
     from kit.serve.app import create_app
     from kit.serve.config import load_serve_config
 
@@ -82,9 +82,9 @@ def test_one_line_switch_to_standard_open_clip(switch: dict[str, Any]) -> None:
     from kit.cluster.apply import apply
     from kit.cluster.plan import plan
     from kit.config import load_project
-    from kit.ingest import ingest
-    from kit.search import search
-    from kit.similar import similar
+    from kit.job.ingest import ingest
+    from kit.job.search import search
+    from kit.job.similar import similar
 
     stack, project, base = switch["stack"], switch["project"], switch["base"]
     images = switch["samples"] / "images"

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from kit.errors import EvalError, KitError
-from kit.gallery import render_gallery
-from kit.search import Hit, apply_template, build_search, filter_clauses, parse_filters
-from kit.similar import Bands, calibrate_bands, encode_query_image, shares_nothing, shares_object
+from kit.job.gallery import render_gallery
+from kit.job.search import Hit, apply_template, build_search, filter_clauses, parse_filters
+from kit.job.similar import Bands, calibrate_bands, encode_query_image, shares_nothing, shares_object
 
 EXCLUDES = ["image", "image_embedding", "ocr_embedding", "caption_embedding", "thumbnail"]
 
@@ -115,7 +115,7 @@ def test_magenta_square_is_not_near_identical_to_a_stop_sign() -> None:
     from PIL import Image
 
     from kit.models.heldout import heldout_images
-    from kit.similar import hamming
+    from kit.job.similar import hamming
 
     stop = next(im.image for im in heldout_images(0) if im.name.startswith("sign-stop"))
     square = Image.new("RGB", (8, 8), (230, 0, 200))
@@ -212,8 +212,8 @@ def test_cli_defaults_read_the_projects_templates(tmp_path) -> None:
     """`oskit search WORD` = top 30 by CLIP; the template is the one `oskit eval --choose-templates`
     recorded in the project, and none when it recorded none (single words are templated only where
     the evaluation says it helps)."""
-    from kit.cli_job import search as search_cmd
-    from kit.search import PromptTemplates
+    from kit.cli.job import search as search_cmd
+    from kit.job.search import PromptTemplates
 
     defaults = {p.name: p.default for p in search_cmd.params}
     assert defaults["k"] == 30 and defaults["mode"] == "vector" and defaults["field_"] == "image"
@@ -235,7 +235,7 @@ def test_gallery_links_survive_moving_the_file(tmp_path, monkeypatch) -> None:
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
-    from kit.gallery import write_gallery
+    from kit.job.gallery import write_gallery
 
     photos = tmp_path / "work" / "photos"
     photos.mkdir(parents=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from kit.errors import EvalError, KitError, ThresholdMissed
-from kit.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
+from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
 
 __all__ = [
     "EvalConfig",
@@ -54,7 +54,7 @@ __all__ = [
     "recall_at_k",
 ]
 
-log = logging.getLogger("kit.evaluate")
+log = logging.getLogger("kit.job.evaluate")
 
 GROUPS = ("text", "ocr", "image")
 #: the aggregate row: the queries every mode answers (photo queries are vector-only, so they stay apart)
@@ -312,7 +312,7 @@ def evaluate(
     ``search_pipeline`` evaluates another search pipeline than the index's default (e.g. other
     hybrid weights); it must carry the neural_query_enricher too.
     """
-    from kit.similar import similar
+    from kit.job.similar import similar
 
     ks = sorted({int(k) for k in ks})
     for k in ks:
@@ -547,7 +547,7 @@ def _set_images(queryset: QuerySet) -> Path:
 
 def ingest_eval_set(client: Any, queryset: QuerySet, *, index: str = "images", **kwargs: Any) -> Any:
     """Ingest the set's ``images/`` with its ``metadata.jsonl`` (ids are content hashes: reruns skip)."""
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
 
     meta = queryset.base_dir / "metadata.jsonl"
     return ingest(client, [_set_images(queryset)], index=index, metadata=meta if meta.is_file() else None, **kwargs)
@@ -555,7 +555,7 @@ def ingest_eval_set(client: Any, queryset: QuerySet, *, index: str = "images", *
 
 def calibrate_from_queries(client: Any, queryset: QuerySet, *, index: str = "images", limit: int = 100) -> Any:
     """Calibrate the similar-photo bands on the set's image queries (see docs/similar-bands.md)."""
-    from kit.similar import calibrate_bands, collect_band_samples
+    from kit.job.similar import calibrate_bands, collect_band_samples
 
     folder = _set_images(queryset)
     pairs: list[tuple[bytes, bytes, str]] = []
@@ -570,7 +570,7 @@ def calibrate_from_queries(client: Any, queryset: QuerySet, *, index: str = "ima
             break
     if not pairs:
         raise EvalError(f"{queryset.path}: no image queries with a source_id whose original is in images/")
-    from kit.similar import vectors_maker
+    from kit.job.similar import vectors_maker
 
     samples = collect_band_samples(client, pairs, index=index)
     return calibrate_bands(samples, source=f"calibrated on {queryset.path.name} ({len(pairs)} photo queries)",
@@ -601,7 +601,7 @@ def similar_labels_indomain(client: Any, queryset: QuerySet, *, index: str = "im
 
     from PIL import Image
 
-    from kit.similar import shares_nothing, shares_object, similar
+    from kit.job.similar import shares_nothing, shares_object, similar
 
     folder = _set_images(queryset)
     queries = [q for q in queryset.queries if q.type == "image" and q.image is not None and q.source_id]
@@ -638,9 +638,9 @@ def similar_labels_heldout(client: Any, out_dir: str | Path, *, index: str = "im
     labelled identical or near-identical (truth: similar for the same subject, e.g. two STOP signs)."""
     import io
 
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
     from kit.models.heldout import heldout_images, variants
-    from kit.similar import similar
+    from kit.job.similar import similar
 
     folder = Path(out_dir) / "heldout"
     folder.mkdir(parents=True, exist_ok=True)
@@ -685,8 +685,8 @@ def choose_templates(client: Any, queryset: QuerySet, *, index: str | None = Non
                      candidates: Sequence[str] = CANDIDATE_TEMPLATES, model: str | None = None) -> Any:
     """Measure vector-mode mAP@k of the set's text queries (``--field image``) with each template and
     with none, per query kind (``word``: one word, ``phrase``: more), and return the winners as
-    :class:`kit.search.PromptTemplates`. A template wins a kind only by beating no template there."""
-    from kit.search import PromptTemplates
+    :class:`kit.job.search.PromptTemplates`. A template wins a kind only by beating no template there."""
+    from kit.job.search import PromptTemplates
 
     idx = index or queryset.index or "images"
     queries = [q for q in queryset.queries if q.type == "text" and q.text and q.field == "image"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from kit.errors import EvalError, KitError, NotFound
-from kit.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, filter_clauses, parse_filters, run_query
+from kit.job.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, filter_clauses, parse_filters, run_query
 
 __all__ = [
     "BAND_LABELS",
@@ -38,7 +38,7 @@ __all__ = [
     "similar_to_id",
 ]
 
-log = logging.getLogger("kit.similar")
+log = logging.getLogger("kit.job.similar")
 
 BAND_LABELS = ("identical", "near-identical", "similar", "unrelated")
 #: where the calibration lives in the index mapping's ``_meta``

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from kit.search import Hit
+from kit.job.search import Hit
 
 __all__ = ["absolute_uri", "render_gallery", "write_gallery"]
 
