@@ -89,8 +89,11 @@ class Bands:
     def calibrated(self) -> bool:
         return self.similar is not None
 
-    def label(self, score: float, phash: int | None = None, colour: int | None = None) -> str | None:
-        """The label of a hit with this score and these hash distances to the query (None = no hash)."""
+    def label(self, score: float, phash: int | None = None, colour: int | None = None, *,
+              flat: bool = False) -> str | None:
+        """The label of a hit with this score and these hash distances to the query (None = no hash).
+        ``flat``: both pictures are plain fields, whose pHashes agree whatever their colour, so the
+        colour hash must pass the identical bound for near-identical too."""
         hashed = phash is not None and colour is not None
         if not self.calibrated:
             return "identical" if hashed and phash == 0 and colour == 0 else None
@@ -99,8 +102,9 @@ class Bands:
             if (self.identical is not None and score >= self.identical and phash <= self.identical_phash
                     and colour <= self.identical_colour):
                 return "identical"
+            near_colour = min(self.near_colour, self.identical_colour) if flat else self.near_colour
             if (self.near_identical is not None and score >= self.near_identical and phash <= self.near_phash
-                    and colour <= self.near_colour):
+                    and colour <= near_colour):
                 return "near-identical"
         assert self.similar is not None
         return "similar" if score >= self.similar else "unrelated"
@@ -206,17 +210,33 @@ def encode_query_image(data: bytes) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _flat(h: str | None) -> bool:
+    """A pHash with (almost) no bits set or cleared: a picture without structure (a plain field)."""
+    try:
+        ones = bin(int(h or "", 16)).count("1")
+    except ValueError:
+        return False
+    return ones <= 3 or ones >= 61
+
+
 @dataclass
 class QueryHashes:
-    """The query's hashes: ``phash`` of the photo as sent and of its quarter turns (a phone held
-    sideways), ``colour`` of the photo. None when the index's ingest pipeline computes no hashes."""
+    """The query's hashes (:mod:`kit.serve.hashes`): ``phash`` of the photo as sent, then its probes
+    (quarter turns, small rotations, a centre crop), and its ``colour`` hash."""
 
     phash: list[str]
     colour: str
 
     def distances(self, source: Mapping[str, Any]) -> tuple[int | None, int | None]:
-        found = [d for d in (hamming(p, source.get("phash")) for p in self.phash) if d is not None]
+        """(smallest pHash distance between a query hash and a stored one (``phash`` + ``phash_crops``),
+        colour-hash distance) to an indexed document; None where it has no hashes."""
+        crops = source.get("phash_crops") or []
+        stored = [source.get("phash")] + (list(crops) if isinstance(crops, list) else [crops])
+        found = [d for d in (hamming(p, s) for p in self.phash for s in stored) if d is not None]
         return (min(found) if found else None), hamming(self.colour, source.get("colour_hash"))
+
+    def both_flat(self, source: Mapping[str, Any]) -> bool:
+        return bool(self.phash) and _flat(self.phash[0]) and _flat(source.get("phash"))
 
 
 def _hash_model(client: Any, index: str) -> str | None:
@@ -242,19 +262,6 @@ def _hash_model(client: Any, index: str) -> str | None:
     return None
 
 
-def _quarter_turns(data: bytes) -> list[str]:
-    from PIL import Image, ImageOps
-
-    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
-    img.thumbnail((256, 256), Image.Resampling.LANCZOS)
-    out = []
-    for turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270):
-        buf = io.BytesIO()
-        img.transpose(turn).save(buf, "PNG")
-        out.append(base64.b64encode(buf.getvalue()).decode("ascii"))
-    return out
-
-
 def query_hashes(client: Any, index: str, b64: str) -> QueryHashes | None:
     """Hash the query through the index's hash model (ML Commons predict; the model server computes)."""
     model_id = _hash_model(client, index)
@@ -274,8 +281,9 @@ def query_hashes(client: Any, index: str, b64: str) -> QueryHashes | None:
     first = predict(b64)
     if not first.get("phash"):
         return None
-    phashes = [first["phash"]] + [predict(t).get("phash") or "" for t in _quarter_turns(base64.b64decode(b64))]
-    return QueryHashes(phash=[p for p in phashes if p], colour=str(first.get("colour") or ""))
+    probes = first.get("phash_probes") or []
+    return QueryHashes(phash=[first["phash"], *[p for p in probes if isinstance(p, str)]],
+                       colour=str(first.get("colour") or ""))
 
 
 def label_hits(result: SearchResult, bands: Bands, query_sha256: str | None = None,
@@ -284,7 +292,8 @@ def label_hits(result: SearchResult, bands: Bands, query_sha256: str | None = No
     for hit in result.hits:
         same_file = query_sha256 is not None and (hit.id == query_sha256 or hit.source.get("sha256") == query_sha256)
         phash, colour = hashes.distances(hit.source) if hashes is not None else (None, None)
-        hit.label = "identical" if same_file else bands.label(hit.score, phash, colour)
+        flat = hashes is not None and hashes.both_flat(hit.source)
+        hit.label = "identical" if same_file else bands.label(hit.score, phash, colour, flat=flat)
         if phash is not None:
             hit.hash_distance = {"phash": phash, "colour": colour}
     return result
@@ -352,7 +361,7 @@ def similar_to_id(
         raise KitError(f"-k must be between 1 and 10000 (got {k})")
     try:
         doc = client.request("GET", f"/{index}/_doc/{doc_id}",
-                             params={"_source_includes": "image_embedding,phash,colour_hash,sha256,file_name"})
+                             params={"_source_includes": "image_embedding,phash,phash_crops,colour_hash,sha256,file_name"})
     except NotFound:
         doc = {}
     src = (doc or {}).get("_source") or {}
