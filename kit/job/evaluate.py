@@ -231,12 +231,12 @@ class EvalConfig:
 
     mode: str
     template: "str | PromptTemplates | None" = DEFAULT_PROMPT_TEMPLATE
+    #: the row without a template next to one with it (named "… (no template)")
+    baseline: bool = False
 
     @property
     def name(self) -> str:
-        if self.mode == "tags" or self.template:
-            return self.mode
-        return f"{self.mode} (no template)"
+        return f"{self.mode} (no template)" if self.baseline else self.mode
 
 
 def default_configs(modes: Sequence[str] = MODES,
@@ -253,7 +253,7 @@ def default_configs(modes: Sequence[str] = MODES,
         else:
             out.append(EvalConfig(m, template))
             if template:
-                out.append(EvalConfig(m, None))
+                out.append(EvalConfig(m, None, baseline=True))
     return out
 
 
@@ -363,7 +363,7 @@ def evaluate(
             for name, total in sums[key].items():
                 metrics[name.replace("AP@", "mAP@")] = total / c
             rows.append(EvalRow(cfg.name, cfg.mode, group, c, metrics))
-    primary = next((c.name for c in configs if c.mode == "vector" and c.template), configs[0].name)
+    primary = next((c.name for c in configs if c.mode == "vector" and not c.baseline), configs[0].name)
     if not any(c.mode == "vector" for c in configs):
         primary = configs[0].name
     return EvalReport(ks=ks, rows=rows, per_query=per_query, primary=primary)
