@@ -90,16 +90,19 @@ class Bands:
         return self.similar is not None
 
     def label(self, score: float, phash: int | None = None, colour: int | None = None, *,
-              flat: bool = False) -> str | None:
+              flat: bool = False, direct: int | None = None) -> str | None:
         """The label of a hit with this score and these hash distances to the query (None = no hash).
-        ``flat``: both pictures are plain fields, whose pHashes agree whatever their colour, so the
-        colour hash must pass the identical bound for near-identical too."""
+        ``phash`` is the smallest distance over the query's turns and the stored crops; ``direct``
+        (default ``phash``) the distance of the query as sent, which identical needs: a turned or
+        cropped copy is near-identical. ``flat``: both pictures are plain fields, whose pHashes
+        agree whatever their colour, so near-identical needs the identical colour bound."""
         hashed = phash is not None and colour is not None
+        direct = phash if direct is None else direct
         if not self.calibrated:
-            return "identical" if hashed and phash == 0 and colour == 0 else None
+            return "identical" if hashed and direct == 0 and colour == 0 else None
         if hashed:
-            assert phash is not None and colour is not None
-            if (self.identical is not None and score >= self.identical and phash <= self.identical_phash
+            assert phash is not None and colour is not None and direct is not None
+            if (self.identical is not None and score >= self.identical and direct <= self.identical_phash
                     and colour <= self.identical_colour):
                 return "identical"
             near_colour = min(self.near_colour, self.identical_colour) if flat else self.near_colour
@@ -235,6 +238,11 @@ class QueryHashes:
         found = [d for d in (hamming(p, s) for p in self.phash for s in stored) if d is not None]
         return (min(found) if found else None), hamming(self.colour, source.get("colour_hash"))
 
+    def direct(self, source: Mapping[str, Any]) -> int | None:
+        """pHash distance of the query as sent to the document as stored: no turns, no crops (an
+        identical picture needs none)."""
+        return hamming(self.phash[0], source.get("phash")) if self.phash else None
+
     def both_flat(self, source: Mapping[str, Any]) -> bool:
         return bool(self.phash) and _flat(self.phash[0]) and _flat(source.get("phash"))
 
@@ -292,10 +300,11 @@ def label_hits(result: SearchResult, bands: Bands, query_sha256: str | None = No
     for hit in result.hits:
         same_file = query_sha256 is not None and (hit.id == query_sha256 or hit.source.get("sha256") == query_sha256)
         phash, colour = hashes.distances(hit.source) if hashes is not None else (None, None)
+        direct = hashes.direct(hit.source) if hashes is not None else None
         flat = hashes is not None and hashes.both_flat(hit.source)
-        hit.label = "identical" if same_file else bands.label(hit.score, phash, colour, flat=flat)
+        hit.label = "identical" if same_file else bands.label(hit.score, phash, colour, flat=flat, direct=direct)
         if phash is not None:
-            hit.hash_distance = {"phash": phash, "colour": colour}
+            hit.hash_distance = {"phash": phash, "colour": colour, "direct": direct}
     return result
 
 
@@ -520,9 +529,9 @@ def collect_band_samples(
     raw = Bands()
     samples: dict[str, list[Sample]] = {lab: [] for lab in BAND_LABELS}
 
-    def sample(h: Any) -> Sample:
+    def sample(h: Any, *, direct: bool = False) -> Sample:
         d = h.hash_distance or {}
-        return (h.score, d.get("phash"), d.get("colour"))
+        return (h.score, d.get("direct") if direct else d.get("phash"), d.get("colour"))
 
     for original, photo, file_name in pairs:
         img = Image.open(io.BytesIO(original)).convert("RGB")
@@ -531,7 +540,7 @@ def collect_band_samples(
             variant.save(buf, "JPEG", quality=90)
             for h in similar(client, buf.getvalue(), index=index, k=5, bands=raw).hits:
                 if h.source.get("file_name") == file_name:
-                    samples["identical"].append(sample(h))
+                    samples["identical"].append(sample(h, direct=True))
         res = similar(client, photo, index=index, k=k, bands=raw)
         src_meta = _metadata_of(client, index, file_name, res)
         for h in res.hits:
