@@ -589,6 +589,13 @@ def _label_counts(rows: Sequence[tuple[str, str | None]]) -> dict[str, dict[str,
         truth = sum(1 for t, _ in rows if t == lab)
         out[lab] = {"precision": round(tp / pred, 4) if pred else 1.0, "recall": round(tp / truth, 4) if truth else 1.0,
                     "labelled": pred, "truth": truth}
+    # "a copy of the query" (identical or near-identical), whichever of the two it is called
+    copy = ("identical", "near-identical")
+    tp = sum(1 for t, p in rows if t in copy and p in copy)
+    pred = sum(1 for _, p in rows if p in copy)
+    truth = sum(1 for t, _ in rows if t in copy)
+    out["copy"] = {"precision": round(tp / pred, 4) if pred else 1.0, "recall": round(tp / truth, 4) if truth else 1.0,
+                   "labelled": pred, "truth": truth}
     return out
 
 

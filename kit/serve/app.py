@@ -8,7 +8,7 @@ Endpoints (documented with examples in docs/model-server.md)::
     POST /clip/embed-texts  {"input": [str, ...]} or [str, ...] → [[...], ...]
     POST /ocr               {"inputImage": b64} → {"text", "lines": [{"text", "box", "confidence"}]}
     POST /tags              {"inputImage": b64} → {"tags": [...], "scores": {...}}
-    POST /hash              {"inputImage": b64} → {"phash", "colour", "phash_crops", "phash_probes", "hash_version"}
+    POST /hash              {"inputImage": b64} → {"phash", "colour", "mean", "phash_crops", "phash_probes", "hash_version"}
     POST /captions          {"inputImage": b64} → {"caption": "..."}  (503 when not configured)
 
 Every error: ``{"error": {"code": "...", "message": "...", "status": N}}``.
