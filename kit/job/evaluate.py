@@ -32,6 +32,7 @@ from kit.errors import EvalError, KitError, ThresholdMissed
 from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
 
 __all__ = [
+    "CANDIDATE_TEMPLATES",
     "EvalConfig",
     "EvalReport",
     "EvalRow",
@@ -40,18 +41,18 @@ __all__ = [
     "Threshold",
     "average_precision",
     "check_thresholds",
-    "default_configs",
     "choose_templates",
+    "default_configs",
     "evaluate",
     "f1_at_k",
-    "similar_labels_heldout",
-    "similar_labels_indomain",
     "load_queries",
     "mean_average_precision",
     "parse_thresholds",
     "precision_at_k",
     "query_metrics",
     "recall_at_k",
+    "similar_labels_heldout",
+    "similar_labels_indomain",
 ]
 
 log = logging.getLogger("kit.job.evaluate")

@@ -27,6 +27,7 @@ from kit.job.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, f
 __all__ = [
     "BAND_LABELS",
     "Bands",
+    "FLAT_TOLERANCE",
     "META_KEY",
     "QueryHashes",
     "calibrate_bands",
@@ -36,6 +37,7 @@ __all__ = [
     "query_hashes",
     "similar",
     "similar_to_id",
+    "vectors_maker",
 ]
 
 log = logging.getLogger("kit.job.similar")
