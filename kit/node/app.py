@@ -763,8 +763,8 @@ def build_router(engine: Engine) -> Router:
     add("HEAD", "/{index}", index_exists)
     add("GET", "/{index}", get_index)
     add("DELETE", "/{index}", delete_index)
-    add("GET", "/_mapping", get_mapping)
-    add("GET", "/{index}/_mapping", get_mapping)
+    for p in ("/_mapping", "/_mappings", "/{index}/_mapping", "/{index}/_mappings"):
+        add("GET", p, get_mapping)
     add("PUT", "/{index}/_mapping", put_mapping)
     add("POST", "/{index}/_mapping", put_mapping)
     add("GET", "/_settings", get_settings)
@@ -827,9 +827,10 @@ def build_router(engine: Engine) -> Router:
     add("POST", "/{index}/_delete_by_query", delete_by_query)
     add("POST", "/{index}/_update_by_query", not_supported("_update_by_query"))
     add("POST", "/_reindex", not_supported("_reindex"))
-    from kit.node import knn_api
+    from kit.node import knn_api, search_api
 
     r.extend(knn_api.routes())
+    r.extend(search_api.routes())
     _mount_plugins(engine, r)
     return r
 
