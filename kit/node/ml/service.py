@@ -41,6 +41,7 @@ from kit.node.ml.common import (
     status_error,
 )
 from kit.node.ml.local import LocalModel, ModelLoadError, verify_model_zip
+from kit.node.ml.secrets import CredentialCipher
 from kit.node.ml.templating import parameter_map
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class MLCommons:
         self._indices_ready = False
         self._threads: list[threading.Thread] = []
         data_dir = getattr(engine, "data_dir", None)
+        self.cipher = CredentialCipher(Path(data_dir) if data_dir else None)
         self.work_dir: Path | None = Path(data_dir) / "ml-cache" if data_dir else None
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)  # leftovers of a killed process
@@ -643,7 +645,7 @@ class MLCommons:
             actions = inline.get("actions") or []
             if not any(str(a.get("action_type", "")).upper() == "PREDICT" for a in actions if isinstance(a, dict)):
                 raise iae("Connector endpoint is required when creating a remote model without connector id!")
-            inline = conn.validate_connector(inline, self.settings)
+            inline = self.cipher.seal(conn.validate_connector(inline, self.settings))
         group_id, _ = self._resolve_group(body, name)
         task_id = self._new_task("REGISTER_MODEL", "REMOTE", is_async=False)
         version = self._next_version(group_id)
@@ -827,7 +829,7 @@ class MLCommons:
                 merged = dict(doc["connector"])
                 update = body["connector"] or {}
                 merged = conn.validate_connector(update, self.settings, update=True, existing=merged)
-                partial["connector"] = merged
+                partial["connector"] = self.cipher.seal(merged)
         if "model_config" in body:
             raise iae("Updating model_config is not supported by the oskit embedded node; register a new version")
         partial["last_updated_time"] = now_ms()
@@ -1049,6 +1051,7 @@ class MLCommons:
             connector = self._get(CONNECTOR_INDEX, str(doc.get("connector_id")))
             if connector is None:
                 raise status_error(404, "Failed to find connector")
+        connector = self.cipher.open(connector)
         raw_params = body.get("parameters")
         if raw_params is not None and not isinstance(raw_params, dict):
             raise iae("parameters must be an object")
@@ -1070,7 +1073,8 @@ class MLCommons:
         body = self._body(req)
         if not self.settings.flag("remote_inference.enabled"):
             raise status_error(400, REMOTE_DISABLED)
-        doc = conn.validate_connector(body, self.settings)
+        doc = self.cipher.seal(conn.validate_connector(body, self.settings))
+        assert doc is not None
         now = now_ms()
         doc = {k: v for k, v in doc.items() if v is not None}
         doc.update({"created_time": now, "last_updated_time": now})
@@ -1099,7 +1103,8 @@ class MLCommons:
         if deployed:
             raise status_error(400, f"{len(deployed)} models are still using this connector, please undeploy the "
                                     f"models first: [{', '.join(deployed)}]")
-        doc = conn.validate_connector(body, self.settings, update=True, existing=existing)
+        doc = self.cipher.seal(conn.validate_connector(body, self.settings, update=True, existing=existing))
+        assert doc is not None
         doc["last_updated_time"] = now_ms()
         return self._put(CONNECTOR_INDEX, connector_id, {k: v for k, v in doc.items() if v is not None})
 
