@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MLCommons"]
 
+P_REDEPLOY_RETRIES = "plugins.ml_commons.model_auto_redeploy.lifetime_retry_times"
+
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 10_000_000
@@ -88,6 +90,8 @@ class MLCommons:
         register = getattr(getattr(engine, "settings", None), "register_defaults", None)
         if register is not None:
             register(self.settings.defaults())
+        if data_dir and getattr(engine, "index_exists", None) and engine.index_exists(MODEL_INDEX):
+            self._spawn(self.auto_redeploy, "ml-auto-redeploy")
 
     # ================================================================================== plumbing
     def routes(self) -> list["Route"]:
@@ -148,11 +152,14 @@ class MLCommons:
                 for name, mapping in MAPPINGS.items():
                     self.engine.ensure_system_index(name, mapping)
                 self._indices_ready = True
-                # MLSyncUpCron: a model left DEPLOYING by a previous process has no live worker.
-                for hit in self._search_ids(MODEL_INDEX, {"term": {"model_state": "DEPLOYING"}}):
-                    self._update(MODEL_INDEX, hit["_id"], {"model_state": "DEPLOY_FAILED",
-                                                           "current_worker_node_count": 0,
-                                                           "last_updated_time": now_ms()})
+                self._sync_up(set())
+
+    def _sync_up(self, deploying: set[str]) -> None:
+        """MLSyncUpCron: a model left DEPLOYING by a previous process has no live worker."""
+        for hit in self._search_ids(MODEL_INDEX, {"term": {"model_state": "DEPLOYING"}}):
+            if hit["_id"] not in deploying:
+                self._update(MODEL_INDEX, hit["_id"], {"model_state": "DEPLOY_FAILED", "current_worker_node_count": 0,
+                                                       "last_updated_time": now_ms()})
 
     def _get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:
@@ -210,6 +217,45 @@ class MLCommons:
                 model.close()
             self._loaded.clear()
         self.settings.http.close()
+
+    # ================================================================================== auto redeploy
+    def auto_redeploy(self) -> list[str]:
+        """``MLModelAutoReDeployer`` at node start: models left deployed (or deploying) by the previous
+        process are deployed again, oldest ``last_deployed_time`` first, each at most
+        ``model_auto_redeploy.lifetime_retry_times`` times in a row (a success sets the count back to 0).
+        DEPLOY_FAILED models are not in its query: they wait for a ``_deploy``, as in ML Commons."""
+        with self._lock:  # before the sync-up (ML Commons starts its cron once redeploy is arranged)
+            if self._indices_ready:
+                return []
+            for name, mapping in MAPPINGS.items():
+                self.engine.ensure_system_index(name, mapping)
+            started = self._redeploy() if self.settings.flag("model_auto_redeploy.enable") else []
+            self._sync_up(set(started))
+            self._indices_ready = True
+            return started
+
+    def _redeploy(self) -> list[str]:
+        limit = int(self.settings.raw(P_REDEPLOY_RETRIES) or 3)
+        hits = self.engine.search(MODEL_INDEX, {
+            "size": 10_000, "sort": [{"last_deployed_time": {"order": "asc", "unmapped_type": "long"}}],
+            "query": {"terms": {"model_state": ["LOADING", "PARTIALLY_LOADED", "LOADED", "DEPLOYING",
+                                                "PARTIALLY_DEPLOYED", "DEPLOYED"]}},
+            "_source": ["auto_redeploy_retry_times"]})["hits"]["hits"]
+        started = []
+        for hit in hits:
+            model_id = hit["_id"]
+            tries = int((hit.get("_source") or {}).get("auto_redeploy_retry_times") or 0)
+            if tries >= limit:
+                continue
+            self._update(MODEL_INDEX, model_id, {"auto_redeploy_retry_times": tries + 1})
+            try:
+                self.deploy_model(model_id)
+                started.append(model_id)
+            except ApiError as exc:
+                log.warning("auto redeploy of model %s failed: %s", model_id, exc.reason)
+                self._update(MODEL_INDEX, model_id, {"model_state": "DEPLOY_FAILED", "current_worker_node_count": 0,
+                                                     "last_updated_time": now_ms()})
+        return started
 
     # ================================================================================== eligibility
     def _eligible(self, *, remote: bool) -> bool:
@@ -869,11 +915,14 @@ class MLCommons:
 
     def _mark_deployed(self, model_id: str) -> None:
         now = now_ms()
-        self._update(MODEL_INDEX, model_id, {
+        fields: dict[str, Any] = {
             "model_state": "DEPLOYED", "planning_worker_node_count": 1, "current_worker_node_count": 1,
             "planning_worker_nodes": [self.node_id], "deploy_to_all_nodes": True,
             "last_deployed_time": now, "last_updated_time": now,
-        })
+        }
+        if self.settings.flag("model_auto_redeploy.enable"):
+            fields["auto_redeploy_retry_times"] = 0  # MLForwardTransportAction: a deploy that succeeded
+        self._update(MODEL_INDEX, model_id, fields)
 
     def _deploy_local_job(self, task_id: str, model_id: str) -> None:
         self._task_update(task_id, state="RUNNING")
