@@ -146,7 +146,7 @@ class Search(Indices):
         for key in body:
             if key not in allowed:
                 raise parsing_error(f"Unknown key for a {'START_OBJECT' if isinstance(body[key], dict) else 'VALUE_STRING'} in [{key}].")
-        for key in ("collapse", "suggest", "rescore", "script_fields", "slice", "indices_boost"):
+        for key in ("highlight", "collapse", "suggest", "rescore", "script_fields", "slice", "indices_boost"):
             if body.get(key):
                 raise unsupported(key if key != "aggs" else "aggregations")
         if body.get("explain") or params.get("explain") == "true":
@@ -304,13 +304,7 @@ class Search(Indices):
             if hybrid_raw:
                 max_score = raw_max
             src_param = source_param(body.get("_source"), params)
-            highlighter = None
-            if body.get("highlight") and not hybrid_raw:
-                from kit.node.highlight import Highlighter
-
-                highlighter = Highlighter(body["highlight"], q, self._predict_fn())
             render = {"source": src_param, "score_visible": score_visible, "raw_source": raw_source,
-                      "highlight": highlighter,
                       "version": bool(body.get("version") or params.get("version") == "true"),
                       "seq_no": bool(body.get("seq_no_primary_term") or params.get("seq_no_primary_term") == "true")}
         hits = self._fetch_hits(targets, page, sort_values, render)
@@ -358,8 +352,7 @@ class Search(Indices):
         for _, pos, rid in page:
             by_index.setdefault(pos, []).append(rid)
         fetched: dict[tuple[int, int], tuple[str, int, int, str]] = {}
-        highlighter = render.get("highlight")
-        need_rows = src_param is not False or render["version"] or render["seq_no"] or highlighter is not None
+        need_rows = src_param is not False or render["version"] or render["seq_no"]
         with self.lock:
             for pos, rids in by_index.items():
                 if need_rows:
@@ -391,10 +384,6 @@ class Search(Indices):
                     hit["_source"] = RawJSON(src) if raw_source else loads(src)
                 else:
                     hit["_source"] = filter_source(loads(src), src_param[0], src_param[1])
-            if highlighter is not None:
-                marked = highlighter.apply(targets[pos], loads(src))
-                if marked:
-                    hit["highlight"] = marked
             if (pos, rid) in sort_values:
                 hit["sort"] = sort_values[(pos, rid)]
             hits.append(hit)

@@ -117,7 +117,7 @@ def test_unsupported_features_are_named(n: AsgiNode) -> None:
     n.ok("PUT", "/u/_doc/1", {"a": "b"})
     for body, feature in [({"aggs": {"x": {"percentiles": {"field": "a"}}}}, "percentiles"),
                           ({"query": {"fuzzy": {"a": "c"}}}, "fuzzy"),
-                          ({"collapse": {"field": "a"}}, "collapse")]:
+                          ({"highlight": {"fields": {"a": {}}}}, "highlight")]:
         r = n.request("POST", "/u/_search", body)
         assert r.status_code == 400 and feature in r.json()["error"]["reason"]
     r = n.request("POST", "/u/_search", {"query": {"no_such_query": {}}})
