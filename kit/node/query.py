@@ -23,7 +23,7 @@ __all__ = ["Query", "parse_query"]
 _UNSUPPORTED_QUERIES = {
     "match_phrase", "match_phrase_prefix", "match_bool_prefix", "query_string", "simple_query_string",
     "prefix", "wildcard", "regexp", "fuzzy", "nested", "has_child", "has_parent", "geo_distance",
-    "geo_bounding_box", "geo_shape", "script", "function_score", "more_like_this",
+    "geo_bounding_box", "geo_shape", "script", "script_score", "function_score", "more_like_this",
     "dis_max", "constant_score", "boosting", "span_term", "span_near", "intervals", "distance_feature",
     "rank_feature", "percolate", "wrapper", "neural_sparse", "terms_set", "combined_fields", "match_none",
     "pinned", "xy_shape", "parent_id",
@@ -454,124 +454,6 @@ class Knn(Query):
         return {r: s * self.boost for r, s in hits}
 
 
-_KNN_SPACES = ("l2", "l1", "linf", "cosinesimil", "innerproduct", "hammingbit")
-
-
-def _knn_script_error(ix: "IndexState", reason: str, cause_type: str = "illegal_argument_exception") -> ApiError:
-    """The shard failure a knn_score script raises when the shard builds the query (OpenSearch 2.19.6)."""
-    cause = {"type": "query_shard_exception", "reason": f"failed to create query: {reason}", "index": ix.name,
-             "index_uuid": ix.uuid}
-    full = {**cause, "caused_by": {"type": cause_type, "reason": reason}}
-    failed: dict[str, Any] = {"shard": 0, "index": ix.name}
-    node = getattr(ix.engine, "node_id", None)
-    if node is not None:
-        failed["node"] = node
-    failed["reason"] = full
-    return ApiError(400, "search_phase_execution_exception", "all shards failed", phase="query", grouped=True,
-                    failed_shards=[failed], caused_by=full, root_cause=cause)
-
-
-class KnnScoreScript(Query):
-    """``script_score`` with the k-NN plugin's ``knn_score`` script (``lang: knn``): exact scoring of
-    every document the inner query matches, in the requested space (``KNNScoringSpace``); a document
-    without the field scores 0."""
-
-    def __init__(self, inner: Query, params: Any, boost: float, min_score: Any) -> None:
-        self.inner, self.params = inner, params if isinstance(params, dict) else {}
-        self.boost, self.min_score = boost, None if min_score is None else float(min_score)
-
-    def scores(self, ix: "IndexState") -> dict[int, float]:
-        for key in ("field", "query_value", "space_type"):
-            if key not in self.params:
-                raise _knn_script_error(ix, f"Missing parameter [{key}]")
-        field, value, space = str(self.params["field"]), self.params["query_value"], str(self.params["space_type"])
-        if space not in _KNN_SPACES:
-            raise _knn_script_error(ix, "Invalid space type. Please refer to the available space types.")
-        rids = self.inner.docs(ix)
-        fd = ix.mapping.fields.get(field)
-        ftype = fd.type if fd is not None else None
-        if space == "hammingbit":
-            out = self._hamming(ix, rids, field, value, ftype)
-        else:
-            if ftype != "knn_vector":
-                label = {"cosinesimil": "cosine", "linf": "l-inf"}.get(space, space)
-                raise _knn_script_error(ix, f"Incompatible field_type for {label} space. The field type must be "
-                                            f"knn_vector.")
-            out = self._vectors(ix, rids, field, value, space)
-        out = {r: s * self.boost for r, s in out.items()}
-        if self.min_score is not None:
-            out = {r: s for r, s in out.items() if s >= self.min_score}
-        return out
-
-    @staticmethod
-    def _vectors(ix: "IndexState", rids: set[int], field: str, value: Any, space: str) -> dict[int, float]:
-        import numpy as np
-
-        vf = ix.vectors(field)
-        try:
-            q = np.asarray(value, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise _knn_script_error(ix, "Incompatible query_value format for knn_vector space") from None
-        if q.ndim != 1 or q.shape[0] != vf.dim:
-            raise _knn_script_error(ix, f"Object's length={q.size} does not match the expected length={vf.dim}.",
-                                    "illegal_state_exception")
-        found, vecs = vf.vectors_for(np.fromiter(sorted(rids), dtype=np.int64, count=len(rids)))
-        one = np.float32(1)
-        if space == "l2":
-            d = vecs - q
-            sc = one / (one + np.einsum("ij,ij->i", d, d))
-        elif space == "l1":
-            sc = one / (one + np.abs(vecs - q).sum(axis=1))
-        elif space == "linf":
-            sc = one / (one + np.abs(vecs - q).max(axis=1, initial=0.0))
-        elif space == "cosinesimil":  # (1 + cos) / 2; 0.5 when either vector is zero
-            denom = np.sqrt(np.float32(q @ q) * np.einsum("ij,ij->i", vecs, vecs))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cos = np.where(denom > 0, (vecs @ q) / denom, 0.0)
-            sc = (one + cos) / np.float32(2)
-        else:  # innerproduct: KNNWeight.normalizeScore(-dot)
-            dot = vecs @ q
-            sc = np.where(dot > 0, dot + one, one / (one - dot))
-        out = {r: 0.0 for r in rids}
-        out.update(zip(found.tolist(), np.asarray(sc, dtype=np.float32).tolist()))
-        return out
-
-    @staticmethod
-    def _hamming(ix: "IndexState", rids: set[int], field: str, value: Any, ftype: str | None) -> dict[int, float]:
-        if ftype in ("long", "integer", "short", "byte"):
-            try:
-                q = int(value)
-            except (TypeError, ValueError):
-                raise _knn_script_error(ix, "Incompatible query_value format for hammingbit space") from None
-            values = ix.exact(field).values
-            out = {}
-            for r in rids:
-                vals = values.get(r)
-                # Long.bitCount(q ^ v) over 64-bit two's complement
-                out[r] = 1.0 / (1 + ((q ^ int(vals[0])) & 0xFFFFFFFFFFFFFFFF).bit_count()) if vals else 0.0
-            return out
-        if ftype == "binary":
-            import base64
-
-            from kit.node.jsonutil import loads
-
-            try:
-                q = int.from_bytes(base64.b64decode(str(value)), "big")  # new BigInteger(1, bytes)
-            except ValueError:
-                raise _knn_script_error(ix, "Incompatible query_value format for hammingbit space") from None
-            rows = ix.engine.store.sources(sorted(rids))
-            out = {}
-            for r in rids:
-                v: Any = loads(rows[r][3]) if r in rows else None
-                for part in field.split("."):
-                    v = v.get(part) if isinstance(v, dict) else None
-                out[r] = (1.0 / (1 + (q ^ int.from_bytes(base64.b64decode(v), "big")).bit_count())
-                          if isinstance(v, str) else 0.0)
-            return out
-        raise _knn_script_error(ix, "Incompatible field_type for hammingbit space. The field type must of type long "
-                                    "or binary.")
-
-
 class Neural(Query):
     """neural query: embed query_text/query_image with the model (ML Commons predict), then k-NN."""
 
@@ -807,16 +689,6 @@ def parse_query(q: Any, *, predict: Callable[[str, dict[str, Any]], dict[str, An
                 raise parsing_error(f"[hybrid] failed to parse field [pagination_depth]: [{depth}]") from None
         f = body.get("filter")
         return Hybrid(many(body["queries"]), sub(f) if f is not None else None, depth)
-    if name == "script_score":
-        if not isinstance(body, dict) or "query" not in body:
-            raise parsing_error("script_score: query must not be null")
-        script = body.get("script")
-        if not isinstance(script, dict):
-            raise parsing_error("script_score: script must not be null")
-        if script.get("lang") != "knn" or script.get("source") != "knn_score":
-            raise unsupported("script_score with scripts other than the k-NN plugin's knn_score (lang: knn) (Painless)")
-        return KnnScoreScript(sub(body["query"]), script.get("params"), float(body.get("boost", 1.0)),
-                              body.get("min_score"))
     if name == "template":
         return _template(body, predict=predict, top_level=top_level)
     if name in _UNSUPPORTED_QUERIES:

@@ -387,15 +387,6 @@ class VectorField:
         parts.append(self._buf[gn - self._base: self._buf_n])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def vectors_for(self, rids: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(rids, vectors) of those documents that hold a vector here, as stored (normalised for
-        cosinesimil, as the k-NN plugin's doc values are from 2.19); for exact script scoring."""
-        with self._lock, self._glock:
-            pos = self._positions(rids)
-            if pos.size == 0:
-                return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
-            return self._rids[pos].copy(), self._all_vectors()[pos].copy()
-
     # ------------------------------------------------------------------ searching
     def query_vector(self, values: Any, field: str) -> np.ndarray:
         """Validate a query vector (k-NN's messages) and normalise it for cosinesimil."""
