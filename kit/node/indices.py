@@ -153,8 +153,7 @@ class Indices:
             settings_in = dict(body.get("settings") or {})
             mappings_in = body.get("mappings") or {}
             aliases_in = dict(body.get("aliases") or {})
-            # a composable template wins; legacy ones apply only when none matches (as OpenSearch)
-            tmpl = self._matching_template(name) or self._legacy_template_for(name)
+            tmpl = self._matching_template(name)
             if tmpl is not None:
                 t = tmpl.get("template") or {}
                 settings_in = {**flatten(t.get("settings") or {}), **flatten(settings_in)}
@@ -343,66 +342,6 @@ class Indices:
                     best = (prio, t)
         return None if best is None else best[1]
 
-    # ------------------------------------------------------------------ legacy templates (_template)
-    def _legacy_template_for(self, name: str) -> dict[str, Any] | None:
-        """Every matching legacy template merged by ``order`` (higher wins), as MetadataCreateIndexService."""
-        found = [t for t in self.store.kv_list("legacy_template").values()
-                 if any(fnmatch.fnmatchcase(name, p) for p in t.get("index_patterns", []))]
-        if not found:
-            return None
-        settings: dict[str, Any] = {}
-        mappings: dict[str, Any] = {}
-        aliases: dict[str, Any] = {}
-        for t in sorted(found, key=lambda t: int(t.get("order", 0))):
-            settings.update(t.get("settings") or {})
-            mappings = deep_merge_mappings(mappings, t.get("mappings") or {})
-            aliases.update(t.get("aliases") or {})
-        return {"template": {"settings": settings, "mappings": mappings, "aliases": aliases}}
-
-    def put_legacy_template(self, name: str, body: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise body_required()
-        for key in body:
-            if key not in ("index_patterns", "order", "version", "settings", "mappings", "aliases"):
-                raise ApiError(400, "parse_exception", f"unknown key [{key}] in the template ")
-        pats = body.get("index_patterns")
-        if not pats:
-            raise ApiError(400, "action_request_validation_exception",
-                           "Validation Failed: 1: index patterns are missing;")
-        settings = {k: v for k, v in normalise_index_settings(body.get("settings") or {}).items() if v is not None}
-        Mapping(body.get("mappings") or {}, version=self.version,
-                knn_enabled=str(settings.get("index.knn", "false")).lower() == "true")  # validate now
-        stored: dict[str, Any] = {"order": int(body.get("order", 0) or 0)}
-        if body.get("version") is not None:
-            stored["version"] = int(body["version"])
-        stored.update({"index_patterns": [pats] if isinstance(pats, str) else list(pats), "settings": settings,
-                       "mappings": body.get("mappings") or {}, "aliases": body.get("aliases") or {}})
-        with self.lock:
-            if create and self.store.kv_get("legacy_template", name) is not None:
-                raise bad_request(f"index_template [{name}] already exists")
-            self.store.kv_put("legacy_template", name, stored)
-        return {"acknowledged": True}
-
-    def get_legacy_templates(self, name: str | None = None) -> dict[str, Any]:
-        """``GET /_template[/{name}]``; {} when a name without wildcards matches nothing (the REST layer's 404)."""
-        all_t = self.store.kv_list("legacy_template")
-        if name is None or name in ("*", "_all"):
-            sel = all_t
-        else:
-            sel = {k: v for k, v in all_t.items() if any(fnmatch.fnmatchcase(k, p) for p in name.split(","))}
-        return {k: {**{kk: vv for kk, vv in v.items() if kk != "settings"},
-                    "settings": nest(v.get("settings") or {}), "mappings": v.get("mappings") or {},
-                    "aliases": v.get("aliases") or {}} for k, v in sorted(sel.items())}
-
-    def delete_legacy_template(self, name: str) -> dict[str, Any]:
-        with self.lock:
-            names = [k for k in self.store.kv_list("legacy_template") if fnmatch.fnmatchcase(k, name)]
-            if not names:
-                raise ApiError(404, "index_template_missing_exception", f"index_template [{name}] missing")
-            for k in names:
-                self.store.kv_delete("legacy_template", k)
-        return {"acknowledged": True}
-
     def put_template(self, name: str, body: dict[str, Any], *, create: bool = False) -> dict[str, Any]:
         if not isinstance(body, dict) or "index_patterns" not in body:
             raise ApiError(400, "action_request_validation_exception",
@@ -500,23 +439,6 @@ def _merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any
     for k, v in (over or {}).items():
         if k == "properties":
             out.setdefault("properties", {}).update(copy.deepcopy(v))
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def deep_merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Mappings of several legacy templates: properties merge field by field, the later template winning."""
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        if k == "properties" and isinstance(v, dict):
-            props = out.setdefault("properties", {})
-            for field, spec in v.items():
-                if isinstance(spec, dict) and isinstance(props.get(field), dict) and "properties" in spec \
-                        and "properties" in props[field]:
-                    props[field] = deep_merge_mappings(props[field], spec)
-                else:
-                    props[field] = copy.deepcopy(spec)
         else:
             out[k] = copy.deepcopy(v)
     return out
