@@ -38,6 +38,17 @@ _METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
 
 
 MAX_CONTENT_LENGTH = 100 * 1024 * 1024  # http.max_content_length: 100mb, as OpenSearch
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}
+
+
+def parse_byte_size(text: str) -> int:
+    """OpenSearch's ByteSizeValue for ``http.max_content_length``: ``104857600``, ``100mb``, ``512kb``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*", str(text).lower())
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"failed to parse [{text}] as a byte size (e.g. 100mb, 512kb, 104857600)")
+    return int(m.group(1)) * _BYTE_UNITS[m.group(2) or "b"]
 
 
 def create_app(data_dir: Path, *, version: str = "3.3.0", auth: tuple[str, str] | None = None,

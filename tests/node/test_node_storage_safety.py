@@ -88,3 +88,11 @@ def test_binding_beyond_loopback_without_auth_warns(tmp_path: Path, caplog: pyte
         with pytest.raises(NodeError):
             run_foreground(tmp_path / "data", "0.0.0.0", busy.getsockname()[1])
     assert any("WITHOUT authentication" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_max_content_length_setting_parses_byte_sizes() -> None:
+    from kit.node.app import parse_byte_size
+
+    assert [parse_byte_size(t) for t in ("100mb", "512kb", "1gb", "1024")] == [104857600, 524288, 1073741824, 1024]
+    with pytest.raises(ValueError):
+        parse_byte_size("10 zb")
