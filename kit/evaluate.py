@@ -152,9 +152,11 @@ def load_queries(path: str | Path) -> QuerySet:
     """Read and check a query file; every problem is reported at once (:class:`EvalError`)."""
     import yaml
 
+    from kit.config.loader import safe_load_bounded
+
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EvalError(f"query file not found: {p}") from None
     except yaml.YAMLError as exc:
@@ -487,11 +489,11 @@ def materialise_eval_set(path: str | Path, raw: dict[str, Any] | None = None) ->
     """
     import json
 
-    import yaml
+    from kit.config.loader import safe_load_bounded
 
     path = Path(path)
     if raw is None:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or raw.get("generator") != "kit.models.synth.make_eval_set":
         return False
     base = path.parent

@@ -23,7 +23,7 @@ from kit.errors import ConfigError
 
 log = logging.getLogger("kit.config")
 
-__all__ = ["Project", "load_project", "version_tuple", "MODEL_REF_KEYS", "iter_processors",
+__all__ = ["MAX_YAML_NODES", "Project", "load_project", "safe_load_bounded", "version_tuple", "MODEL_REF_KEYS", "iter_processors",
            "knn_fields", "processor_vector_outputs"]
 
 Problem = tuple[str, str, str, "str | None"]
@@ -67,7 +67,51 @@ class Project:
 # ------------------------------------------------------------------------------------ YAML input
 
 
-class _StrictLoader(yaml.SafeLoader):
+# A project file is small: a document whose aliases expand past this many values is an alias bomb
+# ("billion laughs"), which would otherwise keep every later walk over the data busy for minutes.
+MAX_YAML_NODES = 100_000
+
+
+class AliasBomb(yaml.YAMLError):
+    """A YAML document whose aliases expand beyond :data:`MAX_YAML_NODES` values."""
+
+
+def expanded_size(node: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
+    """How many values ``node`` stands for once every alias is expanded (memoised: linear in the nodes)."""
+    memo: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        memo[key] = limit + 1  # a cycle through an alias counts as unbounded
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        memo[key] = min(total, limit + 1)
+        return memo[key]
+
+    return size(node)
+
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses documents whose aliases expand beyond :data:`MAX_YAML_NODES` values."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None and expanded_size(node) > MAX_YAML_NODES:
+            raise AliasBomb(f"YAML aliases expand to more than {MAX_YAML_NODES} values (an alias bomb?)")
+        return node
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` with the alias-expansion bound of :class:`BoundedSafeLoader`."""
+    return yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 - SafeLoader subclass
+
+
+class _StrictLoader(BoundedSafeLoader):
     """safe_load that rejects duplicate keys (a silent last-wins is a classic config bug)."""
 
 
@@ -101,6 +145,9 @@ def _read_yaml(path: Path, rel: str, problems: list[Problem]) -> dict[str, Any] 
         return None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except AliasBomb as exc:
+        problems.append((rel, "", str(exc), "write the values out, or use fewer nested aliases"))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from kit.config.loader import safe_load_bounded
 from kit.errors import ConfigError
 from kit.serve.images import PREPROCESS_VERSION
 
@@ -229,7 +230,7 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     tags_clip: tuple[str, str | None] | None = None
     for path in files:
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = safe_load_bounded(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             problems.append((str(path), "", f"cannot read YAML: {exc}", None))
             continue
