@@ -626,6 +626,28 @@ def create_app(config: ServeConfig) -> Starlette:
     return app
 
 
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ServeError` when ``host:port`` cannot be bound (busy, or not an address of this host).
+
+    Bound without ``SO_REUSEPORT``, so a port held by another ``oskit serve --workers`` counts as busy
+    too. Run before any model loads: uvicorn alone logs the error and exits 3 (read as drift by CI).
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} on {host} is already in use (another `oskit serve`?)",
+                                 hint=f"stop the process listening there, or pass --port (e.g. --port {port + 1})") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint="pass --host with an address of this machine") from None
+
+
 def config_to_env(config: ServeConfig) -> str:
     """Serialise ``config`` for :data:`CONFIG_ENV` (the captions API key included, for the workers)."""
     data = config.model_dump(mode="json")
