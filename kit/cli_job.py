@@ -70,15 +70,19 @@ def _weights(value: str | None) -> list[float] | None:
 @click.option("--batch", type=click.IntRange(1, 1000), default=16, show_default=True, help="Images per _bulk request.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=Path("ingest-errors.jsonl"),
               show_default=True, help="JSONL report of files that failed (written only when some did).")
-@click.option("--max-bytes", type=click.IntRange(1), default=50 * 1024 * 1024, show_default=True,
-              help="Files larger than this are reported, not sent.")
+@click.option("--max-bytes", type=click.IntRange(1), default=None,
+              help="Files larger than this are reported, not sent (default and upper bound: what the model server "
+                   "takes, from its GET /health).")
+@click.option("--model-server-url", envvar="OSKIT_MODEL_SERVER_URL", default="http://127.0.0.1:8765",
+              show_default=True, help="Where to read the model server's limits (env OSKIT_MODEL_SERVER_URL).")
 @click.option("--reindex", is_flag=True, help="Send every file again, even those already indexed.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 @connection_options
 @verbose_option
 def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, workers: int, batch: int, report: Path,
-           max_bytes: int, reindex: bool, no_progress: bool, as_json: bool, conn: dict[str, Any]) -> None:
+           max_bytes: int | None, model_server_url: str, reindex: bool, no_progress: bool, as_json: bool,
+           conn: dict[str, Any]) -> None:
     """Index images (folders, files, quoted globs) through the index's ingest pipeline.
 
     Ids are the sha256 of each file, so a rerun skips what is indexed. A bad file fails only
@@ -90,6 +94,7 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
     """
     from kit.ingest import IngestProgress
     from kit.ingest import ingest as run_ingest
+    from kit.limits import fetch_limits
 
     err = _stderr()
     progress_cb = None
@@ -115,7 +120,7 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
         with _client(conn) as client:
             result = run_ingest(client, list(paths), index=index, metadata=metadata_file, workers=workers,
                                 batch=batch, report=report, progress=progress_cb, skip_existing=not reindex,
-                                max_bytes=max_bytes)
+                                max_bytes=max_bytes, limits=fetch_limits(model_server_url))
     finally:
         if bar is not None:
             bar.stop()

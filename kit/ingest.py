@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from kit.errors import ClusterError, IngestError, NotFound, Unreachable
+from kit.limits import Limits
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -55,7 +56,7 @@ log = logging.getLogger("kit.ingest")
 SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # Pillow format names we accept; MPO is what many phones write for JPEG.
 _FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_BYTES = Limits().max_file_bytes  # what the model server takes by default (kit/limits.py)
 THUMBNAIL_SIZE = 256
 # One _bulk request stays under this many bytes of body (OpenSearch's default http.max_content_length is 100mb).
 MAX_BULK_BYTES = 32 * 1024 * 1024
@@ -116,6 +117,7 @@ class IngestResult:
     unmatched_metadata: int = 0  # metadata rows that named no ingested file
     seconds: float = 0.0
     report: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)  # the model server's, as used for this run
 
     @property
     def failed(self) -> int:
@@ -131,7 +133,7 @@ class IngestResult:
             "index": self.index, "total": self.total, "indexed": self.indexed, "skipped": self.skipped,
             "duplicates": self.duplicates, "failed": self.failed, "unmatched_metadata": self.unmatched_metadata,
             "seconds": round(self.seconds, 3), "images_per_second": round(self.rate, 2), "report": self.report,
-            "failures": [f.to_json() for f in self.failures],
+            "limits": self.limits, "failures": [f.to_json() for f in self.failures],
         }
 
 
@@ -247,8 +249,13 @@ def load_metadata(path: str | Path) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ images
 
 
-def _open_checked(data: bytes) -> Any:
-    """Decode fully with Pillow; raises ValueError with a readable reason when the bytes are not a usable image."""
+class _TooManyPixels(ValueError):
+    pass
+
+
+def _open_checked(data: bytes, max_pixels: int | None = None, pixels_why: str = "") -> Any:
+    """Decode fully with Pillow; raises ValueError with a readable reason when the bytes are not a usable image
+    (or, with ``max_pixels``, one with more pixels than the model server takes: checked before decoding)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -256,9 +263,15 @@ def _open_checked(data: bytes) -> Any:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             probe = Image.open(io.BytesIO(data))
             fmt = probe.format
+            width, height = probe.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise _TooManyPixels(f"image is {width}x{height} = {width * height} pixels, above the limit of "
+                                     f"{max_pixels}{f' ({pixels_why})' if pixels_why else ''}")
             probe.verify()  # structure check (CRC for PNG, etc.)
             img = Image.open(io.BytesIO(data))
             img.load()  # full decode: catches truncated files verify() lets through
+    except _TooManyPixels:
+        raise
     except UnidentifiedImageError:
         raise ValueError("not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -300,10 +313,14 @@ def prepare_file(
     metadata: dict[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     thumbnail_size: int = THUMBNAIL_SIZE,
+    max_pixels: int | None = None,
+    bytes_why: str = "",
+    pixels_why: str = "",
 ) -> ImageDoc:
     """Read and validate one file and build the document the cluster's pipeline expects.
 
     Raises ``ValueError`` with the reason when the file cannot be indexed (the caller records it).
+    ``bytes_why`` / ``pixels_why`` say where ``max_bytes`` / ``max_pixels`` come from, for the reason.
     """
     try:
         size = path.stat().st_size
@@ -312,12 +329,12 @@ def prepare_file(
     if size == 0:
         raise ValueError("empty file")
     if size > max_bytes:
-        raise ValueError(f"file too large ({size} bytes > limit {max_bytes})")
+        raise ValueError(f"file too large ({size} bytes > limit {max_bytes}{f'; {bytes_why}' if bytes_why else ''})")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read: {exc.strerror or exc}") from None
-    img = _open_checked(data)
+    img = _open_checked(data, max_pixels, pixels_why)
     fmt = _FORMATS[img.format or ""]
     from PIL import ImageOps
 
@@ -488,14 +505,17 @@ def ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     skip_existing: bool = True,
     pipeline: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     refresh: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    limits: Limits | None = None,
 ) -> IngestResult:
     """Index every image under ``paths`` into ``index``; bad files are reported, never fatal.
 
     ``workers`` batches run concurrently (each: read + validate + thumbnail, ``_mget``, ``_bulk``).
     ``pipeline`` overrides the index's default ingest pipeline (normally left ``None``).
+    ``limits`` are the model server's (:func:`kit.limits.fetch_limits`; the defaults when ``None``): a
+    file it would refuse is reported with the reason and not sent. ``max_bytes`` may only lower them.
     """
     if batch < 1 or workers < 1:
         raise IngestError("--batch and --workers must be at least 1")
@@ -508,7 +528,15 @@ def ingest(
         raise IngestError(f"index {index!r} does not exist",
                           hint="create it first: `oskit apply` (the default project defines 'images')") from None
 
-    result = IngestResult(index=index, total=len(files))
+    lim = limits or Limits()
+    pixels_why = f"the model server's limit, from {lim.source}"
+    if max_bytes is not None and max_bytes < lim.max_file_bytes:
+        file_limit, bytes_why = max_bytes, "--max-bytes"
+    else:
+        file_limit = lim.max_file_bytes
+        bytes_why = (f"the model server takes request bodies up to {lim.max_body_bytes} bytes and base64 adds a "
+                     f"third, from {lim.source}")
+    result = IngestResult(index=index, total=len(files), limits={**lim.to_json(), "max_file_bytes": file_limit})
     report_path = Path(report) if report else None
     if report_path:  # a stale report from an earlier run would mislead; it is recreated on the first failure
         report_path.unlink(missing_ok=True)
@@ -536,7 +564,8 @@ def ingest(
         for path in chunk:
             row = meta.get(path.name)
             try:
-                doc = prepare_file(path, metadata=row, max_bytes=max_bytes)
+                doc = prepare_file(path, metadata=row, max_bytes=file_limit, max_pixels=lim.max_image_pixels,
+                                   bytes_why=bytes_why, pixels_why=pixels_why)
             except ValueError as exc:
                 fails.append(Failure(str(path), str(exc), "decode" if "image" in str(exc) else "read"))
                 continue

@@ -469,8 +469,11 @@ def create_app(config: ServeConfig) -> Starlette:
 
     async def health(request: Request) -> Response:
         status = "ok" if rt.healthy else ("starting" if not rt.ready else "engine_unavailable")
-        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION,
-                             "models": rt.describe()}, status_code=200 if rt.healthy else 503)
+        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION, "models": rt.describe(),
+                             "limits": {"max_body_bytes": config.max_body_bytes,
+                                        "max_image_pixels": config.max_image_pixels,
+                                        "max_texts": config.max_texts}},
+                            status_code=200 if rt.healthy else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(rt.metrics.render() + await rt.engine_metrics(), media_type=CONTENT_TYPE)

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from kit.config.loader import safe_load_bounded
 from kit.errors import ConfigError
+from kit.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from kit.serve.images import PREPROCESS_VERSION
 
 __all__ = [
@@ -116,8 +117,8 @@ class ServeConfig(_Strict):
     ocr: OcrConfig | None = None
     captions: CaptionsConfig = Field(default_factory=CaptionsConfig)
     device: str = "auto"
-    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(64_000_000, ge=1)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)  # reported in /health: the ingest client reads it
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     max_texts: int = Field(256, ge=1)
     warmup: bool = True
     decode_threads: int | None = Field(None, ge=1, le=256)  # image preprocessing threads; None = CPU count

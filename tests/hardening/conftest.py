@@ -29,3 +29,21 @@ def auth_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture()
+def plain_index(fresh_node: object) -> tuple[object, str]:
+    """A fresh node with an index ``images`` without pipelines: ingest runs without a model server."""
+    from kit.cluster.client import connect
+
+    client = connect(fresh_node.url)  # type: ignore[attr-defined]
+    client.request("PUT", "/images", body={"mappings": {"properties": {"file_name": {"type": "keyword"}}}})
+    return client, fresh_node.url  # type: ignore[attr-defined]
+
+
+def png(path: Path, size: tuple[int, int] = (64, 48), colour: str = "red") -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "PNG")
+    return path
