@@ -135,6 +135,9 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
     click.echo(summary, err=True)
     if result.unmatched_metadata:
         click.echo(f"{result.unmatched_metadata} metadata rows named no ingested file", err=True)
+    if result.skipped_links:
+        click.echo(f"{len(result.skipped_links)} symlinks skipped ({result.dangling_symlinks} dangling, "
+                   f"{result.symlink_loops} loops" + (f"; listed in {result.report})" if result.report else ")"), err=True)
     if result.failures:
         for f in result.failures[:10]:
             click.echo(f"  failed: {f.file}: {f.reason}", err=True)

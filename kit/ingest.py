@@ -36,6 +36,7 @@ from kit.limits import Limits
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "Discovery",
     "Failure",
     "ImageDoc",
     "IngestProgress",
@@ -43,6 +44,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "THUMBNAIL_SIZE",
     "bulk_index",
+    "discover",
     "discover_files",
     "ingest",
     "load_metadata",
@@ -118,6 +120,15 @@ class IngestResult:
     seconds: float = 0.0
     report: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)  # the model server's, as used for this run
+    skipped_links: list[Failure] = field(default_factory=list)  # dangling symlinks and loops (stage "walk")
+
+    @property
+    def dangling_symlinks(self) -> int:
+        return sum(1 for f in self.skipped_links if f.reason.startswith("dangling symlink"))
+
+    @property
+    def symlink_loops(self) -> int:
+        return sum(1 for f in self.skipped_links if f.reason.startswith("symlink loop"))
 
     @property
     def failed(self) -> int:
@@ -134,6 +145,8 @@ class IngestResult:
             "duplicates": self.duplicates, "failed": self.failed, "unmatched_metadata": self.unmatched_metadata,
             "seconds": round(self.seconds, 3), "images_per_second": round(self.rate, 2), "report": self.report,
             "limits": self.limits, "failures": [f.to_json() for f in self.failures],
+            "dangling_symlinks": self.dangling_symlinks, "symlink_loops": self.symlink_loops,
+            "skipped_links": [f.to_json() for f in self.skipped_links],
         }
 
 
@@ -144,44 +157,117 @@ def _is_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
+@dataclass
+class Discovery:
+    """What a walk found: image files, and links it skipped (dangling, loops) as ``stage="walk"`` records."""
+
+    files: list[Path]
+    skipped: list[Failure] = field(default_factory=list)
+
+
 def discover_files(paths: Sequence[str | Path]) -> list[Path]:
     """Expand folders (recursively, supported extensions only), globs and files into a sorted list.
 
     Files named explicitly are kept whatever their extension (validation reports them if they are not
-    images). A path that exists nowhere and matches nothing is an :class:`IngestError`.
+    images). A path that exists nowhere and matches nothing is an :class:`IngestError`. See
+    :func:`discover` for the links a walk skips.
     """
+    return discover(paths).files
+
+
+def discover(paths: Sequence[str | Path]) -> Discovery:
+    """:func:`discover_files`, also returning the symlinks skipped on the way: dangling ones and loops
+    (a link to a folder above it, or one the OS cannot resolve). Symlinked folders are followed once."""
     found: dict[Path, None] = {}
+    skipped: list[Failure] = []
     missing: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
     for raw in paths:
         text = str(raw)
         p = Path(text).expanduser()
         if p.is_dir():
-            for child in sorted(p.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_EXTENSIONS and not _hidden(child, p):
-                    found[child] = None
+            _walk(p, found, skipped, seen_dirs)
         elif p.is_file():
             found[p] = None
+        elif p.is_symlink():
+            skipped.append(_bad_link(p))
         elif _is_glob(text):
             matches = sorted(glob.glob(str(p), recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            for m in matches:
-                if Path(m).is_dir():
-                    files.extend(c for c in sorted(Path(m).rglob("*"))
-                                 if c.is_file() and c.suffix.lower() in SUPPORTED_EXTENSIONS)
-            if not files:
+            if not matches:
                 missing.append(text)
-            for f in files:
-                found[f] = None
+            for m in matches:
+                mp = Path(m)
+                if mp.is_dir():
+                    _walk(mp, found, skipped, seen_dirs)
+                elif mp.is_file():
+                    found[mp] = None
+                elif mp.is_symlink():
+                    skipped.append(_bad_link(mp))
         else:
             missing.append(text)
     if missing:
         raise IngestError(f"no such file or folder: {', '.join(missing)}",
                           hint="pass folders, files or quoted globs such as 'photos/**/*.jpg'")
-    return sorted(found)
+    return Discovery(sorted(found), skipped)
 
 
-def _hidden(child: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in child.relative_to(root).parts)
+def _bad_link(path: Path) -> Failure:
+    """A symlink that does not resolve: dangling, or a loop the OS gave up on (ELOOP)."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Failure(str(path), "symlink loop (too many levels of symbolic links)", "walk")
+        if exc.errno == errno.ENOENT:
+            return Failure(str(path), f"dangling symlink (its target {os.readlink(path)} does not exist)", "walk")
+        return Failure(str(path), f"cannot follow symlink: {exc.strerror or exc}", "walk")
+    return Failure(str(path), "not a file or folder", "walk")
+
+
+def _walk(root: Path, found: dict[Path, None], skipped: list[Failure], seen_dirs: set[tuple[int, int]]) -> None:
+    import os
+
+    def visit(folder: Path, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Failure(str(folder), f"cannot read folder: {exc.strerror or exc}", "walk"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+                st = entry.stat() if is_dir or entry.is_symlink() else None
+            except OSError:
+                skipped.append(_bad_link(path))
+                continue
+            if entry.is_symlink() and st is None:
+                skipped.append(_bad_link(path))
+                continue
+            if is_dir:
+                assert st is not None
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    skipped.append(Failure(str(path), f"symlink loop (it points to {os.path.realpath(path)}, a folder "
+                                           "above it)", "walk"))
+                    continue
+                if key in seen_dirs:  # reached again through another link: its files are found once
+                    continue
+                seen_dirs.add(key)
+                visit(path, ancestors | {key})
+            elif entry.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
+                found[path] = None
+
+    st = root.stat()
+    key = (st.st_dev, st.st_ino)
+    if key not in seen_dirs:
+        seen_dirs.add(key)
+        visit(root, frozenset({key}))
 
 
 # ------------------------------------------------------------------------------------------ metadata
@@ -520,7 +606,8 @@ def ingest(
     if batch < 1 or workers < 1:
         raise IngestError("--batch and --workers must be at least 1")
     start = time.perf_counter()
-    files = discover_files(paths)
+    found = discover(paths)
+    files = found.files
     meta = metadata if isinstance(metadata, dict) else (load_metadata(metadata) if metadata else {})
     try:
         client.request("GET", f"/{index}")
@@ -545,10 +632,10 @@ def ingest(
     done = 0
     matched: set[str] = set()
 
-    def record(failures: list[Failure]) -> None:
+    def record(failures: list[Failure], *, walk: bool = False) -> None:
         if not failures:
             return
-        result.failures.extend(failures)
+        (result.skipped_links if walk else result.failures).extend(failures)
         if report_path:
             report_path.parent.mkdir(parents=True, exist_ok=True)
             result.report = str(report_path)
@@ -595,6 +682,7 @@ def ingest(
         if progress:
             progress(snapshot)
 
+    record(found.skipped, walk=True)  # in the report too: a skipped link is never silent
     if progress:
         progress(IngestProgress(result.total, 0, 0, 0, 0))
     chunks = list(_chunks(files, batch))
