@@ -12,7 +12,7 @@ from tests.hardening.conftest import png
 
 
 def _serve(config: Any) -> Any:
-    from kit.demo import ServerThread
+    from kit.job.demo import ServerThread
     from kit.serve.app import create_app
 
     return ServerThread(create_app(config), name="model server")
@@ -33,7 +33,7 @@ def test_health_reports_the_limits_and_fetch_limits_reads_them() -> None:
 
 
 def test_ingest_reports_files_the_model_server_would_refuse(plain_index: Any, tmp_path: Path) -> None:
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
     from kit.limits import Limits
 
     client, _ = plain_index
@@ -57,7 +57,7 @@ def test_ingest_reports_files_the_model_server_would_refuse(plain_index: Any, tm
 
 
 def test_max_bytes_only_lowers_the_server_limit(plain_index: Any, tmp_path: Path) -> None:
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
     from kit.limits import Limits
 
     client, _ = plain_index

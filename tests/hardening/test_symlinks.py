@@ -26,7 +26,7 @@ def _tree(tmp_path: Path) -> Path:
 
 
 def test_discover_reports_dangling_links_and_loops(tmp_path: Path) -> None:
-    from kit.ingest import discover
+    from kit.job.ingest import discover
 
     root = _tree(tmp_path)
     found = discover([root])
@@ -39,7 +39,7 @@ def test_discover_reports_dangling_links_and_loops(tmp_path: Path) -> None:
 
 
 def test_a_dangling_link_named_on_the_command_line_is_reported_not_missing(tmp_path: Path) -> None:
-    from kit.ingest import discover
+    from kit.job.ingest import discover
 
     root = _tree(tmp_path)
     found = discover([root / "gone.png", root / "a.png"])

@@ -44,7 +44,7 @@ def test_modest_aliases_still_load() -> None:
 
 def test_serve_config_and_eval_files_are_bounded_too(tmp_path: Path) -> None:
     from kit.errors import ConfigError, EvalError
-    from kit.evaluate import load_queries
+    from kit.job.evaluate import load_queries
     from kit.serve.config import load_serve_config
 
     spec = tmp_path / "clip.yaml"
