@@ -75,13 +75,16 @@ def _weights(value: str | None) -> list[float] | None:
                    "takes, from its GET /health).")
 @click.option("--model-server-url", envvar="OSKIT_MODEL_SERVER_URL", default="http://127.0.0.1:8765",
               show_default=True, help="Where to read the model server's limits (env OSKIT_MODEL_SERVER_URL).")
+@click.option("--retry-for", type=click.FloatRange(0), default=120.0, show_default=True, metavar="SECONDS",
+              help="Keep resending documents that failed for a transient reason (model server down or busy, "
+                   "502/503/504, 429) with backoff for this long, then report them.")
 @click.option("--reindex", is_flag=True, help="Send every file again, even those already indexed.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 @connection_options
 @verbose_option
 def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, workers: int, batch: int, report: Path,
-           max_bytes: int | None, model_server_url: str, reindex: bool, no_progress: bool, as_json: bool,
+           max_bytes: int | None, model_server_url: str, retry_for: float, reindex: bool, no_progress: bool, as_json: bool,
            conn: dict[str, Any]) -> None:
     """Index images (folders, files, quoted globs) through the index's ingest pipeline.
 
@@ -120,7 +123,7 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
         with _client(conn) as client:
             result = run_ingest(client, list(paths), index=index, metadata=metadata_file, workers=workers,
                                 batch=batch, report=report, progress=progress_cb, skip_existing=not reindex,
-                                max_bytes=max_bytes, limits=fetch_limits(model_server_url))
+                                max_bytes=max_bytes, limits=fetch_limits(model_server_url), retry_for=retry_for)
     finally:
         if bar is not None:
             bar.stop()
@@ -144,6 +147,8 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
         if result.failed > 10:
             click.echo(f"  … and {result.failed - 10} more", err=True)
         click.echo(f"error report: {result.report}", err=True)
+        if result.hint:
+            click.echo(f"hint: {result.hint}", err=True)
         sys.exit(1)
 
 

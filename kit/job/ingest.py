@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from kit.cluster.endpoints import explain, is_remote_model_error
 from kit.errors import ClusterError, IngestError, NotFound, Unreachable
 from kit.limits import Limits
 
@@ -44,6 +45,7 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "THUMBNAIL_SIZE",
     "bulk_index",
+    "transient_item",
     "discover",
     "discover_files",
     "ingest",
@@ -121,6 +123,7 @@ class IngestResult:
     report: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)  # the model server's, as used for this run
     skipped_links: list[Failure] = field(default_factory=list)  # dangling symlinks and loops (stage "walk")
+    hint: str | None = None  # what to do about the failures, when known (e.g. the model server is down)
 
     @property
     def dangling_symlinks(self) -> int:
@@ -146,7 +149,7 @@ class IngestResult:
             "seconds": round(self.seconds, 3), "images_per_second": round(self.rate, 2), "report": self.report,
             "limits": self.limits, "failures": [f.to_json() for f in self.failures],
             "dangling_symlinks": self.dangling_symlinks, "symlink_loops": self.symlink_loops,
-            "skipped_links": [f.to_json() for f in self.skipped_links],
+            "skipped_links": [f.to_json() for f in self.skipped_links], "hint": self.hint,
         }
 
 
@@ -498,6 +501,23 @@ def _item_reason(item: dict[str, Any]) -> str:
     return str(err) if err else f"status {item.get('status')}"
 
 
+# A document the cluster failed because the model server behind a connector was down or overloaded:
+# worth sending again (a short outage must not fail the rest of an ingest). Matched in the item's reason.
+_TRANSIENT_MARKERS = ("error communicating with remote model", "connection refused", "connection reset",
+                      "all connection attempts failed", "timed out", "timeout", "returned error status 502",
+                      "returned error status 503", "returned error status 504", "returned error status 429")
+_RETRY_ITEM_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_RETRY_FOR = 120.0
+
+
+def transient_item(status: int, reason: str) -> bool:
+    """Whether a ``_bulk`` item error is worth retrying: back-pressure, a gateway error, or a 500 whose
+    reason says the connector could not reach (or was refused by) its remote model."""
+    if status in _RETRY_ITEM_STATUSES:
+        return True
+    return status == 500 and any(m in reason.lower() for m in _TRANSIENT_MARKERS)
+
+
 def bulk_index(
     client: Any,
     index: str,
@@ -508,18 +528,23 @@ def bulk_index(
     base_delay: float = 0.5,
     timeout: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
+    retry_for: float = DEFAULT_RETRY_FOR,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[list[ImageDoc], list[Failure]]:
     """Send ``docs`` with ``_bulk``; returns (indexed, failed).
 
-    The whole request is retried on 429/5xx; items answered 429 (the cluster's back-pressure) are
-    resent alone; any other item error fails only that document.
+    The whole request is retried on 429/5xx; items that failed for a transient reason (429, 502/503/504,
+    or a 500 because the model server behind a connector refused or reset the connection — see
+    :func:`transient_item`) are resent alone with exponential backoff for up to ``retry_for`` seconds,
+    then reported with the time spent; any other item error fails only that document.
     """
     pending = list(docs)
     ok: list[ImageDoc] = []
     failed: list[Failure] = []
-    for attempt in range(1, attempts + 1):
-        if not pending:
-            break
+    started = clock()
+    attempt = 0
+    while pending:
+        attempt += 1
         body = _bulk_body(index, pending, pipeline)
         resp = with_retries(
             lambda: client.request("POST", "/_bulk", body=body,
@@ -531,20 +556,26 @@ def bulk_index(
         if not isinstance(items, list) or len(items) != len(pending):
             raise IngestError(f"_bulk answered {len(items) if isinstance(items, list) else 'no'} items "
                               f"for {len(pending)} documents")
+        delay = min(16.0, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        elapsed = clock() - started
+        in_budget = elapsed + delay <= retry_for
         retry: list[ImageDoc] = []
         for doc, item in zip(pending, items):
             result = next(iter(item.values())) if isinstance(item, dict) and item else {}
             status = int(result.get("status", 500))
             if 200 <= status < 300:
                 ok.append(doc)
-            elif status == 429 and attempt < attempts:
-                retry.append(doc)
-            else:
-                failed.append(Failure(str(doc.path), _item_reason(result), "bulk"))
+                continue
+            reason = _item_reason(result)
+            if transient_item(status, reason):
+                if in_budget:
+                    retry.append(doc)
+                    continue
+                reason += f" (still failing after {attempt} attempts over {elapsed:.0f}s)"
+            failed.append(Failure(str(doc.path), reason, "bulk"))
         pending = retry
         if pending:
-            delay = min(16.0, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            log.warning("%d documents rejected with 429; resending in %.1fs", len(pending), delay)
+            log.warning("%d documents failed for a transient reason; resending in %.1fs", len(pending), delay)
             sleep(delay)
     return ok, failed
 
@@ -595,6 +626,7 @@ def ingest(
     refresh: bool = True,
     sleep: Callable[[float], None] = time.sleep,
     limits: Limits | None = None,
+    retry_for: float = DEFAULT_RETRY_FOR,
 ) -> IngestResult:
     """Index every image under ``paths`` into ``index``; bad files are reported, never fatal.
 
@@ -602,6 +634,8 @@ def ingest(
     ``pipeline`` overrides the index's default ingest pipeline (normally left ``None``).
     ``limits`` are the model server's (:func:`kit.limits.fetch_limits`; the defaults when ``None``): a
     file it would refuse is reported with the reason and not sent. ``max_bytes`` may only lower them.
+    ``retry_for`` is the time budget (seconds) for resending documents that failed for a transient reason
+    (the model server briefly down or overloaded, see :func:`bulk_index`).
     """
     if batch < 1 or workers < 1:
         raise IngestError("--batch and --workers must be at least 1")
@@ -669,7 +703,7 @@ def ingest(
         todo = [d for d in docs if d.id not in have]
         indexed = 0
         for part in _split_by_bytes(todo, MAX_BULK_BYTES):
-            ok, bad = bulk_index(client, index, part, pipeline=pipeline, sleep=sleep)
+            ok, bad = bulk_index(client, index, part, pipeline=pipeline, sleep=sleep, retry_for=retry_for)
             indexed += len(ok)
             fails.extend(bad)
         with lock:
@@ -701,6 +735,8 @@ def ingest(
                 raise
     if refresh and result.indexed:
         with_retries(lambda: client.request("POST", f"/{index}/_refresh"), what="_refresh")
+    if any(f.stage == "bulk" and is_remote_model_error(f.reason) for f in result.failures):
+        result.hint = explain(client)
     result.unmatched_metadata = len(set(meta) - matched)
     result.seconds = time.perf_counter() - start
     return result

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "provision"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "provision"))  # clihelp, fakeserve
 
 from provision_helpers import copy_default_project  # noqa: E402
 
