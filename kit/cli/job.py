@@ -236,6 +236,8 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         _render_hits(result)
+    if result.note:
+        click.echo(f"note: {result.note}", err=True)
     _write_html(html_file, result, f"oskit search: {query}", f"mode {mode}, field {field_}, top {k}")
 
 

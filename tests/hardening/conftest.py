@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "provision"))  # clihelp, fakeserve
 
+from clihelp import oskit  # noqa: E402
 from provision_helpers import copy_default_project  # noqa: E402
 
 
@@ -47,3 +48,25 @@ def png(path: Path, size: tuple[int, int] = (64, 48), colour: str = "red") -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path, "PNG")
     return path
+
+
+@pytest.fixture()
+def applied(fresh_node: Any, project_dir: Path) -> Iterator[tuple[Any, Any, Any]]:
+    """(client, fake model server thread, a factory for another on the same port) after `oskit apply`."""
+    from fakeserve import create_app
+
+    from kit.cluster.client import connect
+    from kit.job.demo import ServerThread
+
+    serve = ServerThread(create_app(), name="fake model server")
+    serve.start()
+    res = oskit("apply", "--project", str(project_dir), "--url", fresh_node.url, "--yes",
+                env={"OSKIT_MODEL_SERVER_URL": serve.url})
+    assert res.exit_code == 0, res.stderr
+    again = lambda: ServerThread(create_app(), port=serve.port, name="fake model server")  # noqa: E731
+    client = connect(fresh_node.url)
+    try:
+        yield client, serve, again
+    finally:
+        serve.stop()
+        client.close()

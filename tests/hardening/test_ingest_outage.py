@@ -7,34 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
-
-from clihelp import oskit
 from tests.hardening.conftest import png
-
-
-@pytest.fixture()
-def applied(fresh_node: Any, project_dir: Path) -> Iterator[tuple[Any, Any, Any]]:
-    """(client, fake model server thread, a factory for another on the same port) after `oskit apply`."""
-    from fakeserve import create_app
-
-    from kit.cluster.client import connect
-    from kit.job.demo import ServerThread
-
-    serve = ServerThread(create_app(), name="fake model server")
-    serve.start()
-    res = oskit("apply", "--project", str(project_dir), "--url", fresh_node.url, "--yes",
-                env={"OSKIT_MODEL_SERVER_URL": serve.url})
-    assert res.exit_code == 0, res.stderr
-    again = lambda: ServerThread(create_app(), port=serve.port, name="fake model server")  # noqa: E731
-    client = connect(fresh_node.url)
-    try:
-        yield client, serve, again
-    finally:
-        serve.stop()
-        client.close()
 
 
 def _photos(tmp_path: Path, n: int = 4) -> Path:
