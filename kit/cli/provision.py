@@ -59,8 +59,10 @@ def validate(project_dir: Path, env: str | None, spec_dir: Path | None, no_spec:
     from kit.cluster.requests import validate_project
     from kit.render import render_json, render_validate
 
+    from kit.serve.config import serve_block_problems
+
     project = _load(project_dir, env)
-    report = validate_project(project, spec_dir, use_spec=not no_spec).to_dict()
+    report = validate_project(project, spec_dir, use_spec=not no_spec, problems=serve_block_problems(project)).to_dict()
     click.echo(render_json(report) if as_json else render_validate(report))
 
 

@@ -134,11 +134,15 @@ def default_spec_dir(project_root: Path) -> Path | None:
     return None
 
 
-def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec: bool = True) -> ValidationReport:
-    """Offline checks beyond the loader: target rules (cluster.yaml target) and every request vs the spec."""
+def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec: bool = True,
+                     problems: list[tuple[str, str, str, str | None]] | None = None) -> ValidationReport:
+    """Offline checks beyond the loader: target rules (cluster.yaml target) and every request vs the spec.
+
+    ``problems`` found by other offline checks (the model server's ``serve:`` blocks) are reported with these.
+    """
     desired = build_desired(project, {}, offline=True)
     notes = list(desired.dropped)
-    problems: list[tuple[str, str, str, str | None]] = []
+    problems = list(problems or [])
     t = project.cluster.target
     target = Target(url="(offline)", version=t.min_version, distribution=t.distribution, plugins=None)
     urls = {n: [a["url"] for a in (m.connector or {}).get("actions", [])] for n, m in desired.models.items()}

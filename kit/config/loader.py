@@ -17,8 +17,10 @@ from typing import Any, Iterator, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from kit.config.envsubst import ENV_REF as ENV_REF_RE
 from kit.config.envsubst import find_refs, malformed_refs
-from kit.config.schema import ClusterSpec, EnvironmentSpec, IndexSpec, ModelSpec, PipelineSpec
+from kit.config.known_settings import KNOWN_SETTINGS, NAMESPACES
+from kit.config.schema import SPACE_TYPES, ClusterSpec, EnvironmentSpec, IndexSpec, ModelSpec, PipelineSpec
 from kit.errors import ConfigError
 
 log = logging.getLogger("kit.config")
@@ -325,6 +327,35 @@ def _knn_engine(definition: Mapping[str, Any], version: tuple[int, int, int]) ->
     return "faiss" if version >= (2, 18, 0) else "nmslib"
 
 
+# The k-NN plugin's enums (KNNEngine, SpaceType, VectorDataType, Mode, CompressionLevel, method names):
+# an unknown value is rejected by the cluster at index creation, after models and pipelines were made.
+KNN_ENUMS: dict[str, tuple[str, ...]] = {
+    "method.engine": ("faiss", "lucene", "nmslib"),
+    "method.name": ("hnsw", "ivf"),
+    "method.space_type": SPACE_TYPES,
+    "space_type": SPACE_TYPES,
+    "data_type": ("float", "byte", "binary", "half_float"),
+    "mode": ("in_memory", "on_disk"),
+    "compression_level": ("1x", "2x", "4x", "8x", "16x", "32x", "64x"),
+}
+
+
+def knn_enum_problems(definition: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """``(key path, message, hint)`` for each value of a knn_vector field outside the plugin's enums."""
+    out: list[tuple[str, str, str | None]] = []
+    for key_path, allowed in KNN_ENUMS.items():
+        value: Any = definition
+        for part in key_path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is None or value in allowed or (isinstance(value, str) and ENV_REF_RE.search(value)):
+            continue
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        what = key_path.rpartition(".")[2]
+        out.append((key_path, f"unknown {what} {value!r} (known: {', '.join(allowed)})",
+                    f"did you mean '{close[0]}'?" if close else None))
+    return out
+
+
 def engine_space_problems(definition: Mapping[str, Any], version: tuple[int, int, int]) -> list[tuple[str, str]]:
     """(message, hint) for engine × space × version rules of the k-NN plugin (brief §6)."""
     engine = _knn_engine(definition, version)
@@ -403,6 +434,8 @@ def _load(root: Path, env: str | None) -> Project:
     if (root / "cluster.yaml").exists():
         cluster_raw = _read_yaml(root / "cluster.yaml", "cluster.yaml", problems) or {}
 
+    patches: dict[str, tuple[str, dict[str, Any]]] = {}  # base file → (key prefix in the overlay, its patch)
+    env_rel = ""
     if env is not None:
         env_rel = f"environments/{env}.yaml"
         env_path = root / "environments" / f"{env}.yaml"
@@ -418,6 +451,8 @@ def _load(root: Path, env: str | None) -> Project:
                 problems.extend(_pydantic_problems(env_rel, EnvironmentSpec, exc))
             else:
                 cluster_raw = _deep_merge(cluster_raw, overlay.cluster)
+                if overlay.cluster:
+                    patches["cluster.yaml"] = ("cluster", overlay.cluster)
                 for kind in ("models", "pipelines", "mappings"):
                     for name, patch in getattr(overlay, kind).items():
                         if name not in raw[kind]:
@@ -426,6 +461,7 @@ def _load(root: Path, env: str | None) -> Project:
                                              None))
                             continue
                         raw[kind][name] = _deep_merge(raw[kind][name], patch)
+                        patches[files[(kind, name)]] = (f"{kind}.{name}", patch)
 
     for rel, data in [("cluster.yaml", cluster_raw)] + [
         (files[(k, n)], d) for k in raw for n, d in raw[k].items()
@@ -449,10 +485,46 @@ def _load(root: Path, env: str | None) -> Project:
         - {("pipelines", n) for n in pipelines} - {("mappings", n) for n in indices}
     problems.extend(_cross_checks(project, {n for k, n in failed if k == "models"},
                                   {n for k, n in failed if k == "pipelines"}))
+    if patches:
+        problems = [_attribute(p, patches, env_rel) for p in problems]
     if problems:
         count = len(problems)
         raise ConfigError(f"{count} problem{'s' if count != 1 else ''} in the project", problems=problems)
     return project
+
+
+def _attribute(problem: Problem, patches: dict[str, tuple[str, dict[str, Any]]], env_rel: str) -> Problem:
+    """A problem in a value the environment overlay set is reported against the overlay file."""
+    rel, path, msg, hint = problem
+    if rel not in patches:
+        return problem
+    prefix, patch = patches[rel]
+    key_path = path
+    if msg.startswith("unknown key '"):  # the path is the parent; the key is in the message
+        key = msg.split("'")[1]
+        key_path = f"{path}.{key}" if path else key
+    if key_path and _in_patch(patch, key_path):
+        return (env_rel, f"{prefix}.{path}" if path else prefix, msg, hint)
+    return problem
+
+
+def _in_patch(patch: Any, dotted: str) -> bool:
+    """Whether the overlay ``patch`` sets ``dotted`` (or a mapping or list above it, which it then replaced)."""
+    import re
+
+    node = patch
+    for m in re.finditer(r"[^.\[\]]+", dotted):
+        part = m.group(0)
+        if isinstance(node, list):
+            return True  # lists replace: everything below came from the overlay
+        if not isinstance(node, dict):
+            return False
+        if part in node:
+            node = node[part]
+            continue
+        rest = dotted[m.start():]  # flat keys with dots (cluster settings): the rest of the path is one key
+        return any(rest == k or rest.startswith(k + ".") for k in node)
+    return True
 
 
 def _valid_name(name: str) -> bool:
@@ -490,6 +562,12 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
     models = project.models
     target = project.cluster.target
     tver = version_tuple(target.min_version)
+
+    for key in project.cluster.settings:
+        if key.startswith(NAMESPACES) and key not in KNOWN_SETTINGS:
+            close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1, cutoff=0.8)
+            problems.append(("cluster.yaml", f"settings.{key}", f"unknown cluster setting '{key}'",
+                             f"did you mean '{close[0]}'?" if close else "see the plugin's settings reference"))
 
     # Model groups: one name per group, and a group name that is not another project's.
     for name, spec in models.items():
@@ -598,7 +676,10 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
             elif not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 16000:
                 problems.append((rel, f"mappings.{kpath}.dimension", "expected 1..16000 or {from_model: <model>}",
                                  None))
-            for msg, hint in engine_space_problems(definition, tver):
+            enum_problems = knn_enum_problems(definition)
+            for key_path, msg, hint in enum_problems:
+                problems.append((rel, f"mappings.{kpath}.{key_path}", msg, hint))
+            for msg, hint in ([] if enum_problems else engine_space_problems(definition, tver)):
                 problems.append((rel, f"mappings.{kpath}", msg, hint + " (cluster.yaml target.min_version sets the "
                                  "oldest version checked)"))
             knn_setting = _flat_settings(ispec.settings).get("index.knn")

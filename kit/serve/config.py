@@ -301,3 +301,48 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     if not seen:
         raise ConfigError(f"{models}: no model spec has a serve: block", hint="see docs/model-server.md")
     return ServeConfig(**cfg)
+
+
+_BLOCKS: dict[str, type[BaseModel]] = {"clip": _ClipBlock, "tags": _TagsBlock, "ocr": _OcrBlock, "captions": _CaptionsBlock}
+
+
+def serve_block_problems(project: Any) -> list[tuple[str, str, str, str | None]]:
+    """``oskit validate``'s check of every model spec's ``serve:`` block against the server's own schema
+    (offline: no environment resolution, no file checks). Values that are ``${env:…}`` references are
+    left out, as they are resolved only when the server starts."""
+    import difflib
+
+    problems: list[tuple[str, str, str, str | None]] = []
+    for name in sorted(project.models):
+        spec = project.models[name].serve
+        if spec is None:
+            continue
+        rel = project.file_of("models", name)
+        raw = {k: v for k, v in spec.model_dump(by_alias=True, exclude_none=True).items()
+               if not (isinstance(v, str) and "${env:" in v)}
+        try:
+            _Spec.model_validate({"serve": raw})
+        except ValidationError as exc:
+            block = _BLOCKS.get(str(raw.get("kind")))
+            for err in exc.errors(include_url=False):
+                loc = [str(x) for x in err["loc"][2:]]
+                if err["type"] == "extra_forbidden" and loc:
+                    known = _field_names(block, loc[:-1])
+                    close = difflib.get_close_matches(loc[-1], known, n=1)
+                    problems.append((rel, ".".join(["serve", *loc[:-1]]), f"unknown key '{loc[-1]}'",
+                                     f"did you mean '{close[0]}'?" if close else
+                                     (f"known keys: {', '.join(known)}" if known else None)))
+                else:
+                    problems.append((rel, ".".join(["serve", *loc]), str(err["msg"]), None))
+    return problems
+
+
+def _field_names(model: Any, path: list[str]) -> list[str]:
+    for part in path:
+        fields = getattr(model, "model_fields", None) or {}
+        info = fields.get(part)
+        model = info.annotation if info is not None else None
+        for arg in getattr(model, "__args__", ()) or ():  # Optional[...]
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    return sorted(getattr(model, "model_fields", None) or {})
