@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import click
 
-from kit.cli.common import connection_options, json_option, project_option, verbose_option
+from kit.cli.common import connection_options, json_option, project_option, reset_json, verbose_option
 
 __all__ = ["demo", "eval_cmd", "ingest", "search", "similar", "ui"]
 
@@ -351,6 +351,7 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
         if as_json:
             click.echo(json.dumps(report.to_json() if per_query_file is None else
                                   {k: v for k, v in report.to_json().items() if k != "queries"}, indent=2))
+            reset_json()  # the report is the JSON; a missed threshold after it is told on stderr
         else:
             _stdout().print(render_report(report))
         if bands_out:
