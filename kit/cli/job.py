@@ -232,6 +232,10 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
                             prompt_template=prompt_template or None, all_terms=all_terms,
                             thumbnails=html_file is not None, search_pipeline=search_pipeline,
                             hybrid_weights=hybrid_weights)
+        if not result.hits:
+            from kit.job.search import no_hits_note
+
+            result.note = no_hits_note(client, index)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:

@@ -324,19 +324,18 @@ def run_query(
     for h in (resp.get("hits") or {}).get("hits") or []:
         src = {k: v for k, v in (h.get("_source") or {}).items() if k not in EXCLUDED_SOURCE}
         hits.append(Hit(id=h["_id"], score=float(h.get("_score") or 0.0), source=src))
-    note = None
-    if not hits and _empty(client, index):
-        note = f"index {index!r} is empty: ingest images first (oskit ingest PATH --index {index})"
-    return SearchResult(hits=hits, query=query_text, mode=mode, field=field, took_ms=took, body=body, params=params,
-                        note=note)
+    return SearchResult(hits=hits, query=query_text, mode=mode, field=field, took_ms=took, body=body, params=params)
 
 
-def _empty(client: Any, index: str) -> bool:
+def no_hits_note(client: Any, index: str) -> str | None:
+    """Why a search found nothing when it is not the query: the index is empty (one ``_count``)."""
     try:
         resp = client.request("GET", f"/{index}/_count")
     except ClusterError:
-        return False
-    return isinstance(resp, dict) and resp.get("count") == 0
+        return None
+    if isinstance(resp, dict) and resp.get("count") == 0:
+        return f"index {index!r} is empty: ingest images first (oskit ingest PATH --index {index})"
+    return None
 
 
 def search(
