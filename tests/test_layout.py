@@ -1,5 +1,6 @@
-"""The package layout stays walkable (issue #12): no import circles inside ``kit``, and no module over
-about 1,000 lines unless its docstring says why in a line starting ``Size:``.
+"""The package layout stays walkable (issue #12): no import circles inside ``kit``, imports only in the
+directions docs/ARCHITECTURE.md states, and no module over about 1,000 lines unless its docstring says
+why in a line starting ``Size:``.
 
 The import graph is read with :mod:`ast`, nothing is imported or run. It holds every ``import`` and
 ``from … import`` statement of a module wherever it stands: at module level, inside functions (a lazy
@@ -131,6 +132,28 @@ def test_no_import_circles_inside_kit() -> None:
                             "import, see docs/ARCHITECTURE.md):\n  " + "\n  ".join(unexpected))
     stale = [f"{sorted(k)} ({v})" for k, v in ALLOWED_CIRCLES.items() if k not in {m for m, _ in found}]
     assert not stale, f"these circles are gone: delete their ALLOWED_CIRCLES entries: {stale}"
+
+
+# docs/ARCHITECTURE.md, "Layout and dependency direction": part -> the parts it never imports
+NEVER_IMPORTS: dict[str, set[str]] = {
+    "kit.cluster": {"kit.serve", "kit.node", "kit.job"},
+    "kit.node": {"kit.cluster", "kit.serve", "kit.job"},  # the node and the kit meet only over HTTP
+}
+
+
+def _part(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_imports_go_the_documented_way() -> None:
+    wrong = []
+    for module, imported in import_graph().items():
+        for other in sorted(imported):
+            part, other_part = _part(module), _part(other)
+            if part != other_part and (other_part in NEVER_IMPORTS.get(part, set())
+                                       or (other_part == "kit.cli" and part != "kit.cli")):
+                wrong.append(f"{module} imports {other}")
+    assert not wrong, "imports against the dependency direction of docs/ARCHITECTURE.md:\n  " + "\n  ".join(wrong)
 
 
 def _states_a_reason(path: Path) -> bool:

@@ -5,21 +5,17 @@
 HTTP, JSON, base64, the JPEG header check, Pillow for images that nvJPEG cannot take, OCR, tags and
 captions — and sends each image to the engine over a Unix socket; the engine runs the batches.
 
-What it buys: one copy of the model in memory (N workers otherwise load N copies: a large CLIP on
-one GPU may not fit N times); batches across all workers (mean 127 images on the H100 with 256
-clients, against 14–18 per worker) at a third of the server CPU per image; and no GIL shared
-between HTTP and the model. H100, 8 workers, same runs: 5,796 and 6,904 images/s served through
-the engine against 5,027 and 4,966 with per-worker models (256 clients), about 2× at 32 clients.
-On the 2-core VM with one worker: served/offline median 1.053 against 0.903. Numbers and the
-variants that measured worse: docs/model-server.md ("The model engine"), bench/README.md.
+Why: one copy of the model in memory (N workers otherwise load N copies: a large CLIP on one GPU may
+not fit N times), batches across all workers at a fraction of the server CPU per image, and no GIL
+shared between HTTP and the model. The measurements, and the variants that measured worse:
+docs/model-server.md ("The model engine") and bench/README.md.
 
 Batching in the engine: a batch thread takes the first waiting item and every item queued behind it
 (up to ``max_batch``) and runs at once — it never waits for more. While the model is busy, items
 queue; under load batches are therefore full, and a lone request runs immediately (``max_wait_ms``
 only applies to a worker's own batcher). Admission: the engine holds at most ``max_queue × N``
-images (``N`` workers) and answers more with the same 429 + ``Retry-After`` as a worker. More
-than one batch thread (``streams``) made batches slower on the H100 (34 → 57 → 109 ms for 1, 2, 4
-threads): the default is one.
+images (``N`` workers) and answers more with the same 429 + ``Retry-After`` as a worker. One batch
+thread (``streams``) is the default: more made each batch slower (bench/README.md).
 
 Wire protocol (little-endian), both directions one frame per message::
 
