@@ -24,6 +24,7 @@ __all__ = [
     "ConnectionSettings",
     "error_json",
     "fail",
+    "json_format",
     "reset_json",
 ]
 
@@ -48,6 +49,12 @@ def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> b
     global _json_requested
     if value:
         _json_requested = True
+    return value
+
+
+def json_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Callback of a ``--format`` option: ``json`` counts as ``--json`` (JSON also on failure)."""
+    _remember_json(ctx, param, value == "json")
     return value
 
 

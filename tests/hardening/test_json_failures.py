@@ -40,3 +40,9 @@ def test_without_json_stdout_stays_empty_on_failure(project_dir: Path) -> None:
     edit(project_dir / "models/ocr.yaml", "read_timeout: 120", "read_timeout: 120\n    zzz: 3")
     res = oskit("validate", "--project", str(project_dir), "--no-spec")
     assert res.exit_code == 1 and res.stdout == ""
+
+
+def test_diff_format_json_failure_prints_json(project_dir: Path) -> None:
+    res = oskit("diff", "--project", str(project_dir), "--format", "json", "--url", "http://127.0.0.1:9")
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["error"]["type"] == "Unreachable"
