@@ -187,7 +187,7 @@ def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> No
         return
     from kit.job.gallery import write_gallery
 
-    write_gallery(path, result.hits, title=title, subtitle=subtitle)
+    write_gallery(path, result.hits, title=title, subtitle=subtitle, base=Path.cwd())
     click.echo(f"wrote {path} ({len(result.hits)} results)", err=True)
 
 
@@ -201,8 +201,9 @@ def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> No
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Exact match on a field or metadata key (repeatable).")
 @click.option("--all-terms", is_flag=True, help="tags/hybrid: every word must match (default: any).")
-@click.option("--prompt-template", default="a picture of a {term}", show_default=True,
-              help="Wraps single-word queries for CLIP; '' disables.")
+@click.option("--prompt-template", default=None,
+              help="Wraps single-word queries for CLIP, e.g. 'a photo of a {term}'; '' disables. Default: the "
+              "templates `oskit eval --choose-templates` recorded in the project (data/prompt-templates.json).")
 @click.option("--index", default="images", show_default=True)
 @click.option("--search-pipeline", default=None, help="Search pipeline to use instead of the index's default.")
 @click.option("--hybrid-weights", default=None, metavar="BM25,VECTOR", callback=lambda ctx, p, v: _weights(v),
@@ -210,38 +211,42 @@ def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> No
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML gallery with thumbnails.")
 @json_option
+@project_option
 @connection_options
 @verbose_option
 def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...], all_terms: bool,
-           prompt_template: str, index: str, search_pipeline: str | None, hybrid_weights: list[float] | None,
-           html_file: Path | None, as_json: bool, conn: dict[str, Any]) -> None:
-    """Search images by text.
+           prompt_template: str | None, index: str, search_pipeline: str | None, hybrid_weights: list[float] | None,
+           html_file: Path | None, as_json: bool, project_dir: Path, conn: dict[str, Any]) -> None:
+    """Search images by text. The offline CLIP knows generated shapes, colours, textures, printed
+    words and signs; switch models/clip.yaml to real CLIP weights for photos of the real world.
 
     \b
     Examples:
-      oskit search "red dress" -k 30
-      oskit search dress --mode tags
+      oskit search "red circle" -k 30
+      oskit search star --mode tags
       oskit search --field ocr_text "SN 4411-AB" --mode hybrid
       oskit search "striped star" --filter format=png --json
       oskit search "red heart" --mode hybrid --hybrid-weights 0.3,0.7
     """
+    from kit.job.search import PromptTemplates
     from kit.job.search import search as run_search
 
+    template: Any = PromptTemplates.for_project(project_dir) if prompt_template is None else (prompt_template or None)
     with _client(conn) as client:
         result = run_search(client, query, index=index, k=k, mode=mode, field=field_, filters=list(filters),
-                            prompt_template=prompt_template or None, all_terms=all_terms,
+                            prompt_template=template, all_terms=all_terms,
                             thumbnails=html_file is not None, search_pipeline=search_pipeline,
                             hybrid_weights=hybrid_weights)
         if not result.hits:
             from kit.job.search import no_hits_note
 
-            result.note = no_hits_note(client, index)
+            result.notes.append(no_hits_note(client, index))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         _render_hits(result)
-    if result.note:
-        click.echo(f"note: {result.note}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     _write_html(html_file, result, f"oskit search: {query}", f"mode {mode}, field {field_}, top {k}")
 
 
@@ -250,7 +255,8 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=30, show_default=True)
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Exact match (repeatable).")
 @click.option("--bands", "bands_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Score bands JSON (default: the project's data/similar-bands.json, else built-in).")
+              help="A calibration JSON to use instead of the one stored with the index "
+              "(`oskit eval … --calibrate-bands` stores it).")
 @click.option("--index", default="images", show_default=True)
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write an HTML gallery with thumbnails.")
@@ -269,7 +275,7 @@ def similar(photo: Path, k: int, filters: tuple[str, ...], bands_file: Path | No
     from kit.job.similar import Bands
     from kit.job.similar import similar as run_similar
 
-    bands = Bands.load(bands_file) if bands_file else Bands.default(project_dir)
+    bands = Bands.load(bands_file) if bands_file else None
     with _client(conn) as client:
         result = run_similar(client, photo, index=index, k=k, bands=bands, filters=list(filters),
                              thumbnails=html_file is not None)
@@ -277,7 +283,9 @@ def similar(photo: Path, k: int, filters: tuple[str, ...], bands_file: Path | No
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         _render_hits(result, labels=True)
-    _write_html(html_file, result, f"oskit similar: {photo.name}", f"top {k}; bands: {bands.source}")
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    _write_html(html_file, result, f"oskit similar: {photo.name}", f"top {k}; labels: {result.params.get('bands')}")
 
 
 # --------------------------------------------------------------------------------------------- eval
@@ -309,29 +317,37 @@ def render_report(report: Any) -> Any:
 @click.option("--fail-under", "fail_under", multiple=True, metavar="[MODE:][GROUP:]METRIC[@K]=VALUE",
               help="Exit 1 when a metric is below VALUE, e.g. map=0.5, hybrid:map@30=0.6, image:r@1=0.95 "
               "(group text+ocr unless named).")
-@click.option("--prompt-template", default="a picture of a {term}", show_default=True,
-              help="Template for single-word queries; rows are shown with and without it. '' = none.")
+@click.option("--prompt-template", default=None,
+              help="Template for single-word queries (rows are shown with and without it); '' = none. Default: "
+              "the project's recorded templates (data/prompt-templates.json).")
 @click.option("--index", default=None, help="Index (default: the query file's, else images).")
 @click.option("--search-pipeline", default=None,
               help="Evaluate this search pipeline instead of the index's default (e.g. other hybrid weights).")
 @click.option("--ingest", "do_ingest", is_flag=True,
               help="First ingest the set's images/ (with metadata.jsonl) next to the query file.")
-@click.option("--calibrate-bands", "bands_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also calibrate the similar-photo score bands on the image queries and write them here.")
+@click.option("--calibrate-bands", "calibrate", is_flag=True,
+              help="Also calibrate the similar-photo labels (hash and score bounds) on the image queries and "
+              "store them with the index (its _meta), for the index's current model.")
+@click.option("--choose-templates", "choose", is_flag=True,
+              help="Also measure each prompt template (and none) per query kind (one word, phrase) and record "
+              "the winners in the project (data/prompt-templates.json), where oskit search and the search "
+              "page read them.")
 @click.option("--per-query", "per_query_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write each query's metrics as JSONL.")
 @json_option
+@project_option
 @connection_options
 @verbose_option
-def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tuple[str, ...], prompt_template: str,
-             index: str | None, search_pipeline: str | None, do_ingest: bool, bands_out: Path | None, per_query_file: Path | None, as_json: bool,
-             conn: dict[str, Any]) -> None:
+def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tuple[str, ...], prompt_template: str | None,
+             index: str | None, search_pipeline: str | None, do_ingest: bool, calibrate: bool, choose: bool,
+             per_query_file: Path | None, as_json: bool, project_dir: Path, conn: dict[str, Any]) -> None:
     """Measure search quality: P@k, R@k, F1@k and mAP per mode, text / OCR / photo queries.
 
     \b
     Examples:
       oskit eval data/eval/queries.yaml
       oskit eval data/eval/queries.yaml --mode vector -k 10,30 --fail-under map=0.5 --fail-under image:r@1=0.95
+      oskit eval data/eval/queries.yaml --ingest --choose-templates --calibrate-bands
     """
     from kit.job.evaluate import check_thresholds, default_configs, evaluate, ks_from, load_queries, modes_from, \
         parse_thresholds
@@ -339,7 +355,10 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
     kk = ks_from(ks)
     thresholds = parse_thresholds(fail_under, kk)  # parse before the (slow) run so typos fail fast
     qs = load_queries(queries_file)
-    configs = default_configs(modes_from(modes), prompt_template or None)
+    from kit.job.search import PromptTemplates
+
+    template: Any = PromptTemplates.for_project(project_dir) if prompt_template is None else (prompt_template or None)
+    configs = default_configs(modes_from(modes), template)
     with _client(conn) as client:
         idx = index or qs.index or "images"
         if do_ingest:
@@ -358,13 +377,27 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
             reset_json()  # the report is the JSON; a missed threshold after it is told on stderr
         else:
             _stdout().print(render_report(report))
-        if bands_out:
+        if choose:
+            from kit.job.evaluate import choose_templates
+            from kit.job.similar import vectors_maker
+
+            chosen = choose_templates(client, qs, index=idx, model=vectors_maker(client, idx))
+            path = chosen.save(project_dir)
+            table = chosen.measured["map_at_k"]
+            for name, row in table.items():
+                click.echo(f"template {name!r}: " + ", ".join(f"{kind} mAP@10 {v:.4f}" for kind, v in row.items()),
+                           err=True)
+            click.echo(f"recorded in {path}: word → {chosen.word!r}, phrase → {chosen.phrase!r}", err=True)
+        if calibrate:
             from kit.job.evaluate import calibrate_from_queries
 
             bands = calibrate_from_queries(client, qs, index=idx)
-            bands.save(bands_out)
-            click.echo(f"wrote score bands to {bands_out}: identical ≥ {bands.identical}, near-identical ≥ "
-                       f"{bands.near_identical}, similar ≥ {bands.similar}", err=True)
+            bands.store(client, idx)
+            click.echo(f"stored the similar-photo calibration with index {idx!r} ({bands.model}): identical: "
+                       f"score ≥ {bands.identical}, pHash ≤ {bands.identical_phash}, colour ≤ "
+                       f"{bands.identical_colour}; near-identical: score ≥ {bands.near_identical}, pHash ≤ "
+                       f"{bands.near_phash}, colour ≤ {bands.near_colour}; similar: score ≥ {bands.similar}",
+                       err=True)
     for line in check_thresholds(report, thresholds):
         click.echo(f"ok: {line}", err=True)
 
@@ -388,10 +421,10 @@ def ui(index: str, host: str, port: int, project_dir: Path, conn: dict[str, Any]
     """
     import uvicorn
 
-    from kit.job.similar import Bands
+    from kit.job.search import PromptTemplates
     from kit.job.ui.app import create_app
 
-    app = create_app(conn, index=index, bands=Bands.default(project_dir))
+    app = create_app(conn, index=index, templates=PromptTemplates.for_project(project_dir))
     click.echo(f"search page: http://{host}:{port}/  (index '{index}' at {conn['url']}; Ctrl-C stops)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -9,6 +9,7 @@ created twice).
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -155,6 +156,8 @@ class _Context:
     _model_replace = _model_create
 
     def _model_redeploy(self, c: Change) -> None:
+        if any(d.path == "description" for d in c.details):  # records the weights it now serves
+            self._model_update(c)
         self._deploy_and_probe(c.name, c.internal["model_id"])
 
     def _model_update(self, c: Change) -> None:
@@ -217,8 +220,14 @@ class _Context:
         desired = self.plan.desired.indices[c.name]
         paths = [d.path for d in c.details]
         if any(p.startswith("mappings") for p in paths):
-            # PUT _mapping merges: unchanged fields are a no-op, new fields and _meta are added.
-            self.client.request("PUT", f"/{c.name}/_mapping", body=desired.body["mappings"])
+            # PUT _mapping merges fields (unchanged ones are a no-op) but replaces _meta whole: keep
+            # the live index's own _meta keys (the similar-photo calibration)
+            body = copy.deepcopy(desired.body["mappings"])
+            live_idx = self.live.indices.get(c.name)
+            live_meta = ((live_idx.mappings if live_idx else {}) or {}).get("_meta") or {}
+            body["_meta"] = {**{k: v for k, v in live_meta.items() if k not in body.get("_meta", {})},
+                             **body.get("_meta", {})}
+            self.client.request("PUT", f"/{c.name}/_mapping", body=body)
         changed = {d.path: desired.settings_flat[d.path] for d in c.details if d.path in desired.settings_flat}
         if changed:
             from kit.cluster.desired import nest_settings

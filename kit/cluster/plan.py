@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from kit.cluster.capabilities import Target, check, detect
 from kit.cluster.client import Client
-from kit.cluster.desired import Desired, build_desired, parse_marker, resolve_models
+from kit.cluster.desired import Desired, build_desired, parse_marker, resolve_models, served_in
 from kit.cluster.diff import STATIC_INDEX_SETTINGS, FieldDiff, compare_exact, compare_mappings, compare_settings
 from kit.cluster.state import LiveModel, LiveState, doc_count, read_state
 from kit.config.envsubst import mask
@@ -213,6 +213,15 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
         if chosen.state not in ("DEPLOYED", "LOADED"):
             model_changes.append(Change("redeploy", "model", name, f"model {chosen.id} is {chosen.state}",
                                         internal=internal))
+        elif served_in(chosen.description) != served_in(md.description):
+            # a remote model's ML Commons body is unchanged when the model server's weights change:
+            # deploy again (and probe: the server must answer with the new model's width)
+            model_changes.append(Change("redeploy", "model", name,
+                                        f"the served weights changed ({served_in(chosen.description) or 'unknown'} → "
+                                        f"{served_in(md.description)}); restart `oskit serve` with the new spec "
+                                        "before apply",
+                                        [FieldDiff("description", chosen.description, md.description)],
+                                        internal=internal))
         elif chosen.description != md.description:
             model_changes.append(Change("update", "model", name, "description changed",
                                         [FieldDiff("description", chosen.description, md.description)],
@@ -277,7 +286,11 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
                            "oskit never changes resources it did not create")
         desired_flat = idesired.settings_flat
         diffs = compare_settings(desired_flat, cur.settings, static=STATIC_INDEX_SETTINGS)
-        diffs += compare_mappings(idesired.body["mappings"], cur.mappings, version)
+        # vectors made by other weights cannot be compared with new ones: a known, changed maker is a
+        # reindex (an index from before this record carries none and is only updated)
+        diffs += [FieldDiff(d.path, d.live, d.desired, d.live == "<absent>")
+                  if d.path.startswith("mappings._meta.oskit.vectors.") else d
+                  for d in compare_mappings(idesired.body["mappings"], cur.mappings, version)]
         diffs += [FieldDiff(f"aliases.{d.path}", d.live, d.desired, True)
                   for d in compare_exact(idesired.body.get("aliases") or {}, cur.aliases)]
         if not diffs:

@@ -241,8 +241,8 @@ def run_demo(
     """
     from kit.job.evaluate import default_configs, evaluate, ingest_eval_set, load_queries
     from kit.job.ingest import ingest
-    from kit.job.search import search
-    from kit.job.similar import Bands, similar
+    from kit.job.search import PromptTemplates, search
+    from kit.job.similar import similar
     from kit.job.ui.app import create_app as create_ui_app
 
     emit = events or (lambda kind, data: None)
@@ -261,6 +261,13 @@ def run_demo(
     try:
         samples = write_samples(data / "samples", n_images)
         emit("step", {"message": f"generated {n_images} sample images in {samples / 'images'}"})
+        from kit.job.search import OFFLINE_CLIP, SWITCH_HINT
+        from kit.job.similar import vectors_maker
+
+        if OFFLINE_CLIP in (vectors_maker(stack.client, "images") or ""):
+            emit("step", {"message": f"the offline CLIP ({OFFLINE_CLIP}) was trained only on generated pictures of "
+                                     "shapes, colours, textures, printed words and signs: the searches below ask "
+                                     f"for those; {SWITCH_HINT}"})
         qs = load_queries(samples / "queries.yaml")
         res = ingest_eval_set(stack.client, qs, index="images", batch=8)
         emit("ingest", {"what": "samples", "result": res})
@@ -270,14 +277,16 @@ def run_demo(
             emit("ingest", {"what": str(folder), "result": r})
             summary["ingest"].append(r.to_json())
 
-        bands = Bands.default(project)
+        templates = PromptTemplates.for_project(project)
         ex = _example_queries(qs.queries)
         searches: list[tuple[str, Any]] = []
         if "object" in ex:
-            searches.append((f'text: "{ex["object"].text}"', search(stack.client, ex["object"].text, k=5)))
+            searches.append((f'text: "{ex["object"].text}" (searched as "{templates.apply(ex["object"].text)}")',
+                             search(stack.client, ex["object"].text, k=5, prompt_template=templates)))
         if "word" in ex:
             w = ex["word"].text
-            searches.append((f'single word: "{w}" (searched as "a picture of a {w}")', search(stack.client, w, k=5)))
+            searches.append((f'single word: "{w}" (searched as "{templates.apply(w)}")',
+                             search(stack.client, w, k=5, prompt_template=templates)))
             searches.append((f'tags baseline: "{w}"', search(stack.client, w, k=5, mode="tags")))
         if "ocr" in ex:
             searches.append((f'text in the image: "{ex["ocr"].text}" (hybrid, field ocr_text)',
@@ -285,17 +294,17 @@ def run_demo(
         if "image" in ex:
             q = ex["image"]
             searches.append((f"phone photo of {q.source_id}: {q.image.name}",
-                             similar(stack.client, q.image, k=5, bands=bands)))
+                             similar(stack.client, q.image, k=5)))
         for title, result in searches:
             emit("search", {"title": title, "result": result})
         summary["searches"] = [{"title": t, **r.to_json()} for t, r in searches]
 
         emit("step", {"message": "evaluating tags vs vector vs hybrid on the sample queries"})
-        report = evaluate(stack.client, qs, index="images", configs=default_configs(), ks=(10, 30))
+        report = evaluate(stack.client, qs, index="images", configs=default_configs(template=templates), ks=(10, 30))
         emit("eval", {"report": report})
         summary["eval"] = {k: v for k, v in report.to_json().items() if k != "queries"}
 
-        ui = ServerThread(create_ui_app(stack.client, index="images", bands=bands), port=port, name="search page")
+        ui = ServerThread(create_ui_app(stack.client, index="images", templates=templates), port=port, name="search page")
         url = ui.start()
         summary["url"] = url
         emit("ready", {"url": url, "node": stack.node_url, "serving": serve})

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from kit.errors import EvalError, KitError, ThresholdMissed
-from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, search
+from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
 
 __all__ = [
     "EvalConfig",
@@ -41,8 +41,11 @@ __all__ = [
     "average_precision",
     "check_thresholds",
     "default_configs",
+    "choose_templates",
     "evaluate",
     "f1_at_k",
+    "similar_labels_heldout",
+    "similar_labels_indomain",
     "load_queries",
     "mean_average_precision",
     "parse_thresholds",
@@ -229,17 +232,20 @@ class EvalConfig:
     """One way of answering queries: a mode, with or without the prompt template."""
 
     mode: str
-    template: str | None = DEFAULT_PROMPT_TEMPLATE
+    template: "str | PromptTemplates | None" = DEFAULT_PROMPT_TEMPLATE
+    #: the row without a template next to one with it (named "… (no template)")
+    baseline: bool = False
 
     @property
     def name(self) -> str:
-        if self.mode == "tags" or self.template:
-            return self.mode
-        return f"{self.mode} (no template)"
+        return f"{self.mode} (no template)" if self.baseline else self.mode
 
 
-def default_configs(modes: Sequence[str] = MODES, template: str | None = DEFAULT_PROMPT_TEMPLATE) -> list[EvalConfig]:
+def default_configs(modes: Sequence[str] = MODES,
+                    template: "str | PromptTemplates | None" = DEFAULT_PROMPT_TEMPLATE) -> list[EvalConfig]:
     """tags, then each vector-backed mode with and (if a template is set) without the template."""
+    if isinstance(template, PromptTemplates) and not (template.word or template.phrase):
+        template = None
     out: list[EvalConfig] = []
     for m in modes:
         if m not in MODES:
@@ -249,7 +255,7 @@ def default_configs(modes: Sequence[str] = MODES, template: str | None = DEFAULT
         else:
             out.append(EvalConfig(m, template))
             if template:
-                out.append(EvalConfig(m, None))
+                out.append(EvalConfig(m, None, baseline=True))
     return out
 
 
@@ -395,7 +401,7 @@ def evaluate(
             for name, total in sums[key].items():
                 metrics[name.replace("AP@", "mAP@")] = total / c
             rows.append(EvalRow(cfg.name, cfg.mode, group, c, metrics))
-    primary = next((c.name for c in configs if c.mode == "vector" and c.template), configs[0].name)
+    primary = next((c.name for c in configs if c.mode == "vector" and not c.baseline), configs[0].name)
     if not any(c.mode == "vector" for c in configs):
         primary = configs[0].name
     return EvalReport(ks=ks, rows=rows, per_query=per_query, primary=primary)
@@ -602,5 +608,149 @@ def calibrate_from_queries(client: Any, queryset: QuerySet, *, index: str = "ima
             break
     if not pairs:
         raise EvalError(f"{queryset.path}: no image queries with a source_id whose original is in images/")
+    from kit.job.similar import vectors_maker
+
     samples = collect_band_samples(client, pairs, index=index)
-    return calibrate_bands(samples, source=f"calibrated on {queryset.path.name} ({len(pairs)} photo queries)")
+    return calibrate_bands(samples, source=f"calibrated on {queryset.path.name} ({len(pairs)} photo queries)",
+                           model=vectors_maker(client, index))
+
+
+# ------------------------------------------------------------------------------ similar-photo labels
+
+
+def _label_counts(rows: Sequence[tuple[str, str | None]]) -> dict[str, dict[str, float | int]]:
+    """Precision and recall per label from ``(truth, predicted)`` pairs."""
+    out: dict[str, dict[str, float | int]] = {}
+    for lab in ("identical", "near-identical", "similar"):
+        tp = sum(1 for t, p in rows if t == lab and p == lab)
+        pred = sum(1 for _, p in rows if p == lab)
+        truth = sum(1 for t, _ in rows if t == lab)
+        out[lab] = {"precision": round(tp / pred, 4) if pred else 1.0, "recall": round(tp / truth, 4) if truth else 1.0,
+                    "labelled": pred, "truth": truth}
+    return out
+
+
+def similar_labels_indomain(client: Any, queryset: QuerySet, *, index: str = "images", limit: int = 40,
+                            k: int = 10, offset: int = 100, bands: Any = None) -> dict[str, Any]:
+    """Precision / recall of the labels on the set's photo queries *not* used for calibration (the
+    first 100 calibrate): each original re-encoded (truth: identical), the phone photo (truth:
+    near-identical for its original), other hits sharing an object (similar) or nothing (unrelated)."""
+    import io
+
+    from PIL import Image
+
+    from kit.job.similar import shares_nothing, shares_object, similar
+
+    folder = _set_images(queryset)
+    queries = [q for q in queryset.queries if q.type == "image" and q.image is not None and q.source_id]
+    rows: list[tuple[str, str | None]] = []
+    used = 0
+    for q in queries[offset:offset + limit]:
+        original = next(iter(sorted(folder.glob(f"{q.source_id}.*"))), None)
+        if original is None:
+            continue
+        used += 1
+        buf = io.BytesIO()
+        Image.open(original).convert("RGB").save(buf, "JPEG", quality=40)
+        for data, truth_same in ((buf.getvalue(), "identical"), (q.image.read_bytes(), "near-identical")):  # type: ignore[union-attr]
+            res = similar(client, data, index=index, k=k, bands=bands)
+            src = next((h.source.get("metadata") or {} for h in res.hits if h.source.get("file_name") == original.name),
+                       None)
+            for h in res.hits:
+                if h.source.get("file_name") == original.name:
+                    rows.append((truth_same, h.label))
+                elif src is not None and shares_object(src, h.source.get("metadata") or {}):
+                    rows.append(("similar", h.label))
+                elif src is not None and shares_nothing(src, h.source.get("metadata") or {}):
+                    rows.append(("unrelated", h.label))
+                else:
+                    rows.append(("other", h.label))
+    return {"queries": used, "k": k, "labels": _label_counts(rows)}
+
+
+def similar_labels_heldout(client: Any, out_dir: str | Path, *, index: str = "images", k: int = 10,
+                           seed: int = 0, bands: Any = None) -> dict[str, Any]:
+    """Precision / recall of the labels on images outside the generated domain
+    (:mod:`kit.models.heldout`): the originals are ingested into ``index``, then every edited copy is
+    searched; its original's hit should carry the edit's label, and no other held-out image may be
+    labelled identical or near-identical (truth: similar for the same subject, e.g. two STOP signs)."""
+    import io
+
+    from kit.job.ingest import ingest
+    from kit.models.heldout import heldout_images, variants
+    from kit.job.similar import similar
+
+    folder = Path(out_dir) / "heldout"
+    folder.mkdir(parents=True, exist_ok=True)
+    originals = heldout_images(seed)
+    for im in originals:
+        im.image.save(folder / f"{im.name}.png")
+    result = ingest(client, [folder], index=index)
+    if result.failed:
+        raise EvalError(f"held-out images failed to ingest: {result.failures[:3]}")
+    names = {f"{im.name}.png": im for im in originals}
+    rows: list[tuple[str, str | None]] = []
+    per_edit: dict[str, list[tuple[str, str | None]]] = {}
+    for i, im in enumerate(originals):
+        subject = im.name.rsplit("-", 1)[0]
+        for edit, truth, img in variants(im.image, seed + i):
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "PNG")
+            res = similar(client, buf.getvalue(), index=index, k=k, bands=bands)
+            for h in res.hits:
+                fname = h.source.get("file_name")
+                if fname == f"{im.name}.png":
+                    rows.append((truth, h.label))
+                    per_edit.setdefault(edit, []).append((truth, h.label))
+                elif fname in names:
+                    other = names[fname]
+                    same_subject = other.name.rsplit("-", 1)[0] == subject
+                    rows.append(("similar" if same_subject else "unrelated", h.label))
+                else:
+                    rows.append(("other", h.label))
+    return {"images": len(originals), "k": k, "labels": _label_counts(rows),
+            "by_edit": {e: {"recall": round(sum(t == p for t, p in r) / len(r), 4), "n": len(r),
+                            "labels": sorted({str(p) for _, p in r})} for e, r in sorted(per_edit.items())}}
+
+
+# ------------------------------------------------------------------------------------ prompt templates
+
+#: the templates ``choose_templates`` compares with none (CLIP's own zero-shot prompts are of this kind)
+CANDIDATE_TEMPLATES = ("a picture of a {term}", "a photo of a {term}", "a photo of {term}")
+
+
+def choose_templates(client: Any, queryset: QuerySet, *, index: str | None = None, k: int = 10,
+                     candidates: Sequence[str] = CANDIDATE_TEMPLATES, model: str | None = None) -> Any:
+    """Measure vector-mode mAP@k of the set's text queries (``--field image``) with each template and
+    with none, per query kind (``word``: one word, ``phrase``: more), and return the winners as
+    :class:`kit.job.search.PromptTemplates`. A template wins a kind only by beating no template there."""
+    from kit.job.search import PromptTemplates
+
+    idx = index or queryset.index or "images"
+    queries = [q for q in queryset.queries if q.type == "text" and q.text and q.field == "image"]
+    if not queries:
+        raise EvalError(f"{queryset.path}: no text queries to choose templates on")
+    table: dict[str, dict[str, float]] = {}
+    counts = {"word": 0, "phrase": 0}
+    for template in (None, *candidates):
+        sums = {"word": 0.0, "phrase": 0.0}
+        counts = {"word": 0, "phrase": 0}
+        for q in queries:
+            kind = "word" if len(q.text.split()) == 1 else "phrase"  # type: ignore[union-attr]
+            spec = PromptTemplates(word=template, phrase=template)
+            hits = search(client, q.text or "", index=idx, k=k, mode="vector", prompt_template=spec).hits
+            rel = set(q.relevant)
+            sums[kind] += average_precision([is_relevant(h, rel) for h in hits], len(rel), k)
+            counts[kind] += 1
+        table[template or "(none)"] = {kind: round(sums[kind] / counts[kind], 4) for kind in sums if counts[kind]}
+    winners: dict[str, str | None] = {}
+    for kind in ("word", "phrase"):
+        if not counts[kind]:
+            winners[kind] = None
+            continue
+        base = table["(none)"][kind]
+        best = max(candidates, key=lambda t: table[t][kind])
+        winners[kind] = best if table[best][kind] > base else None
+    return PromptTemplates(word=winners["word"], phrase=winners["phrase"], model=model,
+                           source=f"chosen by oskit eval on {queryset.path.name} (mAP@{k}, vector mode)",
+                           measured={"map_at_k": table, "k": k, "queries": counts})

@@ -31,7 +31,9 @@ __all__ = [
     "HYBRID_WEIGHTS",
     "MODES",
     "Hit",
+    "PromptTemplates",
     "SearchResult",
+    "TEMPLATES_FILE",
     "VECTOR_FIELDS",
     "apply_template",
     "build_search",
@@ -74,6 +76,8 @@ class Hit:
     score: float
     source: dict[str, Any]
     label: str | None = None
+    #: similar-photo searches: the perceptual-hash distances to the query (``{"phash", "colour"}``)
+    hash_distance: dict[str, int | None] | None = None
 
     @property
     def thumbnail(self) -> str | None:
@@ -85,6 +89,8 @@ class Hit:
         out: dict[str, Any] = {"id": self.id, "score": self.score}
         if self.label is not None:
             out["label"] = self.label
+        if self.hash_distance is not None:
+            out["hash_distance"] = self.hash_distance
         out["source"] = src
         return out
 
@@ -100,20 +106,79 @@ class SearchResult:
     took_ms: float
     body: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None  # why there are no hits, when it is not the query (e.g. the index is empty)
+    #: what the user should know about these results (no signal, uncalibrated labels …)
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self, *, thumbnail: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"hits": [h.to_json(thumbnail=thumbnail) for h in self.hits]}
-        if self.note:
-            out["note"] = self.note
+        if self.notes:
+            out["notes"] = list(self.notes)
         return out
 
 
 # ----------------------------------------------------------------------------------------- building
 
 
-def apply_template(text: str, template: str | None) -> str:
+#: where ``oskit eval --choose-templates`` records the winning templates in the project (search reads it)
+TEMPLATES_FILE = "data/prompt-templates.json"
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """The prompt template per query kind — ``word`` (one word) and ``phrase`` (more) — chosen by
+    ``oskit eval --choose-templates`` for the project's CLIP; None = the query as typed."""
+
+    word: str | None = None
+    phrase: str | None = None
+    model: str | None = None
+    source: str = "no templates (none recorded in the project)"
+    measured: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def apply(self, text: str) -> str:
+        text = text.strip()
+        template = self.word if len(text.split()) == 1 else self.phrase
+        if not template:
+            return text
+        if "{term}" not in template:
+            raise KitError(f"prompt template {template!r} has no {{term}} placeholder")
+        return template.replace("{term}", text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"word": self.word, "phrase": self.phrase, "model": self.model, "source": self.source,
+                "measured": self.measured}
+
+    def save(self, project_dir: str | Any) -> Any:
+        from pathlib import Path
+
+        p = Path(project_dir) / TEMPLATES_FILE
+        p.parent.mkdir(parents=True, exist_ok=True)
+        import json
+
+        p.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return p
+
+    @classmethod
+    def for_project(cls, project_dir: str | Any = ".") -> "PromptTemplates":
+        """The project's recorded templates (``data/prompt-templates.json``), else none."""
+        import json
+        from pathlib import Path
+
+        p = Path(project_dir) / TEMPLATES_FILE
+        if not p.is_file():
+            return cls()
+        try:
+            raw = json.loads(p.read_text(encoding="utf-8"))
+            return cls(word=raw.get("word"), phrase=raw.get("phrase"), model=raw.get("model"),
+                       source=str(raw.get("source") or p), measured=dict(raw.get("measured") or {}))
+        except (ValueError, AttributeError) as exc:
+            raise KitError(f"{p}: not a prompt-templates file ({exc})",
+                           hint="re-run: oskit eval data/eval/queries.yaml --choose-templates") from None
+
+
+def apply_template(text: str, template: "str | PromptTemplates | None") -> str:
     """Wrap a single-word query in ``template`` (``{term}`` marks the word); longer queries pass unchanged."""
+    if isinstance(template, PromptTemplates):
+        return template.apply(text)
     text = text.strip()
     if not template or len(text.split()) != 1:
         return text
@@ -204,7 +269,7 @@ def build_search(
     mode: str = "vector",
     field: str = "image",
     filters: Mapping[str, Any] | None = None,
-    prompt_template: str | None = DEFAULT_PROMPT_TEMPLATE,
+    prompt_template: "str | PromptTemplates | None" = None,
     all_terms: bool = False,
     mapping: Mapping[str, Any] | None = None,
     thumbnails: bool = False,
@@ -254,6 +319,14 @@ class _IndexInfo:
 
     _lock = threading.Lock()
     _cache: "weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[str, Any], str | None]]]" = weakref.WeakKeyDictionary()
+    _makers: dict[tuple[int, str], str | None] = {}
+
+    @classmethod
+    def maker(cls, client: Any, index: str) -> str | None:
+        """Which weights made the index's image vectors (``_meta.oskit.vectors.image_embedding``)."""
+        cls.get(client, index)
+        with cls._lock:
+            return cls._makers.get((id(client), index))
 
     @classmethod
     def get(cls, client: Any, index: str) -> tuple[dict[str, Any], str | None]:
@@ -270,6 +343,10 @@ class _IndexInfo:
         if not isinstance(body, dict):  # an alias: take the first concrete index
             body = next(iter(resp.values())) if isinstance(resp, dict) and resp else {}
         mapping = (body.get("mappings") or {}).get("properties") or {}
+        vectors = (((body.get("mappings") or {}).get("_meta") or {}).get("oskit") or {}).get("vectors") or {}
+        maker = vectors.get("image_embedding") if isinstance(vectors, dict) else None
+        with cls._lock:
+            cls._makers[(id(client), index)] = maker if isinstance(maker, str) else None
         settings = (body.get("settings") or {}).get("index") or {}
         pipeline = (settings.get("search") or {}).get("default_pipeline") or settings.get("search.default_pipeline")
         info = (mapping, pipeline if pipeline not in (None, "_none") else None)
@@ -347,7 +424,7 @@ def search(
     mode: str = "vector",
     field: str = "image",
     filters: Mapping[str, Any] | Iterable[str] | None = None,
-    prompt_template: str | None = DEFAULT_PROMPT_TEMPLATE,
+    prompt_template: "str | PromptTemplates | None" = None,
     all_terms: bool = False,
     thumbnails: bool = False,
     search_pipeline: str | None = None,
@@ -379,7 +456,46 @@ def search(
     if inline is not None:
         body["search_pipeline"] = inline
         search_pipeline = None  # a request names its pipeline one way only
-    return run_query(client, index, body, search_pipeline=search_pipeline, query_text=text, mode=mode, field=field)
+    result = run_query(client, index, body, search_pipeline=search_pipeline, query_text=text, mode=mode, field=field)
+    if mode != "tags" and field == "image":
+        note = offline_model_note(text, _IndexInfo.maker(client, index))
+        if note:
+            result.notes.append(note)
+    return result
+
+
+OFFLINE_CLIP = "oskit-clip-tiny"
+SWITCH_HINT = ("for photos of the real world switch to real CLIP weights: in models/clip.yaml write "
+               "open_clip: {model: ViT-B-32, pretrained: laion2b_s34b_b79k}, then restart oskit serve, "
+               "oskit apply and ingest again")
+
+
+def offline_vocabulary() -> set[str]:
+    """The words the offline CLIP was trained on: the generator's colours, shapes, textures, sizes,
+    positions, backgrounds and printed sign words (kit.models.synth)."""
+    from kit.models import synth
+
+    words: set[str] = set()
+    for group in (synth.SHAPES, synth.COLOURS, synth.BACKGROUND_COLOURS, synth.SIZES, synth.TEXTURES,
+                  synth.POSITIONS, synth.WORDS, synth.ROWS):
+        for item in group:
+            words.update(w.lower() for w in re.findall(r"[A-Za-z]+", str(item)))
+    words.update(w + "s" for w in list(words))  # plurals
+    return words
+
+
+def offline_model_note(text: str, maker: str | None) -> str | None:
+    """A note when the index's vectors come from the offline CLIP and the query has none of its words
+    (its results then carry no signal)."""
+    if not maker or OFFLINE_CLIP not in maker:
+        return None
+    known = offline_vocabulary()
+    words = [w.lower() for w in re.findall(r"[A-Za-z]+", text)]
+    if any(w in known for w in words):
+        return None
+    return (f"the offline CLIP ({OFFLINE_CLIP}) knows only generated pictures of shapes, colours, textures, "
+            f"printed words and signs (e.g. \"red circle\", \"striped star\", \"STOP\"); none of the words "
+            f"of {text!r} is among them, so these results carry no signal; {SWITCH_HINT}")
 
 
 def _pipeline_weights(pipeline: Mapping[str, Any]) -> list[float] | None:

@@ -8,6 +8,7 @@ Endpoints (documented with examples in docs/model-server.md)::
     POST /clip/embed-texts  {"input": [str, ...]} or [str, ...] → [[...], ...]
     POST /ocr               {"inputImage": b64} → {"text", "lines": [{"text", "box", "confidence"}]}
     POST /tags              {"inputImage": b64} → {"tags": [...], "scores": {...}}
+    POST /hash              {"inputImage": b64} → {"phash", "colour", "phash_crops", "phash_probes", "hash_version"}
     POST /captions          {"inputImage": b64} → {"caption": "..."}  (503 when not configured)
 
 Every error: ``{"error": {"code": "...", "message": "...", "status": N}}``.
@@ -193,6 +194,10 @@ class Runtime:
                               "threshold": self.tagger.threshold, "top_k": self.tagger.top_k}
         if self.ocr is not None:
             models["ocr"] = {"engine": "rapidocr-onnxruntime", "min_confidence": self.ocr.min_confidence}
+        if self.config.hash is not None:
+            from kit.serve.hashes import HASH_VERSION
+
+            models["hash"] = {"version": HASH_VERSION, "library": "imagehash"}
         models["captions"] = {"configured": self.captioner.configured,
                               **({"model": self.config.captions.model} if self.captioner.configured else {})}
         return models
@@ -496,6 +501,13 @@ def create_app(config: ServeConfig) -> Starlette:
         data = image_field(_object(await _read_json(request, config.max_body_bytes)))
         return JSONResponse(rt.tagger.tag(await image_vector(data)))
 
+    async def hashes(request: Request) -> Response:
+        need("hash", config.hash is not None)
+        from kit.serve.hashes import hash_image
+
+        data = image_field(_object(await _read_json(request, config.max_body_bytes)))
+        return JSONResponse(await anyio.to_thread.run_sync(lambda: hash_image(data, config.max_image_pixels)))
+
     async def captions(request: Request) -> Response:
         data = image_field(_object(await _read_json(request, config.max_body_bytes)))
         if not rt.captioner.configured:
@@ -566,6 +578,7 @@ def create_app(config: ServeConfig) -> Starlette:
         Route("/clip/embed-texts", endpoint("/clip/embed-texts", clip_embed_texts), methods=["POST"]),
         Route("/ocr", endpoint("/ocr", ocr), methods=["POST"]),
         Route("/tags", endpoint("/tags", tags), methods=["POST"]),
+        Route("/hash", endpoint("/hash", hashes), methods=["POST"]),
         Route("/captions", endpoint("/captions", captions), methods=["POST"]),
     ]
 

@@ -8,6 +8,7 @@ rest of a spec belongs to the provisioning side. Block shapes (``kind`` picks on
             batching: {max_batch: 32, max_wait_ms: 5, max_queue: 256}, text_batching: {...}}
     serve: {kind: tags, open_clip: {...same model...}, vocabulary: vocabulary.txt, threshold: 0.3, top_k: 8}
     serve: {kind: ocr, min_confidence: 0.5, max_queue: 64}
+    serve: {kind: hash}                       (perceptual hashes for similar-photo labels)
     serve: {kind: captions, endpoint: "${env:OSKIT_CAPTIONS_URL:-}", model: ..., api_key: ...,
             prompt: "...", max_tokens: 80, timeout_s: 60}
 
@@ -38,6 +39,7 @@ __all__ = [
     "BatchingConfig",
     "CaptionsConfig",
     "ClipConfig",
+    "HashConfig",
     "OcrConfig",
     "ServeConfig",
     "TagsConfig",
@@ -94,6 +96,10 @@ class OcrConfig(_Strict):
     max_queue: int = Field(64, ge=1)
 
 
+class HashConfig(_Strict):
+    """Perceptual hashes (``POST /hash``, kit/serve/hashes.py); nothing to tune."""
+
+
 class CaptionsConfig(_Strict):
     """An OpenAI-compatible vision chat endpoint (``url`` is the base, e.g. ``http://host:8000/v1``)."""
 
@@ -115,6 +121,7 @@ class ServeConfig(_Strict):
     clip: ClipConfig | None = None
     tags: TagsConfig | None = None
     ocr: OcrConfig | None = None
+    hash: HashConfig | None = None
     captions: CaptionsConfig = Field(default_factory=CaptionsConfig)
     device: str = "auto"
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)  # reported in /health: the ingest client reads it
@@ -158,6 +165,10 @@ class _OcrBlock(_Strict):
     max_queue: int = Field(64, ge=1)
 
 
+class _HashBlock(_Strict):
+    kind: Literal["hash"]
+
+
 class _CaptionsBlock(_Strict):
     kind: Literal["captions"]
     endpoint: str | None = None
@@ -169,7 +180,7 @@ class _CaptionsBlock(_Strict):
 
 
 class _Spec(_Strict):
-    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _CaptionsBlock], Field(discriminator="kind")]
+    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _HashBlock, _CaptionsBlock], Field(discriminator="kind")]
 
 
 def _resolve_env(value: Any, *, lenient: bool, where: str, problems: list[tuple[str, str, str, str | None]]) -> Any:
@@ -272,6 +283,8 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
                 cfg["tags"] = TagsConfig(vocabulary=vocab, threshold=block.threshold, top_k=block.top_k)
                 if block.open_clip is not None:
                     tags_clip = (block.open_clip.model, _local_or_tag(block.open_clip.pretrained, base))
+            elif isinstance(block, _HashBlock):
+                cfg["hash"] = HashConfig()
             elif isinstance(block, _OcrBlock):
                 cfg["ocr"] = OcrConfig(min_confidence=block.min_confidence, max_queue=block.max_queue)
             else:
@@ -293,7 +306,8 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
         elif (clip_cfg.model, clip_cfg.pretrained) != tags_clip:
             problems.append((seen["tags"], "serve.open_clip",
                              f"tags name CLIP {tags_clip[0]} ({tags_clip[1]}) but the clip block serves "
-                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP", None))
+                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP",
+                             "leave open_clip out of the tags spec: tags use the clip spec's model"))
     if "tags" in cfg and "clip" not in cfg:
         problems.append((seen["tags"], "serve.kind", "tags need a CLIP model: no spec has a 'serve: {kind: clip}' block", None))
     if problems:

@@ -15,8 +15,8 @@ def test_search_on_an_empty_index_says_so(applied: Any, fresh_node: Any) -> None
     assert res.stdout == "no results\n"
     assert res.stderr == "note: index 'images' is empty: ingest images first (oskit ingest PATH --index images)\n"
     res = oskit("search", "red circle", "--url", fresh_node.url, "--json")
-    assert json.loads(res.stdout) == {"hits": [], "note": "index 'images' is empty: ingest images first "
-                                                          "(oskit ingest PATH --index images)"}
+    assert json.loads(res.stdout) == {"hits": [], "notes": ["index 'images' is empty: ingest images first "
+                                                          "(oskit ingest PATH --index images)"]}
 
 
 def test_search_with_the_model_server_down_names_model_endpoint_and_fix(applied: Any, fresh_node: Any) -> None:

@@ -168,7 +168,30 @@ def test_same_file_is_identical_and_cli_labels(stack: Any, samples: Any, indexed
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert hits[0]["source"]["file_name"] == original.name and hits[0]["label"] == "identical"
-    assert all(h["label"] in ("identical", "near-identical", "similar", "unrelated") for h in hits)
+    assert hits[0]["hash_distance"] == {"phash": 0, "colour": 0}
+    assert all(h.get("label") in (None, "identical", "near-identical", "similar", "unrelated") for h in hits)
+
+
+def test_calibration_is_stored_with_the_index_and_labels_every_hit(stack: Any, samples: Any, indexed: Any) -> None:
+    from kit.job.evaluate import calibrate_from_queries
+    from kit.job.similar import META_KEY, Bands, similar
+
+    photo = next(q for q in samples.queries if q.type == "image")
+    before = similar(stack.client, photo.image, k=5)
+    if not Bands.for_index(stack.client, "images").calibrated:  # the first run of the session
+        assert before.notes and "not calibrated" in before.notes[0]
+        assert all(h.label in (None, "identical") for h in before.hits)
+    bands = calibrate_from_queries(stack.client, samples, index="images")
+    bands.store(stack.client, "images")
+    meta = stack.client.request("GET", "/images/_mapping")["images"]["mappings"]["_meta"]
+    assert meta["oskit"]["project"] == "oskit"  # the project's own _meta is kept
+    assert meta[META_KEY]["model"] == meta["oskit"]["vectors"]["image_embedding"]
+    assert "oskit-clip-tiny" in meta[META_KEY]["model"]
+    assert Bands.for_index(stack.client, "images") == bands
+    after = similar(stack.client, photo.image, k=5)
+    assert not after.notes
+    assert all(h.label in ("identical", "near-identical", "similar", "unrelated") for h in after.hits)
+    assert after.hits[0].label in ("identical", "near-identical")  # the photographed image
 
 
 def test_similar_rejects_a_non_image(stack: Any, tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ WRITES = [
     ("POST", "/_plugins/_ml/connectors/_create"),
     ("POST", "/_plugins/_ml/connectors/_create"),
     ("POST", "/_plugins/_ml/connectors/_create"),
+    ("POST", "/_plugins/_ml/connectors/_create"),
+    ("POST", "/_plugins/_ml/models/_register"),
+    ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("POST", "/_plugins/_ml/models/_register"),
     ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("POST", "/_plugins/_ml/models/_register"),
@@ -79,7 +82,7 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
         assert not second.in_sync or step == len(WRITES) - 1
         cluster.apply(second, client)
         assert cluster.plan(load_project(project_dir), client).in_sync
-        assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}
+        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
 
 
 def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
@@ -91,4 +94,4 @@ def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str,
         faults.drop_before = lambda i, m, p: False
         cluster.apply(cluster.plan(load_project(project_dir), client), client)
         assert cluster.plan(load_project(project_dir), client).in_sync
-        assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}
+        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
