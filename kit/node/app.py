@@ -726,11 +726,6 @@ def count(req: NodeRequest) -> dict[str, Any]:
     return req.engine.count(req.path_params.get("index"), _body_obj(req), req.query)
 
 
-def delete_by_query(req: NodeRequest) -> dict[str, Any]:
-    body = _body_obj(req, required=True)
-    return req.engine.delete_by_query(req.path_params["index"], body.get("query"))
-
-
 def not_supported(feature: str) -> Callable[[NodeRequest], dict[str, Any]]:
     def handler(req: NodeRequest) -> dict[str, Any]:
         raise ApiError(400, "illegal_argument_exception",
@@ -763,8 +758,8 @@ def build_router(engine: Engine) -> Router:
     add("HEAD", "/{index}", index_exists)
     add("GET", "/{index}", get_index)
     add("DELETE", "/{index}", delete_index)
-    add("GET", "/_mapping", get_mapping)
-    add("GET", "/{index}/_mapping", get_mapping)
+    for p in ("/_mapping", "/_mappings", "/{index}/_mapping", "/{index}/_mappings"):
+        add("GET", p, get_mapping)
     add("PUT", "/{index}/_mapping", put_mapping)
     add("POST", "/{index}/_mapping", put_mapping)
     add("GET", "/_settings", get_settings)
@@ -820,16 +815,11 @@ def build_router(engine: Engine) -> Router:
         add(m, "/{index}/_search", search)
         add(m, "/_count", count)
         add(m, "/{index}/_count", count)
-        add(m, "/_msearch", not_supported("_msearch"))
-        add(m, "/{index}/_msearch", not_supported("_msearch"))
         add(m, "/{index}/_explain/{id}", not_supported("_explain"))
-        add(m, "/_search/scroll", not_supported("scroll"))
-    add("POST", "/{index}/_delete_by_query", delete_by_query)
-    add("POST", "/{index}/_update_by_query", not_supported("_update_by_query"))
-    add("POST", "/_reindex", not_supported("_reindex"))
-    from kit.node import knn_api
+    from kit.node import knn_api, search_api
 
     r.extend(knn_api.routes())
+    r.extend(search_api.routes())
     _mount_plugins(engine, r)
     return r
 

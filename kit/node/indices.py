@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from kit.node.contexts import SearchContexts
 from kit.node.errors import (
     ApiError,
     bad_request,
@@ -45,6 +46,8 @@ class Indices:
     ml: Any
     ingest: Any
     search_pipelines: Any
+    search_contexts: SearchContexts
+    node_id: str
 
     def _predict_fn(self) -> Callable[[str, dict[str, Any]], dict[str, Any]] | None:
         """What ``neural`` queries call to embed their text (None without ML Commons)."""

@@ -262,6 +262,8 @@ class Match(Query):
         self.zero_terms_query = zero_terms_query
 
     def _clauses(self, ix: "IndexState") -> list[Query]:
+        if self.field in ("_id", "_index"):
+            return [Term(self.field, self.text)]  # not analysed: the whole text is one id, as on a keyword
         fd = ix.mapping.fields.get(self.field)
         if fd is None:
             return []

@@ -115,7 +115,7 @@ def test_sort_paging_source_and_total(n: AsgiNode) -> None:
 
 def test_unsupported_features_are_named(n: AsgiNode) -> None:
     n.ok("PUT", "/u/_doc/1", {"a": "b"})
-    for body, feature in [({"aggs": {"x": {"terms": {"field": "a"}}}}, "aggregations"),
+    for body, feature in [({"aggs": {"x": {"percentiles": {"field": "a"}}}}, "percentiles"),
                           ({"query": {"fuzzy": {"a": "c"}}}, "fuzzy"),
                           ({"highlight": {"fields": {"a": {}}}}, "highlight")]:
         r = n.request("POST", "/u/_search", body)
