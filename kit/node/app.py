@@ -620,10 +620,23 @@ def delete_template(req: NodeRequest) -> dict[str, Any]:
     return req.engine.delete_template(req.path_params["name"])
 
 
-def unsupported_legacy_template(req: NodeRequest) -> dict[str, Any]:
-    raise ApiError(400, "illegal_argument_exception",
-                   "[_template] (legacy index templates) is not supported by the oskit embedded node; use "
-                   "_index_template")
+def put_legacy_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.put_legacy_template(req.path_params["name"], _body_obj(req, required=True),
+                                          create=req.flag("create"), order=req.query.get("order"))
+
+
+def get_legacy_template(req: NodeRequest) -> Response:
+    out, ok = req.engine.get_legacy_templates(req.path_params.get("name"), flat=req.flag("flat_settings"))
+    return json_response(out, 200 if ok else 404)
+
+
+def legacy_template_exists(req: NodeRequest) -> Response:
+    _, ok = req.engine.get_legacy_templates(req.path_params["name"])
+    return Response(b"", status_code=200 if ok else 404)
+
+
+def delete_legacy_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.delete_legacy_template(req.path_params["name"])
 
 
 # ---------------------------------------------------------------------------------------- documents
@@ -831,8 +844,12 @@ def build_router(engine: Engine) -> Router:
     add("GET", "/_index_template/{name}", get_template)
     add("HEAD", "/_index_template/{name}", template_exists)
     add("DELETE", "/_index_template/{name}", delete_template)
-    for m in ("GET", "PUT", "POST", "DELETE"):
-        add(m, "/_template/{name}", unsupported_legacy_template)
+    for m in ("PUT", "POST"):
+        add(m, "/_template/{name}", put_legacy_template)
+    add("GET", "/_template", get_legacy_template)
+    add("GET", "/_template/{name}", get_legacy_template)
+    add("HEAD", "/_template/{name}", legacy_template_exists)
+    add("DELETE", "/_template/{name}", delete_legacy_template)
     # documents
     add("PUT", "/{index}/_doc/{id}", index_doc)
     add("POST", "/{index}/_doc/{id}", index_doc)

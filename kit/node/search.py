@@ -146,9 +146,17 @@ class Search(Indices):
         for key in body:
             if key not in allowed:
                 raise parsing_error(f"Unknown key for a {'START_OBJECT' if isinstance(body[key], dict) else 'VALUE_STRING'} in [{key}].")
-        for key in ("highlight", "collapse", "suggest", "rescore", "script_fields", "slice", "indices_boost"):
+        if body.get("script_fields"):
+            raise unsupported("script_fields (Painless scripts)")
+        for key in ("collapse", "suggest", "rescore", "slice", "indices_boost"):
             if body.get(key):
-                raise unsupported(key if key != "aggs" else "aggregations")
+                raise unsupported(key)
+        highlight = None
+        if body.get("highlight") is not None:
+            from kit.node.highlight import parse_highlight
+
+            predict = self._predict_fn()
+            highlight = parse_highlight(body["highlight"], lambda x: parse_query(x, predict=predict))
         if body.get("explain") or params.get("explain") == "true":
             raise unsupported("explain")
         if body.get("profile"):
@@ -305,6 +313,7 @@ class Search(Indices):
                 max_score = raw_max
             src_param = source_param(body.get("_source"), params)
             render = {"source": src_param, "score_visible": score_visible, "raw_source": raw_source,
+                      "highlight": (highlight, q) if highlight is not None and highlight.fields else None,
                       "version": bool(body.get("version") or params.get("version") == "true"),
                       "seq_no": bool(body.get("seq_no_primary_term") or params.get("seq_no_primary_term") == "true")}
         hits = self._fetch_hits(targets, page, sort_values, render)
@@ -352,7 +361,8 @@ class Search(Indices):
         for _, pos, rid in page:
             by_index.setdefault(pos, []).append(rid)
         fetched: dict[tuple[int, int], tuple[str, int, int, str]] = {}
-        need_rows = src_param is not False or render["version"] or render["seq_no"]
+        hl = render.get("highlight")
+        need_rows = src_param is not False or render["version"] or render["seq_no"] or hl is not None
         with self.lock:
             for pos, rids in by_index.items():
                 if need_rows:
@@ -384,6 +394,10 @@ class Search(Indices):
                     hit["_source"] = RawJSON(src) if raw_source else loads(src)
                 else:
                     hit["_source"] = filter_source(loads(src), src_param[0], src_param[1])
+            if hl is not None:
+                fields = hl[0].highlight(targets[pos], hl[1], loads(src), did)
+                if fields:
+                    hit["highlight"] = fields
             if (pos, rid) in sort_values:
                 hit["sort"] = sort_values[(pos, rid)]
             hits.append(hit)
