@@ -223,39 +223,54 @@ class MLCommons:
         """``MLModelAutoReDeployer`` at node start: models left deployed (or deploying) by the previous
         process are deployed again, oldest ``last_deployed_time`` first, each at most
         ``model_auto_redeploy.lifetime_retry_times`` times in a row (a success sets the count back to 0).
-        DEPLOY_FAILED models are not in its query: they wait for a ``_deploy``, as in ML Commons."""
+        DEPLOY_FAILED models are not in its query: they wait for a ``_deploy``, as in ML Commons. A
+        predict that arrives meanwhile waits for its model's load instead of failing."""
         with self._lock:  # before the sync-up (ML Commons starts its cron once redeploy is arranged)
             if self._indices_ready:
                 return []
             for name, mapping in MAPPINGS.items():
                 self.engine.ensure_system_index(name, mapping)
-            started = self._redeploy() if self.settings.flag("model_auto_redeploy.enable") else []
-            self._sync_up(set(started))
+            picked = self._pick_redeploys() if self.settings.flag("model_auto_redeploy.enable") else []
+            self._sync_up({model_id for model_id, _ in picked})
             self._indices_ready = True
-            return started
+        for model_id, fn in picked:
+            task_id = self._new_task("DEPLOY_MODEL", fn, is_async=True, model_id=model_id)
+            try:
+                if fn != "REMOTE":
+                    self._load_local(model_id)
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, ModelLoadError) else self._error_text(exc)
+                log.warning("auto redeploy of model %s failed: %s", model_id, message)
+                self._task_update(task_id, state="FAILED", error=json.dumps({self.node_id: message}))
+                self._update(MODEL_INDEX, model_id, {"model_state": "DEPLOY_FAILED", "current_worker_node_count": 0,
+                                                     "last_updated_time": now_ms()})
+                continue
+            self._mark_deployed(model_id)
+            self._task_update(task_id, state="COMPLETED")
+        return [model_id for model_id, _ in picked]
 
-    def _redeploy(self) -> list[str]:
+    def _pick_redeploys(self) -> list[tuple[str, str]]:
+        """(model id, algorithm) of the models to redeploy, their retry count already raised."""
         limit = int(self.settings.raw(P_REDEPLOY_RETRIES) or 3)
         hits = self.engine.search(MODEL_INDEX, {
             "size": 10_000, "sort": [{"last_deployed_time": {"order": "asc", "unmapped_type": "long"}}],
             "query": {"terms": {"model_state": ["LOADING", "PARTIALLY_LOADED", "LOADED", "DEPLOYING",
                                                 "PARTIALLY_DEPLOYED", "DEPLOYED"]}},
-            "_source": ["auto_redeploy_retry_times"]})["hits"]["hits"]
-        started = []
+            "_source": ["auto_redeploy_retry_times", "algorithm"]})["hits"]["hits"]
+        picked = []
         for hit in hits:
-            model_id = hit["_id"]
-            tries = int((hit.get("_source") or {}).get("auto_redeploy_retry_times") or 0)
+            src = hit.get("_source") or {}
+            tries = int(src.get("auto_redeploy_retry_times") or 0)
+            fn = str(src.get("algorithm"))
             if tries >= limit:
                 continue
-            self._update(MODEL_INDEX, model_id, {"auto_redeploy_retry_times": tries + 1})
-            try:
-                self.deploy_model(model_id)
-                started.append(model_id)
-            except ApiError as exc:
-                log.warning("auto redeploy of model %s failed: %s", model_id, exc.reason)
-                self._update(MODEL_INDEX, model_id, {"model_state": "DEPLOY_FAILED", "current_worker_node_count": 0,
-                                                     "last_updated_time": now_ms()})
-        return started
+            self._update(MODEL_INDEX, hit["_id"], {"auto_redeploy_retry_times": tries + 1})
+            if not self._eligible(remote=fn == "REMOTE") or (fn != "REMOTE" and not self.settings.flag(
+                    "local_model.enabled")):
+                log.info("auto redeploy of model %s skipped: no eligible node", hit["_id"])  # as ML Commons: no change
+                continue
+            picked.append((hit["_id"], fn))
+        return picked
 
     # ================================================================================== eligibility
     def _eligible(self, *, remote: bool) -> bool:
