@@ -196,7 +196,8 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
             skipped.append(_bad_link(p))
         elif _is_glob(text):
             matches = sorted(glob.glob(str(p), recursive=True))
-            before = (len(found), len(skipped))
+            if not matches:
+                missing.append(text)
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
@@ -205,8 +206,6 @@ def discover(paths: Sequence[str | Path]) -> Discovery:
                     found[mp] = None
                 elif mp.is_symlink():
                     skipped.append(_bad_link(mp))
-            if (len(found), len(skipped)) == before:  # matched nothing usable (e.g. only empty folders)
-                missing.append(text)
         else:
             missing.append(text)
     if missing:
