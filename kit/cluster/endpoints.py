@@ -20,7 +20,8 @@ from kit.cluster.client import Client
 from kit.cluster.desired import parse_marker
 from kit.errors import ClusterError
 
-__all__ = ["FIX", "RemoteModel", "explain", "is_remote_model_error", "probe_url", "remote_models", "unreachable"]
+__all__ = ["FIX", "RemoteModel", "explain", "is_remote_model_error", "probe_url", "remote_models", "shown_url",
+           "unreachable"]
 
 FIX = "start `oskit serve` or set OSKIT_MODEL_SERVER_URL (then `oskit apply`)"
 
@@ -34,6 +35,14 @@ class RemoteModel:
     name: str  # the project's logical name when the kit created the model, else the model's name
     model_id: str
     url: str  # the connector's predict URL
+
+
+def shown_url(url: str) -> str:
+    """The endpoint as printed: no credentials, no query string (where an API key could travel)."""
+    from kit.cluster.client import redact_url
+
+    clean = redact_url(url)
+    return clean.split("?", 1)[0] + ("?…" if "?" in clean else "")
 
 
 def is_remote_model_error(text: str) -> bool:
@@ -112,5 +121,5 @@ def explain(client: Client) -> str:
     down = unreachable(client)
     if not down:
         return ("a remote model's endpoint failed (the model server is down or overloaded?): " + FIX)
-    named = "; ".join(f"model '{m.name}' calls {m.url} ({reason})" for m, reason in down)
+    named = "; ".join(f"model '{m.name}' calls {shown_url(m.url)} ({reason})" for m, reason in down)
     return f"{named}: {FIX}"

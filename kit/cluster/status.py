@@ -10,7 +10,8 @@ from typing import Any, Mapping
 from kit.cluster.capabilities import Target, detect
 from kit.cluster.client import Client
 from kit.cluster.desired import ModelDesired, build_desired
-from kit.cluster.endpoints import FIX, probe_url
+from kit.cluster.endpoints import FIX, probe_url, shown_url
+from kit.config.envsubst import mask
 from kit.cluster.plan import STATE_RANK
 from kit.cluster.state import doc_count, read_state
 from kit.config.loader import Project
@@ -59,8 +60,9 @@ def status(project: Project, client: Client, *, environ: Mapping[str, str] | Non
         reason = probe_url(url)
         fix = FIX if md is not None and md.spec.serve is not None else \
             f"check the endpoint in {project.file_of('models', name)}"
+        shown = mask(shown_url(url), desired.secrets)
         add("endpoint", name, "reachable" if reason is None else "unreachable",
-            url if reason is None else f"{url} ({reason}): {fix}")
+            shown if reason is None else f"{shown} ({reason}): {fix}")
     for kind, wanted, have in (("ingest-pipeline", desired.ingest, live.ingest),
                                ("search-pipeline", desired.search, live.search)):
         for name in sorted(wanted):

@@ -27,3 +27,10 @@ def test_status_names_an_unreachable_model_server(applied: Any, fresh_node: Any,
     assert line.endswith(f"{serve.url}/clip/embed (connection refused): start `oskit serve` or set "
                          "OSKIT_MODEL_SERVER_URL (then `oskit apply`)")
     assert "  model " in res.stdout and "DEPLOYED" in res.stdout
+
+
+def test_shown_endpoints_carry_no_credentials_or_query() -> None:
+    from kit.cluster.endpoints import shown_url
+
+    assert shown_url("https://u:pw@api.example.com/v1/embed?key=SECRET") == "https://api.example.com/v1/embed?…"
+    assert shown_url("http://127.0.0.1:8765/clip/embed") == "http://127.0.0.1:8765/clip/embed"

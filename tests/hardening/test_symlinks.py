@@ -60,3 +60,10 @@ def test_ingest_counts_them_and_writes_them_to_the_report(plain_index: Any, tmp_
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     assert sorted(Path(x["file"]).name for x in lines) == ["gone.png", "self", "up"]
     assert {x["stage"] for x in lines} == {"walk"}
+
+
+def test_a_glob_naming_files_found_already_is_no_error(tmp_path: Path) -> None:
+    from kit.job.ingest import discover
+
+    root = _tree(tmp_path)
+    assert discover([root, str(root / "*.png")]).files == discover([root]).files
