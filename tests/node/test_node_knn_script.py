@@ -172,3 +172,10 @@ def test_cosine_before_2_19_is_one_plus_cos(tmp_path: Path) -> None:
             [("1", 2.0), ("2", 0.0)]
     finally:
         node.close()
+
+
+def test_script_sort_is_refused_naming_painless(n: AsgiNode) -> None:
+    r = n.request("POST", "/kv/_search", {"sort": [{"_script": {"type": "number", "order": "asc",
+                                                                "script": {"source": "doc['n'].value"}}}]})
+    assert r.status_code == 400
+    assert r.json()["error"]["reason"].startswith("[_script sort (Painless scripts)] is not supported")
