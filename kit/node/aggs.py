@@ -14,7 +14,9 @@ import calendar
 import math
 import re
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import numpy as np
 
 from kit.node.errors import ApiError, parsing_error, shard_failure, unsupported
 from kit.node.mapping import NUMERIC, parse_date
@@ -23,8 +25,9 @@ from kit.node.sorting import parse_sort, sort_key
 from kit.node.source_filter import source_param
 
 if TYPE_CHECKING:
+    import threading
+
     from kit.node.index_state import IndexState
-    from kit.node.search import Search
 
 __all__ = ["aggregate"]
 
@@ -41,8 +44,20 @@ _UNSUPPORTED = {
 }
 
 
+class SearchHost(Protocol):
+    """What aggregations use of the engine (:class:`kit.node.search.Search`)."""
+
+    lock: "threading.RLock"
+    node_id: str
+
+    def _predict_fn(self) -> Any: ...
+
+    def _fetch_hits(self, targets: list["IndexState"], page: list[tuple[float, int, int]],
+                    sort_values: dict[tuple[int, int], list[Any]], render: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
 class _Ctx:
-    def __init__(self, targets: list["IndexState"], engine: "Search") -> None:
+    def __init__(self, targets: list["IndexState"], engine: SearchHost) -> None:
         self.targets = targets
         self.engine = engine
 
@@ -65,7 +80,7 @@ class _Ctx:
 
 
 def aggregate(spec: dict[str, Any], targets: list["IndexState"], matched: list[dict[int, float]],
-              engine: "Search") -> dict[str, Any]:
+              engine: SearchHost) -> dict[str, Any]:
     """The ``aggregations`` object over the documents the query matched (before ``post_filter``)."""
     ctx = _Ctx(targets, engine)
     with engine.lock:
@@ -148,15 +163,43 @@ def _check_field(ctx: _Ctx, field: str, kind: str, *, numeric: bool) -> str | No
     return ftype
 
 
+def _doc_value(v: Any, ftype: str | None) -> float:
+    """The double a numeric doc value reads as: float and half_float fields keep float32/float16 values."""
+    if ftype == "float":
+        return float(np.float32(v))
+    if ftype == "half_float":
+        return float(np.float16(v))
+    return float(v)
+
+
 def _numbers(docs: list[Doc], ctx: _Ctx, field: str, missing: Any, ftype: str | None) -> list[float]:
     out: list[float] = []
     for d in docs:
         vals = ctx.values(d, field)
         if vals:
-            out.extend(float(v) for v in vals)
+            out.extend(_doc_value(v, ftype) for v in vals)
         elif missing is not None:
             out.append(float(parse_date(missing) if ftype == "date" else missing))
     return out
+
+
+def _decimal_format(pattern: str) -> Callable[[float], str]:
+    """java.text.DecimalFormat for the plain patterns aggregations use (``##0.0``, ``#,##0.00``, ``0``)."""
+    if not re.fullmatch(r"[#0,]*(\.[#0]*)?", pattern):
+        raise unsupported(f"numeric format [{pattern}] in aggregations (supported: DecimalFormat # 0 , .)")
+    whole, _, frac = pattern.partition(".")
+    min_frac, max_frac = frac.count("0"), len(frac)
+    grouping = "," in whole
+
+    def render(x: float) -> str:
+        text = f"{x:,.{max_frac}f}" if grouping else f"{x:.{max_frac}f}"
+        if max_frac > min_frac and "." in text:
+            head, tail = text.split(".")
+            tail = tail.rstrip("0").ljust(min_frac, "0")
+            text = head + ("." + tail if tail else "")
+        return text
+
+    return render
 
 
 def _date_str(ms: float) -> str:
@@ -220,6 +263,8 @@ def _value(v: float | None, ftype: str | None, fmt: str | None = None) -> dict[s
     out: dict[str, Any] = {"value": v}
     if v is not None and ftype == "date":
         out["value_as_string"] = _date_formatter(fmt)(v)
+    elif v is not None and fmt is not None:
+        out["value_as_string"] = _decimal_format(fmt)(v)
     return out
 
 
@@ -433,7 +478,11 @@ def _terms(body: dict[str, Any], docs: list[Doc], ctx: _Ctx, subs: list[Any]) ->
         if len(members) < min_doc_count:
             continue
         b = _bucket_key(v, ftype if v is not missing else None)
+        if body.get("format") is not None and ftype in NUMERIC:
+            b["key_as_string"] = _decimal_format(str(body["format"]))(float(v))
         b["doc_count"] = len(members)
+        if body.get("show_term_doc_count_error"):
+            b["doc_count_error_upper_bound"] = 0  # one shard: counts are exact
         buckets.append(_with_subs(b, subs, members, ctx))
     order = body.get("order", [{"_count": "desc"}, {"_key": "asc"}])
     buckets = _order_fn(order, lambda b: b)(buckets)
@@ -456,14 +505,16 @@ def _histogram(body: dict[str, Any], docs: list[Doc], ctx: _Ctx, subs: list[Any]
     groups: dict[float, list[Doc]] = {}
     missing = body.get("missing")
     for d in docs:
-        vals = [float(v) for v in ctx.values(d, field)] or ([float(missing)] if missing is not None else [])
+        vals = [_doc_value(v, ftype) for v in ctx.values(d, field)] or ([float(missing)] if missing is not None else [])
         for k in dict.fromkeys(key_of(v) for v in vals):
             groups.setdefault(k, []).append(d)
     bounds = body.get("extended_bounds")
+    fmt = _decimal_format(str(body["format"])) if body.get("format") is not None else None
     return _histo_buckets(body, groups, subs, ctx, key_of=key_of, step=lambda k: k + interval,
                           bounds=(key_of(float(bounds["min"])) if bounds and bounds.get("min") is not None else None,
                                   key_of(float(bounds["max"])) if bounds and bounds.get("max") is not None else None),
-                          render=lambda k: {"key": float(k)}, ftype=ftype)
+                          render=lambda k: {"key_as_string": fmt(k), "key": float(k)} if fmt else {"key": float(k)},
+                          ftype=ftype)
 
 
 def _histo_buckets(body: dict[str, Any], groups: dict[Any, list[Doc]], subs: list[Any], ctx: _Ctx, *,

@@ -37,11 +37,29 @@ LUCENE_FOR = {"3": "10.3.1", "2": "9.12.2"}
 _METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
 
 
-def create_app(data_dir: Path, *, version: str = "3.3.0", auth: tuple[str, str] | None = None) -> "NodeApp":
-    """The node as an ASGI app; the engine lives on ``app.state.engine``."""
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024  # http.max_content_length: 100mb, as OpenSearch
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}
+
+
+def parse_byte_size(text: str) -> int:
+    """OpenSearch's ByteSizeValue for ``http.max_content_length``: ``104857600``, ``100mb``, ``512kb``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*", str(text).lower())
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"failed to parse [{text}] as a byte size (e.g. 100mb, 512kb, 104857600)")
+    return int(m.group(1)) * _BYTE_UNITS[m.group(2) or "b"]
+
+
+def create_app(data_dir: Path, *, version: str = "3.3.0", auth: tuple[str, str] | None = None,
+               max_content_length: int = MAX_CONTENT_LENGTH) -> "NodeApp":
+    """The node as an ASGI app; the engine lives on ``app.state.engine``. Request bodies over
+    ``max_content_length`` bytes get OpenSearch's empty 413."""
     engine = Engine(Path(data_dir), version=version)
     router = build_router(engine)
-    return NodeApp(engine, router, auth)
+    app = NodeApp(engine, router, auth)
+    app.max_content_length = max_content_length
+    return app
 
 
 class NodeApp:
@@ -56,6 +74,7 @@ class NodeApp:
         self.engine = engine
         self.router = router
         self.auth = auth
+        self.max_content_length = MAX_CONTENT_LENGTH
         self.state = State()
         self.state.engine = engine
         self.state.router = router
@@ -93,13 +112,18 @@ class NodeApp:
             resp: Response = Response(b"", status_code=200, media_type="text/plain; charset=UTF-8",
                                       headers={"Allow": ",".join(self.router.allowed(scope["path"]))})
         else:  # other methods outside the API (PATCH, TRACE…) get the router's 405, as OpenSearch answers
-            resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth, self.executor)
+            resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth, self.executor,
+                                self.max_content_length)
         await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
 
 
 class _Disconnected(Exception):
     """The client went away before its request body arrived."""
+
+
+class _TooLarge(Exception):
+    """The body is over ``http.max_content_length`` (Netty's HttpObjectAggregator answers 413)."""
 
 
 class _RawRequest:
@@ -146,8 +170,13 @@ class _RawRequest:
                 return str(v.decode("latin-1"))
         return None
 
-    async def body(self) -> bytes:
+    async def body(self, limit: int | None = None) -> bytes:
+        if limit is not None:
+            declared = self.header(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise _TooLarge()
         chunks: list[bytes] = []
+        size = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -155,13 +184,17 @@ class _RawRequest:
             chunk = message.get("body", b"")
             if chunk:
                 chunks.append(chunk)
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise _TooLarge()
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tuple[str, str] | None,
-                 executor: concurrent.futures.Executor | None = None) -> Response:
+                 executor: concurrent.futures.Executor | None = None,
+                 max_content_length: int | None = MAX_CONTENT_LENGTH) -> Response:
     """One request → one response (never raises); sync handlers run on ``executor`` (None: the
     event loop's default executor)."""
     method = request.method
@@ -171,7 +204,7 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
         if auth is not None:
             _check_auth(request, auth)
         route, params = router.match(method, path)
-        body = await request.body()
+        body = await request.body(max_content_length)
         query = request.query
         req = NodeRequest(method, path, params, query, body, engine, request.headers)
         if route.is_async:
@@ -190,6 +223,11 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
             resp.headers["Allow"] = ",".join(exc.allow)
     except _Disconnected:
         return Response(b"", status_code=400)  # nobody is listening; nothing was done
+    except _TooLarge:
+        return Response(b"", status_code=413)  # nothing was read into the node, nothing was done
+    except RecursionError:  # a body nested within the JSON limit but too deep for a parser (query, mapping)
+        err = ApiError(400, "x_content_parse_exception", "the request nests too deeply to be parsed")
+        resp = _render(err.body(), 400, request.query)
     except Exception as exc:  # noqa: BLE001 - last resort: never drop the connection, answer like OpenSearch
         log.exception("unhandled error on %s %s", method, path)
         err = ApiError(500, "exception", f"{type(exc).__name__}: {exc}")

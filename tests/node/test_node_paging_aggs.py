@@ -177,3 +177,18 @@ def test_aggregations_ignore_post_filter_and_unknown_types_fail(n: AsgiNode) -> 
                                        "aggs": {"x": {"terms": {"field": "k"}}}})
     assert res["hits"]["total"]["value"] == 1 and len(res["aggregations"]["x"]["buckets"]) == 3
     assert _error(n, {"aggs": {"x": {"nope": {"field": "k"}}}})[2] == "Unknown aggregation type [nope]"
+
+
+def test_float_doc_values_formats_and_count_errors(n: AsgiNode) -> None:
+    n.ok("PUT", "/m", {"mappings": {"properties": {"v": {"type": "float"}, "y": {"type": "integer"},
+                                                   "k": {"type": "keyword"}}}})
+    for i, (v, y) in enumerate([(200.3, 1998), (90.2, 2011), (75.8, 1960)]):
+        n.ok("PUT", f"/m/_doc/{i}", {"v": v, "y": y, "k": "x"})
+    res = n.ok("POST", "/m/_search", {"size": 0, "aggs": {
+        "mx": {"max": {"field": "v"}},  # a float field's doc values are float32: 200.3000030517578
+        "h": {"histogram": {"field": "y", "interval": 100, "format": "##0.0"}},
+        "t": {"terms": {"field": "k", "show_term_doc_count_error": True}}}})["aggregations"]
+    assert res["mx"] == {"value": 200.3000030517578}
+    assert res["h"]["buckets"] == [{"key_as_string": "1900.0", "key": 1900.0, "doc_count": 2},
+                                   {"key_as_string": "2000.0", "key": 2000.0, "doc_count": 1}]
+    assert res["t"]["buckets"] == [{"key": "x", "doc_count": 3, "doc_count_error_upper_bound": 0}]
