@@ -197,3 +197,13 @@ def test_object_path_case_insensitive_space_and_zero_cosine(tmp_path: Path) -> N
         assert _error(r)[3] == "failed to create query: zero vector is not supported when space type is [cosinesimil]"
     finally:
         node.close()
+
+
+def test_cosine_above_the_source_limit_stays_within_float_rounding(n: AsgiNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kit.node.knn_script as ks
+
+    monkeypatch.setattr(ks, "EXACT_COSINE_SOURCE_LIMIT", 2)  # 6 documents: the normalised-vector path
+    got = _hits(_search(n, "kc", {"match_all": {}}, _script("v", REAL["kc"]["q"], "cosinesimil")))
+    expected = REAL["kc"]["res"]["cosinesimil"]
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert all(abs(s - e) < 1e-6 for (_, s), (_, e) in zip(got, expected))
