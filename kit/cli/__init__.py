@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kit.cli.common import fail
+from kit.cli.common import fail, reset_json
 from kit.errors import KitError
 
 # name -> "module:attribute"; modules are imported only when the command runs or help is shown.
@@ -80,6 +80,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: the one translation of KitError into an exit code."""
+    reset_json()
     try:
         return cli.main(args=argv, prog_name="oskit", standalone_mode=True)
     except KitError as err:  # raised through Click's standalone mode

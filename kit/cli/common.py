@@ -22,7 +22,10 @@ __all__ = [
     "project_option",
     "verbose_option",
     "ConnectionSettings",
+    "error_json",
     "fail",
+    "json_format",
+    "reset_json",
 ]
 
 
@@ -38,8 +41,49 @@ def project_option(f: F) -> F:
     )(f)
 
 
+# Set when the running command was given --json: then a failure is printed as JSON on stdout too.
+_json_requested = False
+
+
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    global _json_requested
+    if value:
+        _json_requested = True
+    return value
+
+
+def json_format(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Callback of a ``--format`` option: ``json`` counts as ``--json`` (JSON also on failure)."""
+    _remember_json(ctx, param, value == "json")
+    return value
+
+
+def reset_json() -> None:
+    """Forget an earlier command's --json (the CLI runs several commands in one process in tests). A
+    command that printed its JSON result and may still fail afterwards calls this too, so stdout holds
+    one JSON document."""
+    global _json_requested
+    _json_requested = False
+
+
 def json_option(f: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON to stdout.")(f)
+    return click.option("--json", "as_json", is_flag=True, callback=_remember_json, is_eager=True,
+                        help="Print JSON to stdout (also on failure: {\"error\": {...}}).")(f)
+
+
+def error_json(err: KitError) -> dict[str, Any]:
+    """What a ``--json`` command prints on stdout when it fails: the error's type, message, hint, and its
+    details (a config error's problems; a cluster error's method, path, status and reason)."""
+    from kit.errors import ClusterError, ConfigError
+
+    out: dict[str, Any] = {"type": type(err).__name__, "message": str(err), "hint": err.hint,
+                           "exit_code": err.exit_code}
+    if isinstance(err, ConfigError) and err.problems:
+        out["message"] = err.message
+        out["problems"] = [{"file": f, "path": p, "message": m, "hint": h} for f, p, m, h in err.problems]
+    if isinstance(err, ClusterError):
+        out.update(method=err.method, path=err.path, status=err.status, error_type=err.error_type, reason=err.reason)
+    return {"error": out}
 
 
 def verbose_option(f: F) -> F:
@@ -77,10 +121,19 @@ def connection_options(f: F) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, url: str, user: str | None, ca_certs: str | None, insecure: bool,
                 aws_region: str | None, aws_service: str, timeout: float, **kwargs: Any) -> Any:
+        from kit.cluster.client import redact_url, split_credentials
+
+        try:  # credentials in the URL leave it here, so no output, log or plan can show them
+            url, url_user, url_password = split_credentials(url)
+        except ValueError:
+            url, url_user, url_password = redact_url(url), None, None
+        password = os.environ.get("OPENSEARCH_PASSWORD")
+        if user is None and url_user is not None:
+            user, password = url_user, password if password is not None else url_password
         kwargs["conn"] = ConnectionSettings(
             url=url,
             user=user,
-            password=os.environ.get("OPENSEARCH_PASSWORD") if user else None,
+            password=password if user else None,
             ca_certs=ca_certs,
             verify=not insecure,
             aws_region=aws_region,
@@ -93,7 +146,12 @@ def connection_options(f: F) -> F:
 
 
 def fail(err: KitError) -> None:
-    """Print a KitError to stderr (what, where, hint) and exit with its code."""
+    """Print a KitError to stderr (what, where, hint) — and as JSON on stdout when the command was given
+    ``--json`` — and exit with its code."""
+    if _json_requested:
+        import json
+
+        click.echo(json.dumps(error_json(err), indent=2, ensure_ascii=False))
     click.echo(click.style("error: ", fg="red", bold=True) + str(err), err=True)
     if err.hint:
         click.echo(click.style("hint: ", fg="yellow") + err.hint, err=True)

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import click
 
-from kit.cli.common import connection_options, json_option, project_option, verbose_option
+from kit.cli.common import connection_options, json_option, project_option, reset_json, verbose_option
 
 __all__ = ["demo", "eval_cmd", "ingest", "search", "similar", "ui"]
 
@@ -70,15 +70,22 @@ def _weights(value: str | None) -> list[float] | None:
 @click.option("--batch", type=click.IntRange(1, 1000), default=16, show_default=True, help="Images per _bulk request.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=Path("ingest-errors.jsonl"),
               show_default=True, help="JSONL report of files that failed (written only when some did).")
-@click.option("--max-bytes", type=click.IntRange(1), default=50 * 1024 * 1024, show_default=True,
-              help="Files larger than this are reported, not sent.")
+@click.option("--max-bytes", type=click.IntRange(1), default=None,
+              help="Files larger than this are reported, not sent (default and upper bound: what the model server "
+                   "takes, from its GET /health).")
+@click.option("--model-server-url", envvar="OSKIT_MODEL_SERVER_URL", default="http://127.0.0.1:8765",
+              show_default=True, help="Where to read the model server's limits (env OSKIT_MODEL_SERVER_URL).")
+@click.option("--retry-for", type=click.FloatRange(0), default=120.0, show_default=True, metavar="SECONDS",
+              help="Keep resending documents that failed for a transient reason (model server down or busy, "
+                   "502/503/504, 429) with backoff for this long, then report them.")
 @click.option("--reindex", is_flag=True, help="Send every file again, even those already indexed.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 @connection_options
 @verbose_option
 def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, workers: int, batch: int, report: Path,
-           max_bytes: int, reindex: bool, no_progress: bool, as_json: bool, conn: dict[str, Any]) -> None:
+           max_bytes: int | None, model_server_url: str, retry_for: float, reindex: bool, no_progress: bool, as_json: bool,
+           conn: dict[str, Any]) -> None:
     """Index images (folders, files, quoted globs) through the index's ingest pipeline.
 
     Ids are the sha256 of each file, so a rerun skips what is indexed. A bad file fails only
@@ -90,6 +97,7 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
     """
     from kit.job.ingest import IngestProgress
     from kit.job.ingest import ingest as run_ingest
+    from kit.limits import fetch_limits
 
     err = _stderr()
     progress_cb = None
@@ -115,7 +123,7 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
         with _client(conn) as client:
             result = run_ingest(client, list(paths), index=index, metadata=metadata_file, workers=workers,
                                 batch=batch, report=report, progress=progress_cb, skip_existing=not reindex,
-                                max_bytes=max_bytes)
+                                max_bytes=max_bytes, limits=fetch_limits(model_server_url), retry_for=retry_for)
     finally:
         if bar is not None:
             bar.stop()
@@ -130,12 +138,17 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
     click.echo(summary, err=True)
     if result.unmatched_metadata:
         click.echo(f"{result.unmatched_metadata} metadata rows named no ingested file", err=True)
+    if result.skipped_links:
+        click.echo(f"{len(result.skipped_links)} symlinks skipped ({result.dangling_symlinks} dangling, "
+                   f"{result.symlink_loops} loops" + (f"; listed in {result.report})" if result.report else ")"), err=True)
     if result.failures:
         for f in result.failures[:10]:
             click.echo(f"  failed: {f.file}: {f.reason}", err=True)
         if result.failed > 10:
             click.echo(f"  … and {result.failed - 10} more", err=True)
         click.echo(f"error report: {result.report}", err=True)
+        if result.hint:
+            click.echo(f"hint: {result.hint}", err=True)
         sys.exit(1)
 
 
@@ -224,6 +237,10 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
                             prompt_template=template, all_terms=all_terms,
                             thumbnails=html_file is not None, search_pipeline=search_pipeline,
                             hybrid_weights=hybrid_weights)
+        if not result.hits:
+            from kit.job.search import no_hits_note
+
+            result.notes.append(no_hits_note(client, index))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
@@ -357,6 +374,7 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
         if as_json:
             click.echo(json.dumps(report.to_json() if per_query_file is None else
                                   {k: v for k, v in report.to_json().items() if k != "queries"}, indent=2))
+            reset_json()  # the report is the JSON; a missed threshold after it is told on stderr
         else:
             _stdout().print(render_report(report))
         if choose:

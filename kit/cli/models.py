@@ -127,6 +127,9 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, en
     from kit.serve.workers import want_engine
 
     engine = want_engine(config, workers, engine_mode)
+    from kit.serve.app import check_port
+
+    check_port(host, port)
     click.echo(f"oskit serve: http://{host}:{port} (models from {models_path}, {workers} worker(s)"
                f"{', one model engine' if engine else ''})", err=True)
     if workers > 1 or engine:  # one SO_REUSEPORT socket per process; run_workers also shares the cores out

@@ -59,7 +59,10 @@ def node() -> None:
               help="OpenSearch version to report (version-dependent rules follow it).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
-def start(data_dir: Path | None, host: str, port: int, user: str | None, os_version: str, log_level: str) -> None:
+@click.option("--max-content-length", default="100mb", show_default=True,
+              help="Largest request body (http.max_content_length: bytes, or kb/mb/gb); bigger ones get 413.")
+def start(data_dir: Path | None, host: str, port: int, user: str | None, os_version: str, log_level: str,
+          max_content_length: str) -> None:
     """Run the node in the foreground; prints its URL when ready; Ctrl-C / SIGTERM stops it cleanly.
 
     \b
@@ -79,6 +82,12 @@ def start(data_dir: Path | None, host: str, port: int, user: str | None, os_vers
         if not password:
             raise NodeError("--user needs a password", hint="set OSKIT_NODE_PASSWORD in the environment")
         auth = (user, password)
+    from kit.node.app import parse_byte_size
+
+    try:
+        limit = parse_byte_size(max_content_length)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-content-length") from None
     data = data_dir or _default_data_dir()
-    run_foreground(data, host, port, version=os_version, auth=auth,
+    run_foreground(data, host, port, version=os_version, auth=auth, max_content_length=limit,
                    on_ready=lambda url: click.echo(url, nl=True) or sys.stdout.flush())

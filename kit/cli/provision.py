@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kit.cli.common import connection_options, json_option, project_option, verbose_option
+from kit.cli.common import connection_options, json_format, json_option, project_option, verbose_option
 
 __all__ = ["apply", "destroy", "diff", "plan", "status", "validate"]
 
@@ -59,8 +59,10 @@ def validate(project_dir: Path, env: str | None, spec_dir: Path | None, no_spec:
     from kit.cluster.requests import validate_project
     from kit.render import render_json, render_validate
 
+    from kit.serve.config import serve_block_problems
+
     project = _load(project_dir, env)
-    report = validate_project(project, spec_dir, use_spec=not no_spec).to_dict()
+    report = validate_project(project, spec_dir, use_spec=not no_spec, problems=serve_block_problems(project)).to_dict()
     click.echo(render_json(report) if as_json else render_validate(report))
 
 
@@ -147,7 +149,8 @@ def apply(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool, a
 @connection_options
 @click.option("--exit-code", is_flag=True, help="Exit 3 on drift, 0 in sync, 1 on error (2 is a usage error).")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True,
-              help="Output format (markdown for CI comments).")
+              callback=json_format, is_eager=True,
+              help="Output format (markdown for CI comments; json as --json, also on failure).")
 @json_option
 @verbose_option
 def diff(project_dir: Path, env: str | None, conn: dict[str, Any], exit_code: bool, fmt: str, as_json: bool) -> None:

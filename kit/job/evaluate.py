@@ -156,9 +156,11 @@ def load_queries(path: str | Path) -> QuerySet:
     """Read and check a query file; every problem is reported at once (:class:`EvalError`)."""
     import yaml
 
+    from kit.config.loader import safe_load_bounded
+
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EvalError(f"query file not found: {p}") from None
     except yaml.YAMLError as exc:
@@ -298,6 +300,41 @@ def _applies(cfg: EvalConfig, q: Query) -> bool:
     return q.type != "image" or cfg.mode == "vector"
 
 
+_NAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def check_ground_truth(client: Any, queryset: QuerySet, index: str) -> None:
+    """Refuse to evaluate what can only score zero: an empty index, or ``relevant`` entries that match no
+    document (by ``_id``, ``file_name`` or the file name's stem, as :func:`is_relevant` matches hits)."""
+    from kit.errors import ClusterError
+
+    try:
+        count = (client.request("GET", f"/{index}/_count") or {}).get("count")
+    except ClusterError as exc:
+        raise EvalError(f"cannot evaluate index {index!r}: {exc}") from None
+    if count == 0:
+        raise EvalError(f"index {index!r} is empty: every metric would be 0",
+                        hint="ingest the evaluation images first (oskit eval QUERIES --ingest, or oskit ingest)")
+    wanted = sorted({r for q in queryset.queries for r in q.relevant})
+    found: set[str] = set()
+    for i in range(0, len(wanted), 200):
+        batch = wanted[i:i + 200]
+        names = [r + ext for r in batch for ext in _NAME_EXTENSIONS + tuple(e.upper() for e in _NAME_EXTENSIONS)]
+        body = {"size": 10_000, "_source": ["file_name"],
+                "query": {"bool": {"should": [{"ids": {"values": batch}}, {"terms": {"file_name": batch + names}}]}}}
+        for hit in ((client.request("POST", f"/{index}/_search", body=body) or {}).get("hits") or {}).get("hits") or []:
+            name = str((hit.get("_source") or {}).get("file_name") or "")
+            found.update(x for x in (hit.get("_id"), name, Path(name).stem if name else None) if x)
+    missing = [(q.id, r) for q in queryset.queries for r in q.relevant if r not in found]
+    if missing:
+        shown = ", ".join(f"{qid}: {r}" for qid, r in missing[:10]) + (f", … {len(missing) - 10} more"
+                                                                          if len(missing) > 10 else "")
+        raise EvalError(f"{len(missing)} relevant entr{'y' if len(missing) == 1 else 'ies'} in {queryset.path} "
+                        f"match no document of index {index!r} ({shown})",
+                        hint="a relevant entry is a document _id (sha256), a file_name or its stem; ingest the "
+                             "missing images or fix the ids")
+
+
 def evaluate(
     client: Any,
     queryset: QuerySet,
@@ -322,6 +359,7 @@ def evaluate(
     if not configs:
         raise EvalError("no search modes to evaluate")
     idx = index or queryset.index or "images"
+    check_ground_truth(client, queryset, idx)
     depth = max(ks)
     per_query: list[dict[str, Any]] = []
     sums: dict[tuple[str, str], dict[str, float]] = {}
@@ -494,11 +532,11 @@ def materialise_eval_set(path: str | Path, raw: dict[str, Any] | None = None) ->
     """
     import json
 
-    import yaml
+    from kit.config.loader import safe_load_bounded
 
     path = Path(path)
     if raw is None:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load_bounded(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or raw.get("generator") != "kit.models.synth.make_eval_set":
         return False
     base = path.parent

@@ -31,10 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from kit.cluster.endpoints import explain, is_remote_model_error
 from kit.errors import ClusterError, IngestError, NotFound, Unreachable
+from kit.limits import Limits
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "Discovery",
     "Failure",
     "ImageDoc",
     "IngestProgress",
@@ -42,6 +45,8 @@ __all__ = [
     "SUPPORTED_EXTENSIONS",
     "THUMBNAIL_SIZE",
     "bulk_index",
+    "transient_item",
+    "discover",
     "discover_files",
     "ingest",
     "load_metadata",
@@ -55,7 +60,7 @@ log = logging.getLogger("kit.job.ingest")
 SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # Pillow format names we accept; MPO is what many phones write for JPEG.
 _FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_BYTES = Limits().max_file_bytes  # what the model server takes by default (kit/limits.py)
 THUMBNAIL_SIZE = 256
 # One _bulk request stays under this many bytes of body (OpenSearch's default http.max_content_length is 100mb).
 MAX_BULK_BYTES = 32 * 1024 * 1024
@@ -116,6 +121,17 @@ class IngestResult:
     unmatched_metadata: int = 0  # metadata rows that named no ingested file
     seconds: float = 0.0
     report: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)  # the model server's, as used for this run
+    skipped_links: list[Failure] = field(default_factory=list)  # dangling symlinks and loops (stage "walk")
+    hint: str | None = None  # what to do about the failures, when known (e.g. the model server is down)
+
+    @property
+    def dangling_symlinks(self) -> int:
+        return sum(1 for f in self.skipped_links if f.reason.startswith("dangling symlink"))
+
+    @property
+    def symlink_loops(self) -> int:
+        return sum(1 for f in self.skipped_links if f.reason.startswith("symlink loop"))
 
     @property
     def failed(self) -> int:
@@ -131,7 +147,9 @@ class IngestResult:
             "index": self.index, "total": self.total, "indexed": self.indexed, "skipped": self.skipped,
             "duplicates": self.duplicates, "failed": self.failed, "unmatched_metadata": self.unmatched_metadata,
             "seconds": round(self.seconds, 3), "images_per_second": round(self.rate, 2), "report": self.report,
-            "failures": [f.to_json() for f in self.failures],
+            "limits": self.limits, "failures": [f.to_json() for f in self.failures],
+            "dangling_symlinks": self.dangling_symlinks, "symlink_loops": self.symlink_loops,
+            "skipped_links": [f.to_json() for f in self.skipped_links], "hint": self.hint,
         }
 
 
@@ -142,44 +160,117 @@ def _is_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
+@dataclass
+class Discovery:
+    """What a walk found: image files, and links it skipped (dangling, loops) as ``stage="walk"`` records."""
+
+    files: list[Path]
+    skipped: list[Failure] = field(default_factory=list)
+
+
 def discover_files(paths: Sequence[str | Path]) -> list[Path]:
     """Expand folders (recursively, supported extensions only), globs and files into a sorted list.
 
     Files named explicitly are kept whatever their extension (validation reports them if they are not
-    images). A path that exists nowhere and matches nothing is an :class:`IngestError`.
+    images). A path that exists nowhere and matches nothing is an :class:`IngestError`. See
+    :func:`discover` for the links a walk skips.
     """
+    return discover(paths).files
+
+
+def discover(paths: Sequence[str | Path]) -> Discovery:
+    """:func:`discover_files`, also returning the symlinks skipped on the way: dangling ones and loops
+    (a link to a folder above it, or one the OS cannot resolve). Symlinked folders are followed once."""
     found: dict[Path, None] = {}
+    skipped: list[Failure] = []
     missing: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
     for raw in paths:
         text = str(raw)
         p = Path(text).expanduser()
         if p.is_dir():
-            for child in sorted(p.rglob("*")):
-                if child.is_file() and child.suffix.lower() in SUPPORTED_EXTENSIONS and not _hidden(child, p):
-                    found[child] = None
+            _walk(p, found, skipped, seen_dirs)
         elif p.is_file():
             found[p] = None
+        elif p.is_symlink():
+            skipped.append(_bad_link(p))
         elif _is_glob(text):
             matches = sorted(glob.glob(str(p), recursive=True))
-            files = [Path(m) for m in matches if Path(m).is_file()]
-            for m in matches:
-                if Path(m).is_dir():
-                    files.extend(c for c in sorted(Path(m).rglob("*"))
-                                 if c.is_file() and c.suffix.lower() in SUPPORTED_EXTENSIONS)
-            if not files:
+            if not matches:
                 missing.append(text)
-            for f in files:
-                found[f] = None
+            for m in matches:
+                mp = Path(m)
+                if mp.is_dir():
+                    _walk(mp, found, skipped, seen_dirs)
+                elif mp.is_file():
+                    found[mp] = None
+                elif mp.is_symlink():
+                    skipped.append(_bad_link(mp))
         else:
             missing.append(text)
     if missing:
         raise IngestError(f"no such file or folder: {', '.join(missing)}",
                           hint="pass folders, files or quoted globs such as 'photos/**/*.jpg'")
-    return sorted(found)
+    return Discovery(sorted(found), skipped)
 
 
-def _hidden(child: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in child.relative_to(root).parts)
+def _bad_link(path: Path) -> Failure:
+    """A symlink that does not resolve: dangling, or a loop the OS gave up on (ELOOP)."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Failure(str(path), "symlink loop (too many levels of symbolic links)", "walk")
+        if exc.errno == errno.ENOENT:
+            return Failure(str(path), f"dangling symlink (its target {os.readlink(path)} does not exist)", "walk")
+        return Failure(str(path), f"cannot follow symlink: {exc.strerror or exc}", "walk")
+    return Failure(str(path), "not a file or folder", "walk")
+
+
+def _walk(root: Path, found: dict[Path, None], skipped: list[Failure], seen_dirs: set[tuple[int, int]]) -> None:
+    import os
+
+    def visit(folder: Path, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(Failure(str(folder), f"cannot read folder: {exc.strerror or exc}", "walk"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+                st = entry.stat() if is_dir or entry.is_symlink() else None
+            except OSError:
+                skipped.append(_bad_link(path))
+                continue
+            if entry.is_symlink() and st is None:
+                skipped.append(_bad_link(path))
+                continue
+            if is_dir:
+                assert st is not None
+                key = (st.st_dev, st.st_ino)
+                if key in ancestors:
+                    skipped.append(Failure(str(path), f"symlink loop (it points to {os.path.realpath(path)}, a folder "
+                                           "above it)", "walk"))
+                    continue
+                if key in seen_dirs:  # reached again through another link: its files are found once
+                    continue
+                seen_dirs.add(key)
+                visit(path, ancestors | {key})
+            elif entry.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS:
+                found[path] = None
+
+    st = root.stat()
+    key = (st.st_dev, st.st_ino)
+    if key not in seen_dirs:
+        seen_dirs.add(key)
+        visit(root, frozenset({key}))
 
 
 # ------------------------------------------------------------------------------------------ metadata
@@ -247,8 +338,13 @@ def load_metadata(path: str | Path) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ images
 
 
-def _open_checked(data: bytes) -> Any:
-    """Decode fully with Pillow; raises ValueError with a readable reason when the bytes are not a usable image."""
+class _TooManyPixels(ValueError):
+    pass
+
+
+def _open_checked(data: bytes, max_pixels: int | None = None, pixels_why: str = "") -> Any:
+    """Decode fully with Pillow; raises ValueError with a readable reason when the bytes are not a usable image
+    (or, with ``max_pixels``, one with more pixels than the model server takes: checked before decoding)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -256,9 +352,15 @@ def _open_checked(data: bytes) -> Any:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             probe = Image.open(io.BytesIO(data))
             fmt = probe.format
+            width, height = probe.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise _TooManyPixels(f"image is {width}x{height} = {width * height} pixels, above the limit of "
+                                     f"{max_pixels}{f' ({pixels_why})' if pixels_why else ''}")
             probe.verify()  # structure check (CRC for PNG, etc.)
             img = Image.open(io.BytesIO(data))
             img.load()  # full decode: catches truncated files verify() lets through
+    except _TooManyPixels:
+        raise
     except UnidentifiedImageError:
         raise ValueError("not an image (unrecognised format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -300,10 +402,14 @@ def prepare_file(
     metadata: dict[str, Any] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     thumbnail_size: int = THUMBNAIL_SIZE,
+    max_pixels: int | None = None,
+    bytes_why: str = "",
+    pixels_why: str = "",
 ) -> ImageDoc:
     """Read and validate one file and build the document the cluster's pipeline expects.
 
     Raises ``ValueError`` with the reason when the file cannot be indexed (the caller records it).
+    ``bytes_why`` / ``pixels_why`` say where ``max_bytes`` / ``max_pixels`` come from, for the reason.
     """
     try:
         size = path.stat().st_size
@@ -312,12 +418,12 @@ def prepare_file(
     if size == 0:
         raise ValueError("empty file")
     if size > max_bytes:
-        raise ValueError(f"file too large ({size} bytes > limit {max_bytes})")
+        raise ValueError(f"file too large ({size} bytes > limit {max_bytes}{f'; {bytes_why}' if bytes_why else ''})")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read: {exc.strerror or exc}") from None
-    img = _open_checked(data)
+    img = _open_checked(data, max_pixels, pixels_why)
     fmt = _FORMATS[img.format or ""]
     from PIL import ImageOps
 
@@ -395,6 +501,23 @@ def _item_reason(item: dict[str, Any]) -> str:
     return str(err) if err else f"status {item.get('status')}"
 
 
+# A document the cluster failed because the model server behind a connector was down or overloaded:
+# worth sending again (a short outage must not fail the rest of an ingest). Matched in the item's reason.
+_TRANSIENT_MARKERS = ("error communicating with remote model", "connection refused", "connection reset",
+                      "all connection attempts failed", "timed out", "timeout", "returned error status 502",
+                      "returned error status 503", "returned error status 504", "returned error status 429")
+_RETRY_ITEM_STATUSES = frozenset({429, 502, 503, 504})
+DEFAULT_RETRY_FOR = 120.0
+
+
+def transient_item(status: int, reason: str) -> bool:
+    """Whether a ``_bulk`` item error is worth retrying: back-pressure, a gateway error, or a 500 whose
+    reason says the connector could not reach (or was refused by) its remote model."""
+    if status in _RETRY_ITEM_STATUSES:
+        return True
+    return status == 500 and any(m in reason.lower() for m in _TRANSIENT_MARKERS)
+
+
 def bulk_index(
     client: Any,
     index: str,
@@ -405,18 +528,23 @@ def bulk_index(
     base_delay: float = 0.5,
     timeout: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
+    retry_for: float = DEFAULT_RETRY_FOR,
+    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[list[ImageDoc], list[Failure]]:
     """Send ``docs`` with ``_bulk``; returns (indexed, failed).
 
-    The whole request is retried on 429/5xx; items answered 429 (the cluster's back-pressure) are
-    resent alone; any other item error fails only that document.
+    The whole request is retried on 429/5xx; items that failed for a transient reason (429, 502/503/504,
+    or a 500 because the model server behind a connector refused or reset the connection — see
+    :func:`transient_item`) are resent alone with exponential backoff for up to ``retry_for`` seconds,
+    then reported with the time spent; any other item error fails only that document.
     """
     pending = list(docs)
     ok: list[ImageDoc] = []
     failed: list[Failure] = []
-    for attempt in range(1, attempts + 1):
-        if not pending:
-            break
+    started = clock()
+    attempt = 0
+    while pending:
+        attempt += 1
         body = _bulk_body(index, pending, pipeline)
         resp = with_retries(
             lambda: client.request("POST", "/_bulk", body=body,
@@ -428,20 +556,26 @@ def bulk_index(
         if not isinstance(items, list) or len(items) != len(pending):
             raise IngestError(f"_bulk answered {len(items) if isinstance(items, list) else 'no'} items "
                               f"for {len(pending)} documents")
+        delay = min(16.0, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        elapsed = clock() - started
+        in_budget = elapsed + delay <= retry_for
         retry: list[ImageDoc] = []
         for doc, item in zip(pending, items):
             result = next(iter(item.values())) if isinstance(item, dict) and item else {}
             status = int(result.get("status", 500))
             if 200 <= status < 300:
                 ok.append(doc)
-            elif status == 429 and attempt < attempts:
-                retry.append(doc)
-            else:
-                failed.append(Failure(str(doc.path), _item_reason(result), "bulk"))
+                continue
+            reason = _item_reason(result)
+            if transient_item(status, reason):
+                if in_budget:
+                    retry.append(doc)
+                    continue
+                reason += f" (still failing after {attempt} attempts over {elapsed:.0f}s)"
+            failed.append(Failure(str(doc.path), reason, "bulk"))
         pending = retry
         if pending:
-            delay = min(16.0, base_delay * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            log.warning("%d documents rejected with 429; resending in %.1fs", len(pending), delay)
+            log.warning("%d documents failed for a transient reason; resending in %.1fs", len(pending), delay)
             sleep(delay)
     return ok, failed
 
@@ -488,19 +622,26 @@ def ingest(
     progress: Callable[[IngestProgress], None] | None = None,
     skip_existing: bool = True,
     pipeline: str | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     refresh: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    limits: Limits | None = None,
+    retry_for: float = DEFAULT_RETRY_FOR,
 ) -> IngestResult:
     """Index every image under ``paths`` into ``index``; bad files are reported, never fatal.
 
     ``workers`` batches run concurrently (each: read + validate + thumbnail, ``_mget``, ``_bulk``).
     ``pipeline`` overrides the index's default ingest pipeline (normally left ``None``).
+    ``limits`` are the model server's (:func:`kit.limits.fetch_limits`; the defaults when ``None``): a
+    file it would refuse is reported with the reason and not sent. ``max_bytes`` may only lower them.
+    ``retry_for`` is the time budget (seconds) for resending documents that failed for a transient reason
+    (the model server briefly down or overloaded, see :func:`bulk_index`).
     """
     if batch < 1 or workers < 1:
         raise IngestError("--batch and --workers must be at least 1")
     start = time.perf_counter()
-    files = discover_files(paths)
+    found = discover(paths)
+    files = found.files
     meta = metadata if isinstance(metadata, dict) else (load_metadata(metadata) if metadata else {})
     try:
         client.request("GET", f"/{index}")
@@ -508,7 +649,15 @@ def ingest(
         raise IngestError(f"index {index!r} does not exist",
                           hint="create it first: `oskit apply` (the default project defines 'images')") from None
 
-    result = IngestResult(index=index, total=len(files))
+    lim = limits or Limits()
+    pixels_why = f"the model server's limit, from {lim.source}"
+    if max_bytes is not None and max_bytes < lim.max_file_bytes:
+        file_limit, bytes_why = max_bytes, "--max-bytes"
+    else:
+        file_limit = lim.max_file_bytes
+        bytes_why = (f"the model server takes request bodies up to {lim.max_body_bytes} bytes and base64 adds a "
+                     f"third, from {lim.source}")
+    result = IngestResult(index=index, total=len(files), limits={**lim.to_json(), "max_file_bytes": file_limit})
     report_path = Path(report) if report else None
     if report_path:  # a stale report from an earlier run would mislead; it is recreated on the first failure
         report_path.unlink(missing_ok=True)
@@ -517,10 +666,10 @@ def ingest(
     done = 0
     matched: set[str] = set()
 
-    def record(failures: list[Failure]) -> None:
+    def record(failures: list[Failure], *, walk: bool = False) -> None:
         if not failures:
             return
-        result.failures.extend(failures)
+        (result.skipped_links if walk else result.failures).extend(failures)
         if report_path:
             report_path.parent.mkdir(parents=True, exist_ok=True)
             result.report = str(report_path)
@@ -536,7 +685,8 @@ def ingest(
         for path in chunk:
             row = meta.get(path.name)
             try:
-                doc = prepare_file(path, metadata=row, max_bytes=max_bytes)
+                doc = prepare_file(path, metadata=row, max_bytes=file_limit, max_pixels=lim.max_image_pixels,
+                                   bytes_why=bytes_why, pixels_why=pixels_why)
             except ValueError as exc:
                 fails.append(Failure(str(path), str(exc), "decode" if "image" in str(exc) else "read"))
                 continue
@@ -553,7 +703,7 @@ def ingest(
         todo = [d for d in docs if d.id not in have]
         indexed = 0
         for part in _split_by_bytes(todo, MAX_BULK_BYTES):
-            ok, bad = bulk_index(client, index, part, pipeline=pipeline, sleep=sleep)
+            ok, bad = bulk_index(client, index, part, pipeline=pipeline, sleep=sleep, retry_for=retry_for)
             indexed += len(ok)
             fails.extend(bad)
         with lock:
@@ -566,6 +716,7 @@ def ingest(
         if progress:
             progress(snapshot)
 
+    record(found.skipped, walk=True)  # in the report too: a skipped link is never silent
     if progress:
         progress(IngestProgress(result.total, 0, 0, 0, 0))
     chunks = list(_chunks(files, batch))
@@ -584,6 +735,8 @@ def ingest(
                 raise
     if refresh and result.indexed:
         with_retries(lambda: client.request("POST", f"/{index}/_refresh"), what="_refresh")
+    if any(f.stage == "bulk" and is_remote_model_error(f.reason) for f in result.failures):
+        result.hint = explain(client)
     result.unmatched_metadata = len(set(meta) - matched)
     result.seconds = time.perf_counter() - start
     return result

@@ -22,6 +22,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from kit.cluster.endpoints import explain, is_remote_model_error
 from kit.errors import ClusterError, KitError, NotFound
 
 __all__ = [
@@ -395,6 +396,8 @@ def run_query(
         if exc.reason and "model id must be provided" in exc.reason:
             exc.hint = (f"index {index!r} has no search pipeline with a neural_query_enricher; "
                         "`oskit apply` sets it (pipelines/images-search.yaml)")
+        elif is_remote_model_error(str(exc)):
+            exc.hint = explain(client)  # the model server behind a connector is down: say which and what to do
         raise
     took = (time.perf_counter() - start) * 1000
     hits = []
@@ -402,6 +405,17 @@ def run_query(
         src = {k: v for k, v in (h.get("_source") or {}).items() if k not in EXCLUDED_SOURCE}
         hits.append(Hit(id=h["_id"], score=float(h.get("_score") or 0.0), source=src))
     return SearchResult(hits=hits, query=query_text, mode=mode, field=field, took_ms=took, body=body, params=params)
+
+
+def no_hits_note(client: Any, index: str) -> str | None:
+    """Why a search found nothing when it is not the query: the index is empty (one ``_count``)."""
+    try:
+        resp = client.request("GET", f"/{index}/_count")
+    except ClusterError:
+        return None
+    if isinstance(resp, dict) and resp.get("count") == 0:
+        return f"index {index!r} is empty: ingest images first (oskit ingest PATH --index {index})"
+    return None
 
 
 def search(

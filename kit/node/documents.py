@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import logging
+import sqlite3
 import threading
 import time
 from typing import Any, Iterator
@@ -31,11 +33,40 @@ from kit.node.query import parse_query
 from kit.node.source_filter import filter_source
 from kit.node.vectors import VectorField
 
+log = logging.getLogger(__name__)
+
 WRITE_SHARDS = {"total": 2, "successful": 1, "failed": 0}  # 1 primary + 1 unassigned replica, as on one node
 
 
 class Documents(Indices):
     """Document reads and writes (mixed into :class:`kit.node.engine.Engine`)."""
+
+    @contextlib.contextmanager
+    def _durable(self) -> Iterator[None]:
+        """One storage transaction; if it fails (disk full, a locked database), the in-memory indices
+        go back to what SQLite holds, so a search never sees what was not stored. Caller holds the lock."""
+        before = {name: (ix, ix.seq_no) for name, ix in self.indices.items()}
+        try:
+            with self.store.transaction():
+                yield
+        except (sqlite3.Error, OSError) as exc:
+            self._recover(before)
+            log.error("a write failed and was rolled back: %s", exc)
+            raise ApiError(500, "exception", f"the write was not stored: {exc}") from None
+
+    def _recover(self, before: dict[str, tuple[IndexState, int]]) -> None:
+        stored = {name: (uid, meta) for name, uid, meta in self.store.load_indices()}
+        for name, ix in list(self.indices.items()):
+            prev = before.get(name)
+            if prev is not None and prev[0] is ix and prev[1] == ix.seq_no and name in stored:
+                continue  # untouched by the failed transaction
+            for vf in ix._vectors.values():
+                vf.close(save=False)
+            if name not in stored:  # created by the failed transaction
+                del self.indices[name]
+                continue
+            uid, meta = stored[name]
+            self.indices[name] = IndexState(self, name, uid, meta)  # rebuilt from SQLite on next use
 
     # ------------------------------------------------------------------ documents: preparation
     def _target_for_write(self, name: str) -> IndexState:
@@ -194,7 +225,7 @@ class Documents(Indices):
         with self.lock:
             ix = self.index(ix.name)
             prep = self._prepare(ix, did, new_source, source_json)
-            with self.store.transaction():
+            with self._durable():
                 result, status = self._apply(ix, prep, op_type=op_type, if_seq_no=if_seq_no,
                                              if_primary_term=if_primary_term, version=version,
                                              version_type=version_type)
@@ -229,7 +260,7 @@ class Documents(Indices):
                           if_seq_no: int | None = None, if_primary_term: int | None = None) -> tuple[dict[str, Any], int]:
         with self.lock:
             ix = self.index(index)
-            with self.store.transaction():
+            with self._durable():
                 return self._delete(ix, doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
 
     def _delete(self, ix: IndexState, doc_id: str, *, if_seq_no: int | None = None,
@@ -281,7 +312,7 @@ class Documents(Indices):
                 if upsert is not None or body.get("doc_as_upsert"):
                     src = upsert if upsert is not None else partial
                     prep = self._prepare(ix, doc_id, src, None)
-                    with self.store.transaction():
+                    with self._durable():
                         return self._apply(ix, prep)
                 raise ApiError(404, "document_missing_exception", f"[{doc_id}]: document missing",
                                index=ix.name, shard="0", index_uuid=ix.uuid)
@@ -298,7 +329,7 @@ class Documents(Indices):
                          "_shards": {"total": 0, "successful": 0, "failed": 0}, "_seq_no": cur[2],
                          "_primary_term": 1}, 200)
             prep = self._prepare(ix, doc_id, merged, None)
-            with self.store.transaction():
+            with self._durable():
                 result, _ = self._apply(ix, prep)
             if body.get("_source") or source_filter:
                 result["get"] = {"_seq_no": result["_seq_no"], "_primary_term": 1, "found": True,
@@ -375,7 +406,7 @@ class Documents(Indices):
         # write targets resolved once per index name and request (nothing else changes them while
         # this request holds the engine lock; a failed lookup is not cached, so its error repeats per item)
         targets: dict[str, IndexState] = {}
-        with self.lock, self.store.transaction(), _gc_paused():
+        with self.lock, self._durable(), _gc_paused():
             pre_vecs = self._batch_vectors(work)
             for n_item, (kind, meta, index, source, raw, err) in enumerate(work):
                 op = _DROPPED_OP.get(kind, kind)
@@ -522,7 +553,7 @@ class Documents(Indices):
         deleted = 0
         with self.lock:
             targets = self.resolve(index)
-            with self.store.transaction():
+            with self._durable():
                 for ix in targets:
                     rids = q.docs(ix)
                     for rid in sorted(rids):

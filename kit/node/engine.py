@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kit.node.contexts import SearchContexts
 from kit.node.documents import Documents, deep_merge
 from kit.node.index_state import INDEX_SETTING_DEFAULTS, IndexState, new_id, normalise_index_settings
 from kit.node.search import HYBRID_DELIMITER, HYBRID_START_STOP, MAX_RESULT_WINDOW, Search
@@ -71,6 +72,7 @@ class Engine(Documents, Search):
         for name, uid, meta in self.store.load_indices():
             self.indices[name] = IndexState(self, name, uid, meta)
         self.knn_stats: dict[str, int] = {}
+        self.search_contexts = SearchContexts()  # scrolls and points in time
         self._closing = False
         # Search structures are rebuilt from SQLite in the background, so the node answers at once;
         # a request for an index not loaded yet waits for it (under the engine lock).

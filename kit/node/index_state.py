@@ -107,6 +107,8 @@ class IndexState:
         self.settings: dict[str, str] = meta["settings"]
         self.aliases: dict[str, dict[str, Any]] = meta.get("aliases", {})
         self.mapping = Mapping(meta.get("mappings"), version=engine.version, knn_enabled=self.knn_enabled)
+        self.legacy_bm25 = version_tuple(engine.version)[0] < 3  # OpenSearch 2.x: LegacyBM25Similarity
+        self.mapping.depth_limit = int(self.settings.get("index.mapping.depth.limit", 20))
         self.docs: dict[str, tuple[int, int, int]] = {}  # id → (rid, version, seq_no)
         self.rid_to_id: dict[int, str] = {}
         self.present: dict[str, set[int]] = {}
@@ -138,13 +140,13 @@ class IndexState:
     def text(self, path: str) -> TextPostings:
         p = self._text.get(path)
         if p is None:
-            p = self._text[path] = TextPostings()
+            p = self._text[path] = TextPostings(self.legacy_bm25)
         return p
 
     def exact(self, path: str) -> ExactPostings:
         p = self._exact.get(path)
         if p is None:
-            p = self._exact[path] = ExactPostings()
+            p = self._exact[path] = ExactPostings(self.legacy_bm25)
         return p
 
     def vectors(self, path: str) -> VectorField:

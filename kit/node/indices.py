@@ -1,5 +1,5 @@
 """The engine's index side: resolving index expressions (names, wildcards, aliases), index admin
-(create, delete, mappings, settings, aliases) and composable index templates."""
+(create, delete, mappings, settings, aliases), composable index templates and legacy ``_template``s."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from kit.node.contexts import SearchContexts
 from kit.node.errors import (
     ApiError,
     bad_request,
@@ -45,6 +46,8 @@ class Indices:
     ml: Any
     ingest: Any
     search_pipelines: Any
+    search_contexts: SearchContexts
+    node_id: str
 
     def _predict_fn(self) -> Callable[[str, dict[str, Any]], dict[str, Any]] | None:
         """What ``neural`` queries call to embed their text (None without ML Commons)."""
@@ -156,6 +159,11 @@ class Indices:
                 settings_in = {**flatten(t.get("settings") or {}), **flatten(settings_in)}
                 mappings_in = _merge_mappings(t.get("mappings") or {}, mappings_in)
                 aliases_in = {**(t.get("aliases") or {}), **aliases_in}
+            else:  # no composable template matched: the legacy ones (MetadataCreateIndexService, V1 path)
+                hidden = str(flatten(settings_in).get("index.hidden", flatten(settings_in).get("hidden"))).lower()
+                settings_in, mappings_in, aliases_in = _apply_legacy_templates(
+                    name, self._matching_legacy_templates(name, hidden=system or hidden == "true"),
+                    settings_in, mappings_in, aliases_in)
             settings = {**INDEX_DEFAULTS, **{k: v for k, v in normalise_index_settings(settings_in).items()
                                              if v is not None}}
             if system:
@@ -389,6 +397,136 @@ class Indices:
             if not self.store.kv_delete("index_template", name):
                 raise ApiError(404, "index_template_missing_exception", f"index_template [{name}] missing")
         return {"acknowledged": True}
+
+    # ------------------------------------------------------------------ legacy templates (_template)
+    def _matching_legacy_templates(self, name: str, *, hidden: bool = False) -> list[dict[str, Any]]:
+        """MetadataIndexTemplateService.findV1Templates: every match, highest ``order`` first; a hidden
+        index skips templates with a global ``*`` pattern."""
+        found = []
+        for t in self.store.kv_list("legacy_template").values():
+            pats = t.get("index_patterns", [])
+            if hidden and "*" in pats:
+                continue
+            if any(fnmatch.fnmatchcase(name, p) for p in pats):
+                found.append(t)
+        return sorted(found, key=lambda t: -int(t.get("order", 0)))
+
+    def put_legacy_template(self, name: str, body: dict[str, Any], *, create: bool = False,
+                            order: Any = None) -> dict[str, Any]:
+        """``PUT /_template/{name}`` (PutIndexTemplateRequest.source, then the service's validation)."""
+        if not isinstance(body, dict):
+            raise body_required()
+        errors = [why for bad, why in ((" " in name, "name must not contain a space"),
+                                       ("," in name, "name must not contain a ','"),
+                                       ("#" in name, "name must not contain a '#'"),
+                                       (name.startswith("_"), "name must not start with '_'"),
+                                       (name.lower() != name, "name must be lower cased")) if bad]
+        t: dict[str, Any] = {"order": 0, "index_patterns": None, "settings": {}, "mappings": {}, "aliases": {}}
+        for key, value in body.items():
+            if key in ("index_patterns", "template"):
+                if isinstance(value, str):
+                    value = [value]
+                if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                    raise bad_request("Malformed [index_patterns] value, should be a list of strings")
+                t["index_patterns"] = list(value)
+            elif key in ("order", "version"):
+                try:
+                    t[key] = None if value is None else int(value)
+                except (TypeError, ValueError):
+                    raise bad_request(f"Failed to parse value [{value}] for [{key}]") from None
+            elif key in ("settings", "mappings", "aliases"):
+                if not isinstance(value, dict):
+                    raise ApiError(400, "parse_exception", f"key [{key}] must be an object")
+                t[key] = value
+            else:
+                raise ApiError(400, "parse_exception", f"unknown key [{key}] in the template ")
+        if order is not None:
+            t["order"] = int(order)
+        if not t["index_patterns"]:
+            raise ApiError(400, "action_request_validation_exception",
+                           "Validation Failed: 1: index patterns are missing;")
+        if errors:
+            cause = "".join(f"{i}: {e};" for i, e in enumerate(errors, 1))
+            raise ApiError(400, "invalid_index_template_exception",
+                           f"index_template [{name}] invalid, cause [Validation Failed: {cause}]")
+        mappings = t["mappings"]
+        if len(mappings) == 1 and next(iter(mappings)) not in _MAPPING_ROOT_KEYS and \
+                isinstance(next(iter(mappings.values())), dict):
+            raise bad_request("The mapping definition cannot be nested under a type")
+        settings = {k: v for k, v in normalise_index_settings(t["settings"]).items() if v is not None}
+        # validated now, as OpenSearch does (mapping, settings, alias filters)
+        Mapping(mappings, version=self.version, knn_enabled=str(settings.get("index.knn", "false")).lower() == "true")
+        t["settings"] = settings
+        t["aliases"] = {a: _alias_spec(spec) for a, spec in t["aliases"].items()}
+        stored = {"order": t["order"]}
+        if t.get("version") is not None:
+            stored["version"] = t["version"]
+        stored.update({k: t[k] for k in ("index_patterns", "settings", "mappings", "aliases")})
+        with self.lock:
+            if create and self.store.kv_get("legacy_template", name) is not None:
+                raise bad_request(f"index_template [{name}] already exists")
+            self.store.kv_put("legacy_template", name, stored)
+        return {"acknowledged": True}
+
+    def get_legacy_templates(self, names: str | None = None, *, flat: bool = False) -> tuple[dict[str, Any], bool]:
+        """``GET /_template[/{name}]``: the templates and whether to answer 200 (RestGetIndexTemplateAction:
+        404 with ``{}`` when names were given and none matched)."""
+        all_t = self.store.kv_list("legacy_template")
+        if names is None or names in ("*", "_all"):
+            sel = all_t
+        else:
+            pats = names.split(",")
+            sel = {k: v for k, v in all_t.items() if any(fnmatch.fnmatchcase(k, p) for p in pats)}
+        out = {}
+        for k in sorted(sel):
+            v = dict(sel[k])
+            v["settings"] = dict(sorted(v["settings"].items())) if flat else nest(v["settings"])
+            out[k] = v
+        return out, bool(out) or names is None
+
+    def delete_legacy_template(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            found = [k for k in self.store.kv_list("legacy_template") if fnmatch.fnmatchcase(k, name)]
+            if not found:
+                raise ApiError(404, "index_template_missing_exception", f"index_template [{name}] missing")
+            for k in found:
+                self.store.kv_delete("legacy_template", k)
+        return {"acknowledged": True}
+
+
+_MAPPING_ROOT_KEYS = {"properties", "dynamic", "dynamic_templates", "_source", "_meta", "_routing",
+                      "date_detection", "numeric_detection", "dynamic_date_formats", "_field_names", "enabled"}
+
+
+def _apply_legacy_templates(index: str, templates: list[dict[str, Any]], settings_in: dict[str, Any],
+                            mappings_in: dict[str, Any], aliases_in: dict[str, Any]
+                            ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Legacy templates (highest ``order`` first) under a create-index request, as OpenSearch combines
+    them: settings lowest order first so higher orders win and the request wins last
+    (MetadataIndexTemplateService.resolveSettings); mappings merged in as defaults the request and higher
+    orders keep (XContentHelper.mergeDefaults); aliases the request does not name, ``{index}`` replaced."""
+    if not templates:
+        return settings_in, mappings_in, aliases_in
+    settings: dict[str, Any] = {}
+    for t in reversed(templates):
+        settings.update(t.get("settings") or {})
+    settings.update(flatten(normalise_index_settings(settings_in)))
+    mappings = copy.deepcopy(mappings_in or {})
+    for t in templates:
+        _merge_defaults(mappings, t.get("mappings") or {})
+    aliases = dict(aliases_in)
+    for t in templates:
+        for alias, spec in (t.get("aliases") or {}).items():
+            aliases.setdefault(alias.replace("{index}", index), spec)
+    return settings, mappings, aliases
+
+
+def _merge_defaults(content: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for k, v in defaults.items():
+        if k not in content:
+            content[k] = copy.deepcopy(v)
+        elif isinstance(content[k], dict) and isinstance(v, dict):
+            _merge_defaults(content[k], v)
 
 
 def mapper_parsing_root(key: str, value: Any) -> ApiError:

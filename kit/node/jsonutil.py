@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["RawJSON", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "NestingTooDeep", "RawJSON", "dumps", "loads"]
 
 
 class RawJSON(str):
@@ -22,14 +22,29 @@ except ImportError:  # pragma: no cover - orjson is in the node extra
     _orjson = None  # type: ignore[assignment]
 
 
+MAX_DEPTH = 1024  # orjson's nesting limit; deeper bodies are refused (a 400), never a crash
+
+
+class NestingTooDeep(json.JSONDecodeError):
+    """A body nested deeper than :data:`MAX_DEPTH` (the standard library would overflow the stack)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"Document nesting depth exceeds the maximum allowed ({MAX_DEPTH})", "", 0)
+
+
 def loads(data: bytes | str) -> Any:
     """Parse JSON (orjson when present); raises ``json.JSONDecodeError`` like :func:`json.loads`."""
     if _orjson is not None:
         try:
             return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass  # re-parse with json for its error message (and its tolerance of huge integers)
-    return json.loads(data)
+        except _orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc) or "recursion" in str(exc).lower():
+                raise NestingTooDeep() from None
+            # re-parse with json for its error message (and its tolerance of huge integers)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise NestingTooDeep() from None
 
 
 def _default(o: Any) -> Any:

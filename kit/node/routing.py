@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Union
 from urllib.parse import unquote
 
 from kit.node.errors import ApiError, SimpleApiError, json_parse_error
-from kit.node.jsonutil import RawJSON, dumps, loads
+from kit.node.jsonutil import NestingTooDeep, RawJSON, dumps, loads
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -219,6 +219,8 @@ def parse_json(data: bytes | str) -> Any:
         return loads(data)
     except UnicodeDecodeError as exc:
         raise json_parse_error(f"Invalid UTF-8 in request body: {exc}") from None
+    except NestingTooDeep as exc:
+        raise json_parse_error(exc.msg) from None
     except json.JSONDecodeError as exc:
         raise json_parse_error(
             f"Unexpected character or end-of-input: {exc.msg} at [Source: (byte[])\"...\"; "

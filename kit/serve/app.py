@@ -434,8 +434,11 @@ def create_app(config: ServeConfig) -> Starlette:
 
     async def health(request: Request) -> Response:
         status = "ok" if rt.healthy else ("starting" if not rt.ready else "engine_unavailable")
-        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION,
-                             "models": rt.describe()}, status_code=200 if rt.healthy else 503)
+        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION, "models": rt.describe(),
+                             "limits": {"max_body_bytes": config.max_body_bytes,
+                                        "max_image_pixels": config.max_image_pixels,
+                                        "max_texts": config.max_texts}},
+                            status_code=200 if rt.healthy else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(rt.metrics.render() + await rt.engine_metrics(), media_type=CONTENT_TYPE)
@@ -597,6 +600,28 @@ def create_app(config: ServeConfig) -> Starlette:
     app = _ServeApp(hot=hot, routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.runtime = rt
     return app
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ServeError` when ``host:port`` cannot be bound (busy, or not an address of this host).
+
+    Bound without ``SO_REUSEPORT``, so a port held by another ``oskit serve --workers`` counts as busy
+    too. Run before any model loads: uvicorn alone logs the error and exits 3 (read as drift by CI).
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} on {host} is already in use (another `oskit serve`?)",
+                                 hint=f"stop the process listening there, or pass --port (e.g. --port {port + 1})") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint="pass --host with an address of this machine") from None
 
 
 def config_to_env(config: ServeConfig) -> str:

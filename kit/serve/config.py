@@ -30,7 +30,9 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from kit.config.loader import safe_load_bounded
 from kit.errors import ConfigError
+from kit.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from kit.serve.images import PREPROCESS_VERSION
 
 __all__ = [
@@ -122,8 +124,8 @@ class ServeConfig(_Strict):
     hash: HashConfig | None = None
     captions: CaptionsConfig = Field(default_factory=CaptionsConfig)
     device: str = "auto"
-    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(64_000_000, ge=1)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)  # reported in /health: the ingest client reads it
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     max_texts: int = Field(256, ge=1)
     warmup: bool = True
     decode_threads: int | None = Field(None, ge=1, le=256)  # image preprocessing threads; None = CPU count
@@ -240,7 +242,7 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     tags_clip: tuple[str, str | None] | None = None
     for path in files:
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = safe_load_bounded(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             problems.append((str(path), "", f"cannot read YAML: {exc}", None))
             continue
@@ -313,3 +315,48 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     if not seen:
         raise ConfigError(f"{models}: no model spec has a serve: block", hint="see docs/model-server.md")
     return ServeConfig(**cfg)
+
+
+_BLOCKS: dict[str, type[BaseModel]] = {"clip": _ClipBlock, "tags": _TagsBlock, "ocr": _OcrBlock, "captions": _CaptionsBlock}
+
+
+def serve_block_problems(project: Any) -> list[tuple[str, str, str, str | None]]:
+    """``oskit validate``'s check of every model spec's ``serve:`` block against the server's own schema
+    (offline: no environment resolution, no file checks). Values that are ``${env:…}`` references are
+    left out, as they are resolved only when the server starts."""
+    import difflib
+
+    problems: list[tuple[str, str, str, str | None]] = []
+    for name in sorted(project.models):
+        spec = project.models[name].serve
+        if spec is None:
+            continue
+        rel = project.file_of("models", name)
+        raw = {k: v for k, v in spec.model_dump(by_alias=True, exclude_none=True).items()
+               if not (isinstance(v, str) and "${env:" in v)}
+        try:
+            _Spec.model_validate({"serve": raw})
+        except ValidationError as exc:
+            block = _BLOCKS.get(str(raw.get("kind")))
+            for err in exc.errors(include_url=False):
+                loc = [str(x) for x in err["loc"][2:]]
+                if err["type"] == "extra_forbidden" and loc:
+                    known = _field_names(block, loc[:-1])
+                    close = difflib.get_close_matches(loc[-1], known, n=1)
+                    problems.append((rel, ".".join(["serve", *loc[:-1]]), f"unknown key '{loc[-1]}'",
+                                     f"did you mean '{close[0]}'?" if close else
+                                     (f"known keys: {', '.join(known)}" if known else None)))
+                else:
+                    problems.append((rel, ".".join(["serve", *loc]), str(err["msg"]), None))
+    return problems
+
+
+def _field_names(model: Any, path: list[str]) -> list[str]:
+    for part in path:
+        fields = getattr(model, "model_fields", None) or {}
+        info = fields.get(part)
+        model = info.annotation if info is not None else None
+        for arg in getattr(model, "__args__", ()) or ():  # Optional[...]
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    return sorted(getattr(model, "model_fields", None) or {})

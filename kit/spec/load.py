@@ -37,6 +37,10 @@ def _fingerprint(root: Path, version: str | None, distribution: str | None, allo
     h.update(f"{_PROCESSING_VERSION}|{version}|{distribution}|{allow_list}|".encode())
     if allow_list:
         h.update(repr(sorted((k, repr(v)) for k, v in ALLOW_LIST.items())).encode())
+    if root.is_file():  # the bundle shipped in the package (kit/spec/bundled.py)
+        st = root.stat()
+        h.update(f"bundle|{root}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:32]
     for path in sorted(root.rglob("*.yaml")):
         st = path.stat()
         h.update(f"{path.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -49,7 +53,14 @@ def load_raw_files(spec_dir: Path) -> dict[str, Any]:
 
 
 def _build_doc(root: Path, version: str | None, distribution: str | None, allow_list: bool) -> dict[str, Any]:
-    files = _read_files(root)
+    if root.is_file():
+        import copy
+
+        from kit.spec.bundled import read_bundle
+
+        files = copy.deepcopy(read_bundle(root)["files"])
+    else:
+        files = _read_files(root)
     if allow_list:
         _apply_allow_list(files, ALLOW_LIST.items())
     doc = _merge(files)
@@ -85,9 +96,10 @@ def _load_cached(root: Path, version: str | None, distribution: str | None, allo
     return Spec(doc, root=root, version=version, distribution=distribution, allow_list=allow_list)
 
 
-def load_spec(spec_dir: Path, *, version: str | None = None, distribution: str | None = None,
+def load_spec(spec_dir: Path | None, *, version: str | None = None, distribution: str | None = None,
               allow_list: bool = True, cache_dir: Path | None | bool = True) -> Spec:
-    """Load, merge and make strict the spec in ``spec_dir`` (the repository folder or its ``spec/``).
+    """Load, merge and make strict the spec in ``spec_dir`` (the repository folder or its ``spec/``);
+    ``None`` is the copy shipped in the package (:mod:`kit.spec.bundled`).
 
     ``version`` / ``distribution`` keep only what that server serves (``x-version-added`` etc.);
     ``allow_list=False`` uses the spec exactly as published. Results are cached in-process and on
@@ -95,7 +107,13 @@ def load_spec(spec_dir: Path, *, version: str | None = None, distribution: str |
     Raises :class:`SpecError` when the folder is not a readable spec.
     """
     try:
-        root = _spec_root(Path(spec_dir)).resolve()
+        if spec_dir is None:
+            from kit.spec.bundled import BUNDLE, read_bundle
+
+            read_bundle(BUNDLE)  # SpecError now when it is missing or unreadable
+            root = BUNDLE
+        else:
+            root = _spec_root(Path(spec_dir)).resolve()
     except OSError as exc:
         raise SpecError(f"{spec_dir}: cannot read the OpenSearch API spec: {exc}") from exc
     if cache_dir is True:

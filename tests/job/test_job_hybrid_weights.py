@@ -19,7 +19,7 @@ STORED = {"description": "images", "request_processors": [ENRICHER],
 
 
 class Recorder:
-    """Answers the three calls ``kit.job.search.search`` makes and keeps the search requests."""
+    """Answers the calls ``kit.job.search.search`` (and ``oskit search``) make and keeps the search requests."""
 
     def __init__(self, pipeline: dict[str, Any]) -> None:
         self.pipeline = pipeline
@@ -32,6 +32,8 @@ class Recorder:
                                "settings": {"index": {"search": {"default_pipeline": "images-search"}}}}}
         if method == "GET" and path.startswith("/_search/pipeline/"):
             return {path.rsplit("/", 1)[1]: self.pipeline}
+        if method == "GET" and path == "/images/_count":  # `oskit search` asks when nothing was found
+            return {"count": 1}
         assert (method, path) == ("POST", "/images/_search")
         self.searches.append((body, params))
         return {"hits": {"hits": []}}

@@ -65,7 +65,8 @@ def test_usage_errors_exit_2_and_errors_exit_1(project_dir: Path) -> None:
                                               "Error: No such option '--exit-cod'. Did you mean '--exit-code'?\n")
     res = oskit("plan", "--project", str(project_dir), "--url", "http://127.0.0.1:9")
     assert res.exit_code == 1
-    assert res.stderr == ("error: cannot connect to the cluster (GET /)\n"
+    assert res.stderr == ("error: cannot connect to the cluster at http://127.0.0.1:9 ([Errno 111] Connection refused) "
+                          "(GET /)\n"
                           "hint: check --url / OPENSEARCH_URL; for the embedded node run `oskit node start`\n")
     res = oskit("plan", "--project", str(project_dir / "nope"))
     assert res.exit_code == 1 and "project folder not found" in res.stderr
