@@ -167,6 +167,7 @@ def test_search_page_in_chromium(page_url: str, samples: Any, stack: Any) -> Non
             page.wait_for_function(f"{status}.includes('results for more like')")
             assert f"like={first_id}" in page.url
             assert page.locator("#query").is_visible()
+            assert page.text_content("#query-title") == "More like this picture"
             assert page.locator(".card").first.get_attribute("data-id") == first_id
             assert page.locator(".card .label").first.text_content() == "identical"
             page.screenshot(path=str(ARTIFACTS / "ui-more-like-this.png"), full_page=True)
@@ -206,8 +207,8 @@ def test_search_page_in_chromium(page_url: str, samples: Any, stack: Any) -> Non
             # a query the offline model cannot answer says so
             page.fill("#q", "man looking at a phone")
             page.press("#q", "Enter")
-            page.wait_for_selector("#notice:not([hidden])")
-            assert "does not know people" in page.text_content("#notice")
+            page.wait_for_function("document.getElementById('notice').textContent.includes('does not know people')")
+            assert page.locator("#notice").is_visible()
 
             # errors in a browser user's words
             page.fill("#k", "500")
