@@ -507,6 +507,9 @@ def ingest(
     except NotFound:
         raise IngestError(f"index {index!r} does not exist",
                           hint="create it first: `oskit apply` (the default project defines 'images')") from None
+    from kit.cluster.fingerprint import guard_ingest
+
+    guard_ingest(client, index)  # vectors of two models never mix in one index
 
     result = IngestResult(index=index, total=len(files))
     report_path = Path(report) if report else None

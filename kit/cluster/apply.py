@@ -20,7 +20,7 @@ from kit.cluster.client import Client
 from kit.cluster.desired import MODEL_PLACEHOLDER, resolve_models
 from kit.cluster.plan import Change, Plan, _connector_urls
 from kit.cluster.state import read_state
-from kit.errors import DestroyRefused, KitError, NotFound, PlanStale
+from kit.errors import Conflict, DestroyRefused, KitError, NotFound, PlanStale
 
 log = logging.getLogger("kit.cluster")
 
@@ -55,6 +55,12 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
     if live.fingerprint() != plan.fingerprint:
         raise PlanStale("the cluster changed after the plan was made",
                         hint="run oskit plan again (and review it) before applying")
+    unmanaged = [c for c in plan.changes if c.action == "unmanaged"]
+    if unmanaged:
+        listed = "; ".join(f"{c.kind} {c.name}" for c in unmanaged)
+        raise Conflict(f"these exist and were not created by oskit project '{plan.project.name}': {listed}",
+                       hint="oskit never changes resources it did not create: delete them (or rename the "
+                       "project's files), then run oskit plan again")
     target = detect(client)
     if not plan.destroy:
         check(plan.project, target, _connector_urls(plan.desired))
@@ -62,7 +68,8 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
     if risky and not allow_destroy:
         listed = "; ".join(f"{c.action} {c.kind} {c.name}" for c in risky)
         raise DestroyRefused(f"the plan would lose data: {listed}",
-                             hint="review oskit plan, then pass --allow-destroy")
+                             hint="review oskit plan, then pass --allow-destroy; carry a reindex out without "
+                             "downtime with oskit migrate")
 
     ctx = _Context(plan, client, live, say, task_timeout, result)
     cleanups: list[Change] = []
@@ -82,6 +89,8 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
             else:
                 say(f"remove old connector {change.name} ({rid})")
                 ml.delete_connector(client, rid)
+    if not plan.destroy:
+        _record_fingerprints(plan, client, say, result)
     result.seconds = time.monotonic() - started
     return result
 
@@ -234,6 +243,9 @@ class _Context:
                 self.client.request("POST", "/_aliases", body={"actions": actions})
 
     def _index_reindex(self, c: Change) -> None:
+        if c.internal.get("versioned"):
+            raise KitError(f"index {c.name} is an alias over versions made by oskit migrate; apply does not drop it",
+                           hint="carry the change out with oskit migrate")
         try:
             self.client.request("DELETE", f"/{c.name}")
         except NotFound:
@@ -242,6 +254,25 @@ class _Context:
 
     def _index_destroy(self, c: Change) -> None:
         self.client.request("DELETE", f"/{c.name}", ignore=(404,))
+
+
+def _record_fingerprints(plan: Plan, client: Client, say: Progress, result: ApplyResult) -> None:
+    """After the probes: record which models fill each index's vectors (kept when they no longer match)."""
+    from kit.cluster.fingerprint import record_index
+    from kit.errors import ClusterError
+
+    for name, idesired in sorted(plan.desired.indices.items()):
+        if idesired.kind != "index":
+            continue
+        try:
+            rec = record_index(client, name)
+        except NotFound:
+            continue
+        except ClusterError as exc:
+            result.messages.append(f"index {name}: embedding fingerprints not recorded ({exc})")
+            continue
+        for fname, entry in sorted((rec.get("fields") or {}).items()):
+            say(f"index {name}: {fname} ← model {entry.get('model')} (outputs {entry.get('outputs')})")
 
 
 def _strings(value: Any) -> list[str]:
