@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "diff": "kit.cli_provision:diff",
     "status": "kit.cli_provision:status",
     "destroy": "kit.cli_provision:destroy",
+    # living with the cluster
+    "migrate": "kit.cli_lifecycle:migrate",
+    "test": "kit.cli_lifecycle:test",
+    "dashboards": "kit.cli_lifecycle:dashboards",
     # embedded node
     "node": "kit.cli_node:node",
     # models and the model server

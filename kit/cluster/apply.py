@@ -24,7 +24,7 @@ from kit.errors import Conflict, DestroyRefused, KitError, NotFound, PlanStale
 
 log = logging.getLogger("kit.cluster")
 
-__all__ = ["ApplyResult", "apply"]
+__all__ = ["ApplyResult", "apply", "apply_changes"]
 
 Progress = Callable[[str], None]
 
@@ -92,6 +92,25 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
     if not plan.destroy:
         _record_fingerprints(plan, client, say, result)
     result.seconds = time.monotonic() - started
+    return result
+
+
+def apply_changes(plan: Plan, client: Client, changes: list[Change], *, progress: Progress | None = None,
+                  task_timeout: float = 600.0) -> ApplyResult:
+    """Run some of ``plan``'s changes (model groups, connectors, models) and keep every old copy: the
+    models an index version still uses stay deployed (oskit migrate registers the new ones this way)."""
+    say = progress or (lambda msg: log.info("%s", msg))
+    result = ApplyResult(model_ids=dict(plan.model_ids))
+    live = read_state(client, plan.desired)
+    ctx = _Context(plan, client, live, say, task_timeout, result)
+    for change in changes:
+        if change.kind not in ("cluster-settings", "model-group", "connector", "model") or change.action == "destroy":
+            raise KitError(f"internal: apply_changes cannot run {change.action} {change.kind}")
+        if change.action == "update" and change.kind in ("connector", "model") and not change.details:
+            continue  # only old copies to remove: they stay
+        say(f"{change.action} {change.kind} {change.name}")
+        ctx.run(change)
+        result.applied.append(change)
     return result
 
 
@@ -220,14 +239,30 @@ class _Context:
         self.client.request("DELETE", f"/_index_template/{c.name}", ignore=(404,))
 
     def _index_create(self, c: Change) -> None:
-        self.client.request("PUT", f"/{c.name}", body=self.plan.desired.indices[c.name].body)
+        # Version 1 behind an alias of the index's name: oskit migrate later swaps the alias to a new
+        # version without downtime (an index cannot become an alias of its own name while it is queried).
+        import copy
+
+        from kit.cluster.state import VERSION_KEY
+
+        body = copy.deepcopy(self.plan.desired.indices[c.name].body)
+        body["mappings"].setdefault("_meta", {})[VERSION_KEY] = {"of": c.name, "version": 1, "state": "live"}
+        body["aliases"] = dict(body.get("aliases") or {}, **{c.name: {}})
+        self.client.request("PUT", f"/{c.name}-v1", body=body)
 
     def _index_update(self, c: Change) -> None:
         desired = self.plan.desired.indices[c.name]
         paths = [d.path for d in c.details]
         if any(p.startswith("mappings") for p in paths):
-            # PUT _mapping merges: unchanged fields are a no-op, new fields and _meta are added.
-            self.client.request("PUT", f"/{c.name}/_mapping", body=desired.body["mappings"])
+            # PUT _mapping merges fields (unchanged ones are a no-op) but replaces _meta: keep the kit's
+            # bookkeeping there (index version, embedding fingerprints).
+            body = dict(desired.body["mappings"])
+            live_index = self.live.indices.get(c.name)
+            live_meta = ((live_index.mappings if live_index else {}) or {}).get("_meta") or {}
+            kept = {k: v for k, v in live_meta.items() if k in ("oskit_version", "oskit_embeddings")}
+            if kept:
+                body["_meta"] = dict(body.get("_meta") or {}, **kept)
+            self.client.request("PUT", f"/{c.name}/_mapping", body=body)
         changed = {d.path: desired.settings_flat[d.path] for d in c.details if d.path in desired.settings_flat}
         if changed:
             from kit.cluster.desired import nest_settings
@@ -243,17 +278,13 @@ class _Context:
                 self.client.request("POST", "/_aliases", body={"actions": actions})
 
     def _index_reindex(self, c: Change) -> None:
-        if c.internal.get("versioned"):
-            raise KitError(f"index {c.name} is an alias over versions made by oskit migrate; apply does not drop it",
-                           hint="carry the change out with oskit migrate")
-        try:
-            self.client.request("DELETE", f"/{c.name}")
-        except NotFound:
-            pass
+        self._index_destroy(c)
         self._index_create(c)
 
     def _index_destroy(self, c: Change) -> None:
-        self.client.request("DELETE", f"/{c.name}", ignore=(404,))
+        # An alias cannot be deleted as an index: delete every version behind it.
+        for concrete in c.internal.get("indices") or [c.name]:
+            self.client.request("DELETE", f"/{concrete}", ignore=(404,))
 
 
 def _record_fingerprints(plan: Plan, client: Client, say: Progress, result: ApplyResult) -> None:

@@ -236,7 +236,7 @@ def check_index(client: Client, index: str) -> list[FieldCheck]:
         model_id, modality = now.get(fname, (None, entry.get("modality", "text")))
         name = str(entry.get("model") or fname)
         if model_id is None:
-            checks.append(FieldCheck(concrete, fname, name, entry, None, False, 0.0,
+            checks.append(FieldCheck(index, fname, name, entry, None, False, 0.0,
                                      error="the index's ingest pipeline no longer fills this field"))
             continue
         try:
@@ -245,10 +245,10 @@ def check_index(client: Client, index: str) -> list[FieldCheck]:
                 cache[key] = entry_for(client, model_id, modality)
             cur = cache[key]
         except ClusterError as exc:
-            checks.append(FieldCheck(concrete, fname, name, entry, model_id, False, 0.0, error=str(exc)))
+            checks.append(FieldCheck(index, fname, name, entry, model_id, False, 0.0, error=str(exc)))
             continue
         ok, low = compare_entry(entry, cur["probe"])
-        checks.append(FieldCheck(concrete, fname, str(cur.get("model") or name), entry, model_id, ok, low,
+        checks.append(FieldCheck(index, fname, str(cur.get("model") or name), entry, model_id, ok, low,
                                  current=cur))
     return checks
 

@@ -172,7 +172,8 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
                                    internal={"id": g.id}))
 
     # Index versions kept by oskit migrate pin their own pipeline copies, and those the models they use.
-    pinned_pipes, pinned_models = _pinned(live)
+    pinned_pipes, pinned_models = _pinned(live, desired.indices)
+    pinned_conns = {m.connector_id for m in live.models if m.id in pinned_models and m.connector_id}
 
     # connectors and models
     ids: dict[str, str | None] = {}
@@ -188,7 +189,7 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
         stale = [m for m in mine if m.fingerprint != md.fingerprint]
         conns = [c for c in live.connectors if c.logical == name]
         conn = next((c for c in sorted(conns, key=lambda c: c.id) if c.fingerprint == md.fingerprint), None)
-        conn_leftovers = [c.id for c in conns if c is not conn]
+        conn_leftovers = [c.id for c in conns if c is not conn and c.id not in pinned_conns]
         if md.spec.type == "remote":
             if conn is None:
                 conn_changes.append(Change("replace" if conns else "create", "connector", name,
@@ -289,7 +290,8 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
             out.append(_unmanaged("index", name, "its mappings._meta has no oskit project"))
             continue
         desired_flat = idesired.settings_flat
-        versioned = cur.name != name  # an alias (made by oskit migrate) in front of index cur.name
+        versioned = cur.name != name  # an alias in front of index version cur.name
+        every = sorted({cur.name} | {v.name for v in live.versions.get(name, [])})
         live_mappings = dict(cur.mappings)
         if isinstance(live_mappings.get("_meta"), dict):  # the kit's own bookkeeping, not project config
             live_mappings["_meta"] = {k: v for k, v in live_mappings["_meta"].items()
@@ -299,6 +301,15 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
         diffs += compare_mappings(idesired.body["mappings"], live_mappings, version)
         diffs += [FieldDiff(f"aliases.{d.path}", d.live, d.desired, True)
                   for d in compare_exact(idesired.body.get("aliases") or {}, live_aliases)]
+        pinned_now = [d for d in diffs if d.path in ("index.default_pipeline", "index.search.default_pipeline")
+                      and "--v" in str(d.live)]
+        if versioned and pinned_now:
+            docs = doc_count(client, name) or 0
+            out.append(Change("reindex", "index", name, f"{name} serves {cur.name}, which keeps its own pipelines "
+                              f"({', '.join(str(d.live) for d in pinned_now)}; after oskit migrate --rollback?) "
+                              f"instead of the project's; {MIGRATE_HOW}", diffs,
+                              internal={"docs": docs, "indices": every}))
+            continue
         if not diffs and name in replaced_for:
             docs = doc_count(client, name) or 0
             if docs:
@@ -306,7 +317,7 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
                                   f"model{'s' if len(replaced_for[name]) > 1 else ''} "
                                   f"{', '.join(sorted(replaced_for[name]))} change{'' if len(replaced_for[name]) > 1 else 's'}"
                                   f": the {docs} document{'s' if docs != 1 else ''}' vectors cannot mix with the new "
-                                  f"model's; {MIGRATE_HOW}", internal={"docs": docs, "versioned": versioned}))
+                                  f"model's; {MIGRATE_HOW}", internal={"docs": docs, "indices": every}))
             continue
         if not diffs:
             for chk in fingerprint_checks(client, name):
@@ -315,7 +326,7 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
                 elif not chk.matches:
                     docs = doc_count(client, name) or 0
                     out.append(Change("reindex", "index", name, f"{chk.reason}; {MIGRATE_HOW}",
-                                      internal={"docs": docs, "versioned": versioned, "fingerprint": True}))
+                                      internal={"docs": docs, "indices": every, "fingerprint": True}))
                     break
         if not diffs:
             continue
@@ -327,11 +338,13 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
             out.append(Change("reindex", "index", name,
                               f"{', '.join(fixed[:3])}{' …' if len(fixed) > 3 else ''} cannot change in place; the "
                               f"index is recreated ({docs} document{'s' if docs != 1 else ''} must be ingested again); "
-                              f"{MIGRATE_HOW}", diffs, internal={"docs": docs, "versioned": versioned}))
+                              f"{MIGRATE_HOW}", diffs, internal={"docs": docs, "indices": every}))
     for name, cur in sorted(live.indices.items()):
         if cur.project == pname and name not in desired.indices:
             docs = doc_count(client, name) or 0
-            destroys.append(Change("destroy", "index", name, f"no longer in the project ({docs} documents)"))
+            every = sorted({cur.name} | {v.name for v in live.versions.get(name, [])})
+            destroys.append(Change("destroy", "index", name, f"no longer in the project ({docs} documents)",
+                                   internal={"indices": every}))
     for name, cur_t in sorted(live.templates.items()):
         if cur_t.project == pname and name not in desired.indices:
             destroys.append(Change("destroy", "index-template", name, "no longer in the project"))
@@ -349,16 +362,15 @@ MIGRATE_HOW = "carried out without downtime by oskit migrate (a new index versio
     "evaluated, then swapped)"
 
 
-def _pinned(live: LiveState) -> tuple[set[str], set[str]]:
-    """Pipelines named by kept index versions (not the one the alias serves) and the model ids they use."""
-    current = {i.name for i in live.indices.values()}
+def _pinned(live: LiveState, wanted: Any) -> tuple[set[str], set[str]]:
+    """Pipelines named by index versions (made by oskit migrate) and the model ids they use."""
     pipes: set[str] = set()
-    for kept in live.versions.values():
+    for alias, kept in live.versions.items():
+        if alias not in wanted:
+            continue  # the index leaves the project (destroy): its versions' pipelines go too
         for v in kept:
-            if v.name in current:
-                continue
             for key in ("index.default_pipeline", "index.search.default_pipeline"):
-                if v.settings.get(key):
+                if "--v" in str(v.settings.get(key) or ""):  # a copy pinned by oskit migrate
                     pipes.add(str(v.settings[key]))
     known = {m.id for m in live.models}
     models: set[str] = set()

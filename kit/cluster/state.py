@@ -173,7 +173,7 @@ def read_state(client: Client, desired: Desired) -> LiveState:
         meta = ((body or {}).get("mappings") or {}).get("_meta") or {}
         owner = meta.get("oskit", {}).get("project") if isinstance(meta.get("oskit"), dict) else None
         version_of = (meta.get(VERSION_KEY) or {}).get("of") if isinstance(meta.get(VERSION_KEY), dict) else None
-        if owner == project and version_of in wanted and name != version_of:
+        if owner == project and version_of and name != version_of:
             live = _read_index(client, name)
             versions.setdefault(version_of, []).append(live)
             if version_of in live.aliases:

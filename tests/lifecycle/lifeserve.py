@@ -57,32 +57,35 @@ def _basis(colour: str, variant: str, dim: int, noise_seed: str) -> list[float]:
 class LifeServe:
     """uvicorn in a daemon thread on a free loopback port; ``variant`` can be changed at any time."""
 
-    def __init__(self, variant: str = "colour") -> None:
+    def __init__(self, variant: str = "colour", variant2: str = "colour-v2") -> None:
         self.variant = variant
+        self.variant2 = variant2  # what /clip/embed-v2 serves: the "new model" of a migration
         self.calls = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.url = ""
 
-    def embed(self, text: str | None, image: str | None) -> list[float]:
-        if self.variant == "random":
+    def embed(self, text: str | None, image: str | None, variant: str | None = None) -> list[float]:
+        variant = variant or self.variant
+        if variant == "random":
             return _hash_vector(f"{text}|{image}", 512)
         if image:
             colour = colour_of(image)
-            return _basis(colour, self.variant, 512, image[:64]) if colour else _hash_vector(image, 512)
+            return _basis(colour, variant, 512, image[:64]) if colour else _hash_vector(image, 512)
         words = (text or "").lower()
         colour = next((c for c in COLOURS if c in words), None)
-        return _basis(colour, self.variant, 512, words) if colour else _hash_vector(f"{self.variant}|{words}", 512)
+        return _basis(colour, variant, 512, words) if colour else _hash_vector(f"{variant}|{words}", 512)
 
     def app(self) -> Starlette:
         async def clip_embed(request: Request) -> JSONResponse:
             body = await request.json()
+            variant = self.variant2 if request.url.path.endswith("-v2") else self.variant
             self.calls += 1
             text = body.get("inputText") if body.get("inputText") not in (None, "null") else None
             image = body.get("inputImage") if body.get("inputImage") not in (None, "null") else None
             if text is None and image is None:
                 return JSONResponse({"error": {"code": "bad_request", "message": "no input", "status": 400}}, 400)
-            return JSONResponse({"embedding": self.embed(text, image)})
+            return JSONResponse({"embedding": self.embed(text, image, variant)})
 
         async def ocr(request: Request) -> JSONResponse:
             body = await request.json()
@@ -107,6 +110,7 @@ class LifeServe:
             return JSONResponse({"status": "ok", "models": {}})
 
         return Starlette(routes=[Route("/clip/embed", clip_embed, methods=["POST"]),
+                                 Route("/clip/embed-v2", clip_embed, methods=["POST"]),
                                  Route("/ocr", ocr, methods=["POST"]), Route("/tags", tags, methods=["POST"]),
                                  Route("/embed-texts", embed_texts, methods=["POST"]), Route("/health", health)])
 
@@ -159,5 +163,5 @@ def write_queries(path: Any, names: list[str]) -> None:
     queries = []
     for colour in COLOURS:
         queries.append({"id": f"q-{colour}", "type": "text", "text": f"a {colour} square",
-                        "relevant": [n for n in names if n.startswith(colour + "-")][:10]})
+                        "relevant": [n for n in names if n.startswith(colour + "-")]})
     path.write_text(yaml.safe_dump({"index": "images", "queries": queries}), encoding="utf-8")

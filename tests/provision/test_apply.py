@@ -103,7 +103,8 @@ def test_editing_a_file_is_drift_with_the_right_label(applied: tuple[Any, Path],
     plan = cluster.diff(load_project(project_dir), client)
     assert _labels(plan) == expected
     cluster.apply(plan, client, allow_destroy=True)
-    assert cluster.plan(load_project(project_dir), client).in_sync
+    after = cluster.plan(load_project(project_dir), client)
+    assert after.in_sync, _labels(after)
     assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}  # old copies removed
 
 
