@@ -209,7 +209,7 @@ def _present(client: Client, index: str, ids: Sequence[str]) -> set[str]:
 
 def _bulk(client: Client, index: str, docs: list[tuple[str, dict[str, Any]]], pipeline: str | None) -> list[dict[str, str]]:
     """Index ``docs``; returns the failures (``{id, reason}``)."""
-    from kit.ingest import ImageDoc, bulk_index
+    from kit.job.ingest import ImageDoc, bulk_index
 
     items = [ImageDoc(path=Path(doc_id), id=doc_id, source=src) for doc_id, src in docs]
     _, failed = bulk_index(client, index, items, pipeline=pipeline)
@@ -483,7 +483,7 @@ def _reembed(client: Client, src: str, dest: str, drop: set[str], result: Migrat
 
 
 def _eval_set(project: Project, queries: str | Path | None) -> Any:
-    from kit.evaluate import load_queries
+    from kit.job.evaluate import load_queries
 
     path = Path(queries) if queries else project.root / "data" / "eval" / "queries.yaml"
     if not path.is_file():
@@ -495,7 +495,7 @@ def _eval_set(project: Project, queries: str | Path | None) -> Any:
 def _gate(client: Client, queryset: Any, result: MigrationResult, old: str, new: str, fail_under: Sequence[str],
           force: bool, ks: Sequence[int], modes: Sequence[str] | None, say: Progress) -> None:
     from kit.errors import ThresholdMissed
-    from kit.evaluate import ALL_TEXT, check_thresholds, default_configs, evaluate, modes_from, parse_thresholds
+    from kit.job.evaluate import ALL_TEXT, check_thresholds, default_configs, evaluate, modes_from, parse_thresholds
 
     configs = default_configs(modes_from(modes))
     thresholds = parse_thresholds(fail_under, ks)

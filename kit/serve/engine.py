@@ -56,6 +56,7 @@ import orjson
 from kit.errors import ServeError
 from kit.serve.batching import QueueFull, _Slot, call_batch, refuse, retry_after
 from kit.serve.config import ServeConfig
+from kit.serve.errors import ApiError, _as_api_error  # the one mapping from exceptions to HTTP errors
 from kit.serve.images import JpegJob
 from kit.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics, label_key
 
@@ -71,8 +72,6 @@ ST_VECTOR, ST_JSON, ST_ERROR = 0, 1, 2
 
 
 def _error_record(exc: BaseException) -> bytes:
-    from kit.serve.app import _as_api_error  # the one mapping from exceptions to HTTP errors
-
     err = _as_api_error(exc)
     return orjson.dumps({"status": err.status, "code": err.code, "message": err.message, "headers": err.headers})
 
@@ -507,14 +506,10 @@ class EngineClient(asyncio.Protocol):
 
 
 def _unavailable(why: str) -> Exception:
-    from kit.serve.app import ApiError
-
     return ApiError(503, "engine_unavailable", f"{why}; the server is shutting down or the engine failed (see its log)")
 
 
 def _api_error(record: dict[str, Any]) -> Exception:
-    from kit.serve.app import ApiError
-
     return ApiError(int(record["status"]), str(record["code"]), str(record["message"]),
                     headers=dict(record.get("headers") or {}))
 

@@ -64,7 +64,7 @@ def test_swapped_weights_behind_the_same_connector_are_drift_naming_the_model(
 
 
 def test_ingest_refuses_to_mix_vectors_of_two_models(applied: Any, life: LifeServe, tmp_path: Path) -> None:
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
 
     write_images(tmp_path / "a", 4)
     assert ingest(applied, [tmp_path / "a"], index="images").indexed == 4
@@ -76,7 +76,7 @@ def test_ingest_refuses_to_mix_vectors_of_two_models(applied: Any, life: LifeSer
 
 
 def test_ingest_records_an_index_that_has_no_record(applied: Any, tmp_path: Path) -> None:
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
 
     concrete, meta, _ = index_record(applied, "images")
     meta.pop(META_KEY)

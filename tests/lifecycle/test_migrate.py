@@ -25,7 +25,7 @@ def _labels(plan: Any) -> list[tuple[str, str, str]]:
 
 @pytest.fixture()
 def loaded(applied: Any, tmp_path: Path, project_dir: Path) -> dict[str, Any]:
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
 
     names = write_images(tmp_path / "photos", N)
     assert ingest(applied, [tmp_path / "photos"], index="images").indexed == N
@@ -43,7 +43,7 @@ def _alias(client: Any, name: str = "images") -> list[str]:
 
 
 def _search(client: Any, text: str = "red") -> list[str]:
-    from kit.search import search
+    from kit.job.search import search
 
     return [h.source["file_name"] for h in search(client, text, index="images", k=5).hits]
 
@@ -181,7 +181,7 @@ def test_a_plain_index_made_before_versions_is_copied_to_v1_first(applied: Any, 
                                                                    project_dir: Path) -> None:
     """Indices created by an older oskit are plain: the first migration keeps a copy as images-v1 and
     replaces the index by the alias in one _aliases request (remove_index + add)."""
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
 
     from kit.cluster.desired import build_desired
 
