@@ -60,6 +60,7 @@ class LifeServe:
     def __init__(self, variant: str = "colour", variant2: str = "colour-v2") -> None:
         self.variant = variant
         self.variant2 = variant2  # what /clip/embed-v2 serves: the "new model" of a migration
+        self.dim = 512  # a broken model answers another dimension
         self.calls = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -85,7 +86,7 @@ class LifeServe:
             image = body.get("inputImage") if body.get("inputImage") not in (None, "null") else None
             if text is None and image is None:
                 return JSONResponse({"error": {"code": "bad_request", "message": "no input", "status": 400}}, 400)
-            return JSONResponse({"embedding": self.embed(text, image, variant)})
+            return JSONResponse({"embedding": self.embed(text, image, variant)[:self.dim]})
 
         async def ocr(request: Request) -> JSONResponse:
             body = await request.json()
