@@ -33,7 +33,8 @@ WRITES = [
     ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("PUT", "/_ingest/pipeline/images-ingest"),
     ("PUT", "/_search/pipeline/images-search"),
-    ("PUT", "/images"),
+    ("PUT", "/images-v1"),  # version 1 behind the alias images
+    ("PUT", "/images-v1/_mapping"),  # the embedding fingerprints (_meta.oskit_embeddings)
 ]
 
 
@@ -76,7 +77,9 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
             cluster.apply(cluster.plan(load_project(project_dir), client), client)
         faults.drop_after = lambda i, m, p: False
         second = cluster.plan(load_project(project_dir), client)
-        assert not second.in_sync or step == len(WRITES) - 1
+        # The last two writes (the index, its fingerprint record) leave nothing the plan shows: a missing
+        # record is written by the next ingest.
+        assert not second.in_sync or step >= len(WRITES) - 2
         cluster.apply(second, client)
         assert cluster.plan(load_project(project_dir), client).in_sync
         assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}
