@@ -113,7 +113,9 @@ class LifeServe:
         return Starlette(routes=[Route("/clip/embed", clip_embed, methods=["POST"]),
                                  Route("/clip/embed-v2", clip_embed, methods=["POST"]),
                                  Route("/ocr", ocr, methods=["POST"]), Route("/tags", tags, methods=["POST"]),
-                                 Route("/embed-texts", embed_texts, methods=["POST"]), Route("/health", health)])
+                                 Route("/embed-texts", embed_texts, methods=["POST"]),
+                                 Route("/text/embed", embed_texts, methods=["POST"]),  # environments/real.yaml
+                                 Route("/health", health)])
 
     def start(self) -> str:
         import uvicorn

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +11,8 @@ from click.testing import CliRunner
 
 from kit.config.loader import load_project
 from kit.lifecycle.dashboards import export_ndjson
+from devtools import DOC, devtools_requests
 from lifeserve import write_images
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "dashboards.md"
-
-
-def devtools_requests(text: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(method, path, body)`` of every ```console block (Dev Tools syntax: a request line, then JSON)."""
-    out = []
-    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
-        line, _, body = block.partition("\n")
-        method, path = line.split(" ", 1)
-        out.append((method, "/" + path.lstrip("/"), json.loads(body)))
-    return out
-
 
 def test_export_writes_importable_saved_objects(project_dir: Path, tmp_path: Path) -> None:
     from kit.cli import cli

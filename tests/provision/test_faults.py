@@ -73,8 +73,12 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
     faults = Faults()
     faults.drop_after = lambda i, m, p: i == step
     with NodeServer(tmp_path / "node") as node, faulty_client(node.url, faults) as client:
-        with pytest.raises(Unreachable, match="cannot connect"):
-            cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        if WRITES[step][1].endswith("/_mapping"):  # the fingerprint record is best effort: a message, not an error
+            result = cluster.apply(cluster.plan(load_project(project_dir), client), client)
+            assert any("embedding fingerprints not recorded" in m for m in result.messages)
+        else:
+            with pytest.raises(Unreachable, match="cannot connect"):
+                cluster.apply(cluster.plan(load_project(project_dir), client), client)
         faults.drop_after = lambda i, m, p: False
         second = cluster.plan(load_project(project_dir), client)
         # The last two writes (the index, its fingerprint record) leave nothing the plan shows: a missing
