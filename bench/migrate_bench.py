@@ -29,6 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2, help="re-embedding requests in flight (oskit migrate --workers)")
     ap.add_argument("--loop-clients", type=int, default=2)
     ap.add_argument("--url", default=None, help="a running cluster instead of a fresh embedded node")
     ap.add_argument("--lucene", action="store_true", help="knn fields on the Lucene engine (a real node without faiss)")
@@ -62,7 +63,7 @@ def main() -> None:
         url = node.start()
     else:
         url = args.url
-    out: dict[str, Any] = {"n": args.n, "batch": args.batch, "loop_clients": args.loop_clients, "url_kind":
+    out: dict[str, Any] = {"n": args.n, "batch": args.batch, "workers": args.workers, "loop_clients": args.loop_clients, "url_kind":
                            "embedded node" if node else "cluster at --url", "load_average": os.getloadavg()}
     try:
         with connect(url, timeout=120) as client:
@@ -98,7 +99,8 @@ def main() -> None:
             time.sleep(1.0)
             try:
                 result = migrate(load_project(project_dir), client, queries=tmp / "queries.yaml",
-                                 fail_under=["vector:map=0.3"], modes=["vector"], batch=args.batch)
+                                 fail_under=["vector:p@10=0.9"], modes=["vector"], batch=args.batch,
+                                 workers=args.workers)
             finally:
                 time.sleep(1.0)
                 stop.set()

@@ -55,11 +55,12 @@ def _progress(msg: str) -> None:
               help="Re-embed a document from its stored thumbnail when the file at source_uri is gone.")
 @click.option("--rollback", is_flag=True, help="Point the alias back at the version it served before.")
 @click.option("--batch", type=int, default=64, show_default=True, help="Documents per re-embedding request.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Re-embedding requests in flight.")
 @json_option
 @verbose_option
 def migrate(project_dir: Path, env: str | None, conn: dict[str, Any], index: str | None, queries: Path | None,
             fail_under: tuple[str, ...], ks: str, modes: tuple[str, ...], force: bool, no_eval: bool,
-            thumbnail_fallback: bool, rollback: bool, batch: int, as_json: bool) -> None:
+            thumbnail_fallback: bool, rollback: bool, batch: int, workers: int, as_json: bool) -> None:
     """Carry out a reindex change without downtime: a new index version behind the alias.
 
     Registers new models next to the old, re-embeds every document from its source file, evaluates old
@@ -82,7 +83,8 @@ def migrate(project_dir: Path, env: str | None, conn: dict[str, Any], index: str
         click.echo(render_json(res) if as_json else f"Rolled back: {res['alias']} → {res['to']} (was {res['from']}).")
         return
     result = lm.migrate(project, client, index=index, queries=queries, fail_under=fail_under, force=force,
-                        no_eval=no_eval, thumbnail_fallback=thumbnail_fallback, batch=batch, ks=ks_from(ks),
+                        no_eval=no_eval, thumbnail_fallback=thumbnail_fallback, batch=batch, workers=workers,
+                        ks=ks_from(ks),
                         modes=list(modes) or None, progress=_progress).to_dict()
     if as_json:
         click.echo(render_json(result))

@@ -247,7 +247,7 @@ def _target_index(desired: Desired, index: str | None, plan: Any) -> str:
 
 def migrate(project: Project, client: Client, *, index: str | None = None, queries: str | Path | None = None,
             fail_under: Sequence[str] = (), force: bool = False, no_eval: bool = False,
-            thumbnail_fallback: bool = False, batch: int = 64, ks: Sequence[int] = (10, 30),
+            thumbnail_fallback: bool = False, batch: int = 64, workers: int = 2, ks: Sequence[int] = (10, 30),
             modes: Sequence[str] | None = None, progress: Progress | None = None,
             task_timeout: float = 600.0, stop_after: str | None = None) -> MigrationResult:
     """Build a new version of the index behind its alias, re-embed, evaluate, swap (see the module doc).
@@ -337,7 +337,7 @@ def migrate(project: Project, client: Client, *, index: str | None = None, queri
     # 4. re-embed every document from its stored source, until a pass finds nothing new
     drop = pipeline_outputs(new_ingest or {}) | set(_vector_fields(body["mappings"]))
     for _ in range(3):
-        added = _reembed(client, serving, new, drop, result, thumbnail_fallback, batch, say)
+        added = _reembed(client, serving, new, drop, result, thumbnail_fallback, batch, say, workers)
         if not added:
             break
     result.documents = int(client.request("GET", f"/{serving}/_count").get("count", 0))
@@ -362,7 +362,7 @@ def migrate(project: Project, client: Client, *, index: str | None = None, queri
     t = time.perf_counter()
     if plain:
         result.copied += _copy_plain(client, name, f"{name}-v1", say, batch)  # writes since the first copy
-        _reembed(client, name, new, drop, result, thumbnail_fallback, batch, say)
+        _reembed(client, name, new, drop, result, thumbnail_fallback, batch, say, workers)
     if new_ingest is not None:
         client.request("PUT", f"/_ingest/pipeline/{ingest_name}", body=new_ingest)
     if new_search is not None:
@@ -445,37 +445,56 @@ def _copy_plain(client: Client, src: str, dest: str, say: Progress, batch: int) 
 
 
 def _reembed(client: Client, src: str, dest: str, drop: set[str], result: MigrationResult,
-             thumbnail_fallback: bool, batch: int, say: Progress) -> int:
+             thumbnail_fallback: bool, batch: int, say: Progress, workers: int = 2) -> int:
+    """One pass over ``src``: documents not yet in ``dest`` go through its pipeline, ``workers`` _bulk requests
+    in flight (the scan reads ahead while the cluster embeds)."""
+    import concurrent.futures as cf
+
     added = 0
     failed_ids = {f["id"] for f in result.failures}
-    for hits in _scan(client, src, page=batch, source={"excludes": sorted(drop)}):
-        have = _present(client, dest, [h["_id"] for h in hits])
-        todo: list[tuple[str, dict[str, Any]]] = []
-        for h in hits:
-            if h["_id"] in have:
-                result.skipped += 1
-                continue
-            src_doc = {k: v for k, v in (h.get("_source") or {}).items() if k not in drop}
-            data = _read_source(src_doc)
-            if data is None and thumbnail_fallback and src_doc.get("thumbnail"):
-                data = base64.b64decode(src_doc["thumbnail"])
-                result.from_thumbnail += 1
-            if data is None:
-                if h["_id"] not in failed_ids:
-                    result.failures.append({"id": h["_id"], "reason": f"source {src_doc.get('source_uri')} is "
-                                            "missing or changed (sha256 differs)"})
-                    failed_ids.add(h["_id"])
-                continue
-            src_doc["image"] = base64.b64encode(data).decode("ascii")
-            todo.append((h["_id"], src_doc))
-        if todo:
-            for f in _bulk(client, dest, todo, None):
-                if f["id"] not in failed_ids:
-                    result.failures.append(f)
-                    failed_ids.add(f["id"])
-            added += len(todo)
-            result.reembedded += len(todo)
-            say(f"re-embedded {result.reembedded} documents into {dest}")
+
+    def send(todo: list[tuple[str, dict[str, Any]]]) -> tuple[int, list[dict[str, str]]]:
+        return len(todo), _bulk(client, dest, todo, None)
+
+    def collect(fut: "cf.Future[tuple[int, list[dict[str, str]]]]") -> None:
+        nonlocal added
+        n, fails = fut.result()
+        for f in fails:
+            if f["id"] not in failed_ids:
+                result.failures.append(f)
+                failed_ids.add(f["id"])
+        added += n
+        result.reembedded += n
+        say(f"re-embedded {result.reembedded} documents into {dest}")
+
+    with cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="oskit-migrate") as pool:
+        pending: list[cf.Future[tuple[int, list[dict[str, str]]]]] = []
+        for hits in _scan(client, src, page=batch, source={"excludes": sorted(drop)}):
+            have = _present(client, dest, [h["_id"] for h in hits])
+            todo: list[tuple[str, dict[str, Any]]] = []
+            for h in hits:
+                if h["_id"] in have:
+                    result.skipped += 1
+                    continue
+                src_doc = {k: v for k, v in (h.get("_source") or {}).items() if k not in drop}
+                data = _read_source(src_doc)
+                if data is None and thumbnail_fallback and src_doc.get("thumbnail"):
+                    data = base64.b64decode(src_doc["thumbnail"])
+                    result.from_thumbnail += 1
+                if data is None:
+                    if h["_id"] not in failed_ids:
+                        result.failures.append({"id": h["_id"], "reason": f"source {src_doc.get('source_uri')} "
+                                                "is missing or changed (sha256 differs)"})
+                        failed_ids.add(h["_id"])
+                    continue
+                src_doc["image"] = base64.b64encode(data).decode("ascii")
+                todo.append((h["_id"], src_doc))
+            if todo:
+                pending.append(pool.submit(send, todo))
+            while len(pending) >= max(1, workers):
+                collect(pending.pop(0))
+        for fut in pending:
+            collect(fut)
     return added
 
 
