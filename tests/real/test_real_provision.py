@@ -149,7 +149,9 @@ def test_a_lost_answer_after_each_kind_of_write_reruns_to_convergence(real_node:
         if len(parts) > 4 and parts[3] == "models" and not parts[4].startswith("_"):
             parts[4] = "{id}"
         kinds.setdefault(f"{method} {'/'.join(parts)}", i)
-    assert len(kinds) >= 8, writes  # settings, group, connector, register, deploy, 2 pipelines, index
+    # group, connector, register, deploy, 2 pipelines, index (+ cluster settings unless already there:
+    # destroy leaves cluster settings alone and the node is shared by the session)
+    assert len(kinds) >= 7, writes
 
     for label, step in kinds.items():
         faults = Faults()
