@@ -120,9 +120,10 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
             chunk = fh.read(CHUNK_SIZE)
             if progress:
                 progress(f"uploading {md.name}: chunk {n + 1}/{body['total_chunks']} ({len(chunk)} bytes)")
-            # Chunks are idempotent (doc <model_id>_<n>), so a transport retry is harmless here.
+            # Chunks are idempotent (doc <model_id>_<n>), so a transport retry is harmless here. Raw bytes
+            # labelled JSON, as opensearch-py-ml sends them: a real cluster refuses octet-stream (406).
             client.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", body=chunk,
-                           headers={"Content-Type": "application/octet-stream"})
+                           headers={"Content-Type": "application/json"})
     return model_id
 
 

@@ -77,13 +77,15 @@ class RealNode:
 
     def __init__(self, version: str = recipe.DEFAULT_VERSION, *, heap: str | None = None,
                  port: int | None = None, settings: dict[str, Any] | None = None,
-                 run_dir: Path | None = None, keep: bool = False, start_timeout: float = 240.0) -> None:
+                 run_dir: Path | None = None, keep: bool = False, start_timeout: float = 240.0,
+                 env: dict[str, str] | None = None) -> None:
         self.version = version
         self.heap = heap or os.environ.get("OSKIT_REAL_HEAP", DEFAULT_HEAP)
         self.port = port or free_port()
         self.transport_port = free_port()
         self.settings = {**DEV_SETTINGS, **(settings or {})}
         self.keep = keep
+        self.extra_env = dict(env or {})
         self.start_timeout = start_timeout
         self._run_dir = run_dir
         self.run_dir: Path | None = None
@@ -126,6 +128,7 @@ class RealNode:
                 os.chown(path, *owner)
         env = java_env(self.version)
         env.update(OPENSEARCH_PATH_CONF=str(conf), OPENSEARCH_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}")
+        env.update({k: v.replace("{run}", str(run)) for k, v in self.extra_env.items()})
         cmd = [str(home / "bin" / "opensearch"), "-p", str(run / "opensearch.pid")]
         if owner is not None:
             cmd = ["runuser", "-u", SERVICE_USER, "--", *cmd]  # no --login: the environment passes

@@ -39,3 +39,4 @@ def test_apply_waits_while_the_model_still_says_deploying(tmp_path: Path, serve_
         cluster.apply(cluster.plan(load_project(project_dir), client), client)
         assert cluster.plan(load_project(project_dir), client).in_sync
     assert lagging and set(lagging.values()) == {0}
+
