@@ -45,7 +45,7 @@ class RealStack:
 
 
 @pytest.fixture(scope="module")
-def stack(real_node: Any, model_server: str) -> Iterator[RealStack]:
+def stack(real_node: Any, model_server: str, oskit_data: Path) -> Iterator[RealStack]:
     """The default project applied to the real node (real overlay), destroyed after this module."""
     import os
 
@@ -56,7 +56,15 @@ def stack(real_node: Any, model_server: str) -> Iterator[RealStack]:
     environ = {**os.environ, "OSKIT_MODEL_SERVER_URL": model_server}
     client = connect(real_node.url, timeout=120.0)
     project = load_project(ROOT, env=ENV)
-    cluster.apply(cluster.plan(project, client, environ=environ), client)
+    saved = os.environ.get("OSKIT_DATA_DIR")
+    os.environ["OSKIT_DATA_DIR"] = str(oskit_data)  # where the MiniLM package is built (module scope)
+    try:
+        cluster.apply(cluster.plan(project, client, environ=environ), client)
+    finally:
+        if saved is None:
+            os.environ.pop("OSKIT_DATA_DIR", None)
+        else:
+            os.environ["OSKIT_DATA_DIR"] = saved
     try:
         yield RealStack(real_node, client, model_server)
     finally:
