@@ -22,7 +22,7 @@ from kit.errors import RealNodeError
 from kit.realnode import recipe
 
 _MVN_DEP = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
-_RECIPE_ID = "oskit-realnode-1"  # bump when the assembled home's content changes
+_RECIPE_ID = "oskit-realnode-2"  # bump when the assembled home's content changes
 
 
 def cache_root() -> Path:
@@ -72,8 +72,12 @@ def _pom(artifact: str, deps: str, out: str) -> str:
 """
 
 
-def _dep(coord: str, version: str, *, zip_: bool = False) -> str:
+def _dep(coord: str, version: str, *, zip_: bool = False, classifier: str | None = None) -> str:
     group, artifact = coord.split(":")
+    if classifier is not None:
+        return (f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+                f"<version>{version}</version><classifier>{classifier}</classifier><exclusions><exclusion>"
+                f"<groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>")
     if zip_:
         return (f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
                 f"<version>{version}</version><type>zip</type><exclusions><exclusion><groupId>*</groupId>"
@@ -86,7 +90,7 @@ def fetch(version: str) -> Path:
     """Download the server archive, the four plugin zips and the module jars into the cache."""
     dl = version_dir(version) / "dl"
     marker = dl / ".fetched"
-    if marker.exists():
+    if marker.exists() and marker.read_text().strip() == _RECIPE_ID:
         return dl
     if shutil.which("mvn") is None:
         raise RealNodeError("mvn (Apache Maven) is not installed; the real node is fetched with it",
@@ -99,6 +103,10 @@ def fetch(version: str) -> Path:
     children = {"zips": _pom("zips", zips, str(dl))}
     for m in recipe.MODULES:
         children[m.name] = _pom(m.name, _dep(m.artifact, version), str(dl / "modules" / m.name))
+    g, a, v, c = recipe.TORCH_NATIVE.split(":")
+    jg, ja, jv = recipe.TORCH_JNI.split(":")
+    children["djl"] = _pom("djl", _dep(f"{g}:{a}", v, classifier=c) + _dep(f"{jg}:{ja}", jv),
+                           str(dl / "djl"))
     for name, pom in children.items():
         (work / name).mkdir()
         (work / name / "pom.xml").write_text(pom)
@@ -112,11 +120,12 @@ def fetch(version: str) -> Path:
     _run(["mvn", "-B", "-q", "-ntp", f"-Dmaven.repo.local={repo}", f"{_MVN_DEP}:copy-dependencies"],
          cwd=work, what=f"downloading OpenSearch {version} from Maven Central")
     missing = [p for p in [dl / f"opensearch-{version}.zip"] + [dl / f"{c.split(':')[1]}-{pv}.zip"
-                                                               for c, _ in recipe.PLUGINS] if not p.exists()]
+                                                               for c, _ in recipe.PLUGINS]
+               + [dl / "djl" / f"{a}-{v}-{c}.jar", dl / "djl" / f"{ja}-{jv}.jar"] if not p.exists()]
     if missing:
         raise RealNodeError(f"Maven left out {', '.join(p.name for p in missing)}")
     shutil.rmtree(work, ignore_errors=True)
-    marker.write_text(version + "\n")
+    marker.write_text(_RECIPE_ID + "\n")
     return dl
 
 
@@ -155,6 +164,23 @@ def _build_module(home: Path, module: recipe.Module, jars: Path, version: str) -
         f"extended.plugins={','.join(module.extended)}\nhas.native.controller=false\n")
     if module.policy:
         (dest / "plugin-security.policy").write_text(module.policy)
+
+
+def _add_torch(home: Path, jars: Path) -> None:
+    """home/djl/libtorch/ (libtorch, libc10, …) and home/djl/libdjl_torch.so from DJL's Maven jars."""
+    g, a, v, c = recipe.TORCH_NATIVE.split(":")
+    _, ja, jv = recipe.TORCH_JNI.split(":")
+    lib = home / "djl" / "libtorch"
+    lib.mkdir(parents=True)
+    prefix = f"pytorch/{recipe.TORCH_FLAVOR}/{c}/"
+    with zipfile.ZipFile(jars / f"{a}-{v}-{c}.jar") as z:
+        for name in z.namelist():
+            if name.startswith(prefix) and not name.endswith("/"):
+                (lib / name[len(prefix):]).write_bytes(z.read(name))
+    if not (lib / "libtorch.so").exists():
+        raise RealNodeError(f"{a}-{v}-{c}.jar has no {prefix}libtorch.so")
+    with zipfile.ZipFile(jars / f"{ja}-{jv}.jar") as z:
+        (home / "djl" / "libdjl_torch.so").write_bytes(z.read(f"jnilib/{c}/{recipe.TORCH_FLAVOR}/libdjl_torch.so"))
 
 
 def java_env(version: str) -> dict[str, str]:
@@ -196,6 +222,7 @@ def assemble(version: str = recipe.DEFAULT_VERSION) -> Path:
     want = [name for _, name in recipe.PLUGINS]
     if sorted(listed) != sorted(want):
         raise RealNodeError(f"installed plugins are {listed}, expected {want}")
+    _add_torch(build, dl / "djl")
     (build / ".oskit-assembled").write_text(_RECIPE_ID + "\n")
     shutil.rmtree(home, ignore_errors=True)
     build.rename(home)

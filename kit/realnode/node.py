@@ -77,13 +77,15 @@ class RealNode:
 
     def __init__(self, version: str = recipe.DEFAULT_VERSION, *, heap: str | None = None,
                  port: int | None = None, settings: dict[str, Any] | None = None,
-                 run_dir: Path | None = None, keep: bool = False, start_timeout: float = 240.0) -> None:
+                 run_dir: Path | None = None, keep: bool = False, start_timeout: float = 240.0,
+                 env: dict[str, str] | None = None) -> None:
         self.version = version
         self.heap = heap or os.environ.get("OSKIT_REAL_HEAP", DEFAULT_HEAP)
         self.port = port or free_port()
         self.transport_port = free_port()
         self.settings = {**DEV_SETTINGS, **(settings or {})}
         self.keep = keep
+        self.extra_env = dict(env or {})
         self.start_timeout = start_timeout
         self._run_dir = run_dir
         self.run_dir: Path | None = None
@@ -106,6 +108,7 @@ class RealNode:
         shutil.copytree(home / "config", conf)
         for sub in ("data", "logs"):
             (run / sub).mkdir(exist_ok=True)
+        _seed_torch(home, run / "data")
         lines = {
             "cluster.name": f"oskit-real-{self.port}",
             "node.name": "real-1",
@@ -125,7 +128,10 @@ class RealNode:
             for path in [run, *run.rglob("*")]:
                 os.chown(path, *owner)
         env = java_env(self.version)
-        env.update(OPENSEARCH_PATH_CONF=str(conf), OPENSEARCH_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}")
+        env.update(OPENSEARCH_PATH_CONF=str(conf), OPENSEARCH_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}",
+                   PYTORCH_LIBRARY_PATH=str(home / "djl" / "libtorch"), PYTORCH_VERSION=recipe.TORCH_VERSION,
+                   PYTORCH_FLAVOR=recipe.TORCH_FLAVOR)
+        env.update({k: v.replace("{run}", str(run)) for k, v in self.extra_env.items()})
         cmd = [str(home / "bin" / "opensearch"), "-p", str(run / "opensearch.pid")]
         if owner is not None:
             cmd = ["runuser", "-u", SERVICE_USER, "--", *cmd]  # no --login: the environment passes
@@ -221,6 +227,17 @@ class RealNode:
         (self.run_dir / "state.json").write_text(json.dumps({
             "version": self.version, "url": self.url, "run_dir": str(self.run_dir),
             "runner_pid": self.proc.pid, "heap": self.heap}))
+
+
+def _seed_torch(home: Path, data: Path) -> None:
+    """DJL's JNI where ML Commons' DJL (cache <path.data>/ml_cache) looks before downloading it."""
+    api = sorted((home / "plugins" / "opensearch-ml").glob("api-*.jar"))
+    if not api:
+        raise RealNodeError(f"no DJL api jar in {home / 'plugins' / 'opensearch-ml'}")
+    djl_version = api[-1].name[len("api-"):-len(".jar")]
+    dest = data / "ml_cache" / "pytorch" / f"{recipe.TORCH_VERSION}-{recipe.TORCH_FLAVOR}-linux-x86_64"
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(home / "djl" / "libdjl_torch.so", dest / f"{djl_version}-libdjl_torch.so")
 
 
 def _alive(pid: int) -> bool:

@@ -72,6 +72,18 @@ MODULES = (
 )
 
 
+# ML Commons local models (TorchScript/ONNX) need DJL's PyTorch natives, which DJL downloads from its own
+# site at deploy time. Maven Central has libtorch 2.5.1 (cxx11 ABI) and DJL's JNI for it built against
+# DJL 0.32.0 (none for the 0.31.1 that ML Commons 2.19/3.6 bundles, and no precxx11 libtorch), so the
+# node loads those: PYTORCH_LIBRARY_PATH/PYTORCH_VERSION/PYTORCH_FLAVOR pick the libtorch, and the JNI is
+# placed in ML Commons' DJL cache under the name DJL 0.31.1 looks for. Checked: MiniLM TorchScript
+# deploys and embeds (tests/real); other DJL JNI calls across the 0.31/0.32 boundary are unverified.
+TORCH_NATIVE = "ai.djl.pytorch:pytorch-native-cpu:2.5.1:linux-x86_64"
+TORCH_JNI = "ai.djl.pytorch:pytorch-jni:2.5.1-0.32.0"
+TORCH_VERSION = "2.5.1"
+TORCH_FLAVOR = "cpu"
+
+
 @dataclass(frozen=True)
 class Line:
     """One release line: the JDK it runs on and the Java level of hand-made descriptors."""

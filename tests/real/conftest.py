@@ -80,6 +80,17 @@ def model_server() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def oskit_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One OSKIT_DATA_DIR for the session: the MiniLM TorchScript package is built once, not per test."""
+    return tmp_path_factory.mktemp("oskit-data")
+
+
+@pytest.fixture(autouse=True)
+def _shared_data_dir(_hermetic_env: None, oskit_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSKIT_DATA_DIR", str(oskit_data))
+
+
 @pytest.fixture()
 def serve_env(monkeypatch: pytest.MonkeyPatch, model_server: str) -> str:
     monkeypatch.setenv("OSKIT_MODEL_SERVER_URL", model_server)

@@ -24,10 +24,12 @@ def _project_models(tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
-def test_the_real_overlay_adds_minilm_and_the_default_project_has_none(tmp_path: Path) -> None:
+def test_an_environment_overlay_can_add_a_serve_block(tmp_path: Path) -> None:
     models = _project_models(tmp_path)
     assert load_serve_config(models, device="cpu").text is None
-    cfg = load_serve_config(models, device="cpu", env="real")
+    (tmp_path / "environments" / "remote-text.yaml").write_text(
+        "models:\n  text:\n    serve:\n      kind: text\n      source: sentence-transformers/all-MiniLM-L6-v2\n")
+    cfg = load_serve_config(models, device="cpu", env="remote-text")
     assert cfg.text == TextConfig(source="sentence-transformers/all-MiniLM-L6-v2")
     assert cfg.clip is not None and cfg.ocr is not None  # the rest of the project is unchanged
     with pytest.raises(ConfigError, match="unknown environment 'nope'"):
