@@ -1,7 +1,7 @@
 """Issue 16 on a real OpenSearch 2.19 node: fingerprints, migrate (with a query loop), oskit test, unmanaged
 drift, the Dev Tools queries of docs/dashboards.md.
 
-The project is the default one through environments/real.yaml (Lucene HNSW, a remote text model); the
+The project is the default one through environments/real.yaml (Lucene HNSW) with a remote text model; the
 model server is the lifecycle tests' stand-in (tests/lifecycle/lifeserve.py: colour-aware CLIP whose
 weights can be swapped while it runs), so no model is loaded and the tests check the kit and the cluster.
 """
@@ -23,7 +23,7 @@ from tests.conftest import ROOT
 sys.path[:0] = [str(ROOT / "tests" / "lifecycle"), str(ROOT / "tests" / "provision")]
 
 from lifeserve import LifeServe, write_images, write_queries  # noqa: E402
-from provision_helpers import edit  # noqa: E402
+from provision_helpers import REMOTE_TEXT, edit  # noqa: E402
 
 ENV = "real"
 N = 200
@@ -46,7 +46,11 @@ def life(monkeypatch: pytest.MonkeyPatch) -> Iterator[LifeServe]:
 def lproject(tmp_path: Path, life: LifeServe) -> Path:
     from tests.real.conftest import copy_project
 
-    return copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
+    # MiniLM as a remote model on the stand-in server: these tests are about the kit and the cluster,
+    # not about deploying TorchScript on the node (tests/real/test_real_provision.py does that)
+    (project / "models" / "text.yaml").write_text(REMOTE_TEXT, encoding="utf-8")
+    return project
 
 
 @pytest.fixture()
