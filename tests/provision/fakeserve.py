@@ -69,6 +69,7 @@ def create_app(calls: list[str] | None = None) -> Starlette:
                              Route("/tags", tags, methods=["POST"]), Route("/captions", captions, methods=["POST"]),
                              Route("/hash", hashes, methods=["POST"]),
                              Route("/embed-texts", embed_texts, methods=["POST"]),
+                             Route("/text/embed", embed_texts, methods=["POST"]),
                              Route("/health", health)])
 
 
