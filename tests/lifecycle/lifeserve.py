@@ -107,6 +107,14 @@ class LifeServe:
             texts = body.get("input") if isinstance(body, dict) else body
             return JSONResponse([_hash_vector(str(t), 384) for t in texts or []])
 
+        async def hashes(request: Request) -> JSONResponse:  # models/hash.yaml (issue 15): fixed hashes do here
+            colour = colour_of(str((await request.json()).get("inputImage") or ""))
+            if colour is None:
+                return JSONResponse({"error": {"code": "bad_image", "message": "not an image", "status": 400}}, 400)
+            return JSONResponse({"phash": "8000000000000000", "colour": "00000000700", "mean": "%02x%02x%02x" % COLOURS[colour],
+                                 "phash_crops": ["8000000000000000", "8000000000000000"], "phash_probes": [],
+                                 "hash_version": "oskit-hash-v2"})
+
         async def health(request: Request) -> JSONResponse:
             return JSONResponse({"status": "ok", "models": {}})
 
@@ -114,6 +122,7 @@ class LifeServe:
                                  Route("/clip/embed-v2", clip_embed, methods=["POST"]),
                                  Route("/ocr", ocr, methods=["POST"]), Route("/tags", tags, methods=["POST"]),
                                  Route("/embed-texts", embed_texts, methods=["POST"]),
+                                 Route("/hash", hashes, methods=["POST"]),
                                  Route("/text/embed", embed_texts, methods=["POST"]),  # environments/real.yaml
                                  Route("/health", health)])
 
