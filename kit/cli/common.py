@@ -17,15 +17,19 @@ from kit.errors import KitError
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
-    "connection_options",
-    "json_option",
-    "project_option",
-    "verbose_option",
     "ConnectionSettings",
+    "connect_for_command",
+    "connection_options",
+    "env_option",
     "error_json",
     "fail",
     "json_format",
+    "json_option",
+    "load_project_env",
+    "progress",
+    "project_option",
     "reset_json",
+    "verbose_option",
 ]
 
 
@@ -39,6 +43,34 @@ def project_option(f: F) -> F:
         envvar="OSKIT_PROJECT",
         help="Project folder (models/, pipelines/, mappings/).",
     )(f)
+
+
+def env_option(f: F) -> F:
+    return click.option("--env", "env", envvar="OSKIT_ENV", default=None, metavar="NAME",
+                        help="Overlay environments/NAME.yaml (env OSKIT_ENV).")(f)
+
+
+def load_project_env(project_dir: Path, env: str | None) -> Any:
+    """The project at ``project_dir`` with ``environments/<env>.yaml`` overlaid (imported late: fast --help)."""
+    from kit.config.loader import load_project
+
+    return load_project(project_dir, env=env)
+
+
+def connect_for_command(conn: dict[str, Any]) -> Any:
+    """A client that is closed when the command ends (``click`` context resource)."""
+    from kit.cluster.client import connect
+
+    client = connect(**conn)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(client.close)
+    return client
+
+
+def progress(msg: str) -> None:
+    """A library progress callback: one line on stderr, so stdout stays data."""
+    click.echo(f"… {msg}", err=True)
 
 
 # Set when the running command was given --json: then a failure is printed as JSON on stdout too.

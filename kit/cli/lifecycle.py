@@ -8,39 +8,23 @@ from typing import Any
 
 import click
 
-from kit.cli.common import connection_options, json_option, project_option, verbose_option
+from kit.cli.common import (
+    connect_for_command,
+    connection_options,
+    env_option,
+    json_option,
+    load_project_env,
+    progress,
+    project_option,
+    verbose_option,
+)
 
 __all__ = ["dashboards", "migrate", "test"]
 
 
-def _env_option(f: Any) -> Any:
-    return click.option("--env", "env", envvar="OSKIT_ENV", default=None, metavar="NAME",
-                        help="Overlay environments/NAME.yaml (env OSKIT_ENV).")(f)
-
-
-def _load(project_dir: Path, env: str | None) -> Any:
-    from kit.config.loader import load_project
-
-    return load_project(project_dir, env=env)
-
-
-def _connect(conn: dict[str, Any]) -> Any:
-    from kit.cluster.client import connect
-
-    client = connect(**conn)
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        ctx.call_on_close(client.close)
-    return client
-
-
-def _progress(msg: str) -> None:
-    click.echo(f"… {msg}", err=True)
-
-
 @click.command()
 @project_option
-@_env_option
+@env_option
 @connection_options
 @click.option("--index", default=None, help="The project index to migrate (default: the one with a reindex change).")
 @click.option("--queries", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -76,16 +60,16 @@ def migrate(project_dir: Path, env: str | None, conn: dict[str, Any], index: str
     from kit.lifecycle import migrate as lm
     from kit.render import render_json
 
-    project = _load(project_dir, env)
-    client = _connect(conn)
+    project = load_project_env(project_dir, env)
+    client = connect_for_command(conn)
     if rollback:
-        res = lm.rollback(project, client, index=index, progress=_progress).to_dict()
+        res = lm.rollback(project, client, index=index, progress=progress).to_dict()
         click.echo(render_json(res) if as_json else f"Rolled back: {res['alias']} → {res['to']} (was {res['from']}).")
         return
     result = lm.migrate(project, client, index=index, queries=queries, fail_under=fail_under, force=force,
                         no_eval=no_eval, thumbnail_fallback=thumbnail_fallback, batch=batch, workers=workers,
                         ks=ks_from(ks),
-                        modes=list(modes) or None, progress=_progress).to_dict()
+                        modes=list(modes) or None, progress=progress).to_dict()
     if as_json:
         click.echo(render_json(result))
         return
@@ -101,7 +85,7 @@ def migrate(project_dir: Path, env: str | None, conn: dict[str, Any], index: str
 
 @click.command(name="test")
 @project_option
-@_env_option
+@env_option
 @connection_options
 @click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JUnit XML (for CI).")
@@ -121,8 +105,8 @@ def test(project_dir: Path, env: str | None, conn: dict[str, Any], junit: Path |
     from kit.lifecycle.contract import run_contract_tests
     from kit.render import render_json
 
-    project = _load(project_dir, env)
-    report = run_contract_tests(project, _connect(conn))
+    project = load_project_env(project_dir, env)
+    report = run_contract_tests(project, connect_for_command(conn))
     if junit is not None:
         junit.write_text(report.to_junit(), encoding="utf-8")
     click.echo(render_json(report.to_dict()) if as_json else report.render())
@@ -137,7 +121,7 @@ def dashboards() -> None:
 
 @dashboards.command(name="export")
 @project_option
-@_env_option
+@env_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the NDJSON here (default: stdout).")
 def dashboards_export(project_dir: Path, env: str | None, out: Path | None) -> None:
@@ -153,7 +137,7 @@ def dashboards_export(project_dir: Path, env: str | None, out: Path | None) -> N
     """
     from kit.lifecycle.dashboards import export_ndjson
 
-    text = export_ndjson(_load(project_dir, env))
+    text = export_ndjson(load_project_env(project_dir, env))
     if out is None:
         click.echo(text, nl=False)
     else:

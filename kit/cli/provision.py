@@ -8,37 +8,21 @@ from typing import Any
 
 import click
 
-from kit.cli.common import connection_options, json_format, json_option, project_option, verbose_option
+from kit.cli.common import (
+    connect_for_command,
+    connection_options,
+    env_option,
+    json_format,
+    json_option,
+    load_project_env,
+    progress,
+    project_option,
+    verbose_option,
+)
 
 __all__ = ["apply", "destroy", "diff", "plan", "status", "validate"]
 
 EXIT_DRIFT = 3  # not Terraform's 2: a mistyped flag exits 2 and must never read as drift
-
-
-def env_option(f: Any) -> Any:
-    return click.option("--env", "env", envvar="OSKIT_ENV", default=None, metavar="NAME",
-                        help="Overlay environments/NAME.yaml (env OSKIT_ENV).")(f)
-
-
-def _load(project_dir: Path, env: str | None) -> Any:
-    from kit.config.loader import load_project
-
-    return load_project(project_dir, env=env)
-
-
-def _connect(conn: dict[str, Any]) -> Any:
-    """A client that is closed when the command ends (``click`` context resource)."""
-    from kit.cluster.client import connect
-
-    client = connect(**conn)
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        ctx.call_on_close(client.close)
-    return client
-
-
-def _progress(msg: str) -> None:
-    click.echo(f"… {msg}", err=True)
 
 
 @click.command()
@@ -61,7 +45,7 @@ def validate(project_dir: Path, env: str | None, spec_dir: Path | None, no_spec:
 
     from kit.serve.config import serve_block_problems
 
-    project = _load(project_dir, env)
+    project = load_project_env(project_dir, env)
     report = validate_project(project, spec_dir, use_spec=not no_spec, problems=serve_block_problems(project)).to_dict()
     click.echo(render_json(report) if as_json else render_validate(report))
 
@@ -86,8 +70,8 @@ def plan(project_dir: Path, env: str | None, conn: dict[str, Any], as_json: bool
     import kit.cluster as cluster
     from kit.render import render_json, render_plan
 
-    project = _load(project_dir, env)
-    result = cluster.plan(project, _connect(conn)).to_dict()
+    project = load_project_env(project_dir, env)
+    result = cluster.plan(project, connect_for_command(conn)).to_dict()
     if out is not None:
         out.write_text(render_json(result) + "\n", encoding="utf-8")
     click.echo(render_json(result) if as_json else render_plan(result))
@@ -119,8 +103,8 @@ def apply(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool, a
     import kit.cluster as cluster
     from kit.render import render_apply, render_json, render_plan
 
-    project = _load(project_dir, env)
-    client = _connect(conn)
+    project = load_project_env(project_dir, env)
+    client = connect_for_command(conn)
     the_plan = cluster.plan(project, client)
     shown = the_plan.to_dict()
     if plan_file is not None:
@@ -138,7 +122,7 @@ def apply(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool, a
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to apply without confirmation: pass --yes")
         click.confirm("Apply these changes?", abort=True, err=True)
-    result = cluster.apply(the_plan, client, allow_destroy=allow_destroy, progress=_progress,
+    result = cluster.apply(the_plan, client, allow_destroy=allow_destroy, progress=progress,
                            task_timeout=task_timeout).to_dict()
     click.echo(render_json({"plan": shown, "result": result}) if as_json else render_apply(result, shown))
 
@@ -163,8 +147,8 @@ def diff(project_dir: Path, env: str | None, conn: dict[str, Any], exit_code: bo
     import kit.cluster as cluster
     from kit.render import render_diff_markdown, render_json, render_plan
 
-    project = _load(project_dir, env)
-    result = cluster.diff(project, _connect(conn)).to_dict()
+    project = load_project_env(project_dir, env)
+    result = cluster.diff(project, connect_for_command(conn)).to_dict()
     if as_json or fmt == "json":
         click.echo(render_json(result))
     elif fmt == "markdown":
@@ -191,8 +175,8 @@ def status(project_dir: Path, env: str | None, conn: dict[str, Any], as_json: bo
     import kit.cluster as cluster
     from kit.render import render_json, render_status
 
-    project = _load(project_dir, env)
-    result = cluster.status(project, _connect(conn)).to_dict()
+    project = load_project_env(project_dir, env)
+    result = cluster.status(project, connect_for_command(conn)).to_dict()
     click.echo(render_json(result) if as_json else render_status(result))
 
 
@@ -215,8 +199,8 @@ def destroy(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool,
     import kit.cluster as cluster
     from kit.render import render_apply, render_json, render_plan
 
-    project = _load(project_dir, env)
-    client = _connect(conn)
+    project = load_project_env(project_dir, env)
+    client = connect_for_command(conn)
     the_plan = cluster.destroy_plan(project, client)
     shown = the_plan.to_dict()
     if not as_json:
@@ -229,7 +213,7 @@ def destroy(project_dir: Path, env: str | None, conn: dict[str, Any], yes: bool,
         if not sys.stdin.isatty():
             raise click.UsageError("refusing to destroy without confirmation: pass --yes")
         click.confirm("Destroy these resources?", abort=True, err=True)
-    result = cluster.apply(the_plan, client, allow_destroy=True, progress=_progress).to_dict()
+    result = cluster.apply(the_plan, client, allow_destroy=True, progress=progress).to_dict()
     click.echo(render_json({"plan": shown, "result": result}) if as_json else render_apply(result, shown))
 
 
