@@ -18,7 +18,7 @@ from typing import Any, Callable
 from kit.cluster import mlcommons as ml
 from kit.cluster.capabilities import check, detect
 from kit.cluster.client import Client
-from kit.cluster.desired import MODEL_PLACEHOLDER, resolve_models
+from kit.cluster.desired import MODEL_PLACEHOLDER, resolve_models, strings_in
 from kit.cluster.plan import Change, Plan, _connector_urls
 from kit.cluster.state import read_state
 from kit.errors import Conflict, DestroyRefused, KitError, NotFound, PlanStale
@@ -208,7 +208,7 @@ class _Context:
     # pipelines -------------------------------------------------------------------------------
     def _body_with_ids(self, body: dict[str, Any], what: str) -> dict[str, Any]:
         resolved = resolve_models(body, self.ids)
-        missing = sorted({m.group("name") for m in (MODEL_PLACEHOLDER.match(str(v)) for v in _strings(body)) if m}
+        missing = sorted({m.group("name") for m in (MODEL_PLACEHOLDER.match(str(v)) for v in strings_in(body)) if m}
                          - {k for k, v in self.ids.items() if v})
         if missing:
             raise KitError(f"{what}: model(s) {', '.join(missing)} have no id yet", hint="run oskit apply again")
@@ -306,13 +306,3 @@ def _record_fingerprints(plan: Plan, client: Client, say: Progress, result: Appl
             continue
         for fname, entry in sorted((rec.get("fields") or {}).items()):
             say(f"index {name}: {fname} ← model {entry.get('model')} (outputs {entry.get('outputs')})")
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []

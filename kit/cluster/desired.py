@@ -369,6 +369,17 @@ def resolve_models(body: Any, ids: Mapping[str, str | None]) -> Any:
     return body
 
 
+def strings_in(value: Any) -> list[str]:
+    """Every string anywhere inside a JSON value (dict values and list items, depth first)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return []
+
+
 def nest_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
     """``{"index.knn": true}`` → ``{"index": {"knn": true}}`` (the shape the API spec describes)."""
     out: dict[str, Any] = {}
@@ -427,4 +438,4 @@ def total_chunks(size: int) -> int:
     return max(1, math.ceil(size / CHUNK_SIZE))
 
 
-__all__ += ["fingerprint", "nest_settings", "total_chunks"]
+__all__ += ["fingerprint", "nest_settings", "strings_in", "total_chunks"]

@@ -16,7 +16,15 @@ from typing import Any, Mapping
 
 from kit.cluster.capabilities import Target, check, detect
 from kit.cluster.client import Client
-from kit.cluster.desired import MODEL_PLACEHOLDER, Desired, build_desired, parse_marker, resolve_models, served_in
+from kit.cluster.desired import (
+    MODEL_PLACEHOLDER,
+    Desired,
+    build_desired,
+    parse_marker,
+    resolve_models,
+    served_in,
+    strings_in,
+)
 from kit.cluster.diff import STATIC_INDEX_SETTINGS, FieldDiff, compare_exact, compare_mappings, compare_settings
 from kit.cluster.fingerprint import META_KEY, vector_fields
 from kit.cluster.fingerprint import check_index as fingerprint_checks
@@ -389,18 +397,8 @@ def _pinned(live: LiveState, wanted: Any) -> tuple[set[str], set[str]]:
     models: set[str] = set()
     for name in pipes:
         body = live.ingest.get(name) or live.search.get(name) or {}
-        models |= {s for s in _strings(body) if s in known}
+        models |= {s for s in strings_in(body) if s in known}
     return pipes, models
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def _unmanaged(kind: str, name: str, evidence: str) -> Change:
