@@ -398,11 +398,10 @@ def _finish_swap(client: Client, desired: Desired, alias: str, old: str, new: st
 
 
 def _check_ids(*bodies: Any) -> None:
-    from kit.cluster.apply import _strings
-    from kit.cluster.desired import MODEL_PLACEHOLDER
+    from kit.cluster.desired import MODEL_PLACEHOLDER, strings_in
 
     for body in bodies:
-        for s in _strings(body or {}):
+        for s in strings_in(body or {}):
             if s.startswith("<") and s.endswith(": not created yet>"):
                 raise MigrationError(f"model {s[1:].split(':')[0]} has no id", hint="run oskit migrate again")
             if MODEL_PLACEHOLDER.match(s):
