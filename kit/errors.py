@@ -25,6 +25,7 @@ Every error the library raises on purpose is a :class:`KitError`. The CLI has ex
     ├── NodeError                    the embedded node could not start / is misconfigured
     ├── RealNodeError                a real OpenSearch (kit.realnode) could not be assembled or started
     ├── IngestError                  ingest could not run at all (per-file failures go to the report)
+    ├── MigrationError               oskit migrate cannot go on (missing sources, gate not passed, nothing to do)
     └── EvalError                    an evaluation file is wrong or a threshold was missed
         └── ThresholdMissed          a --fail-under threshold was not met (exit code 1)
 """
@@ -42,6 +43,7 @@ __all__ = [
     "EvalError",
     "IngestError",
     "KitError",
+    "MigrationError",
     "ModelError",
     "NodeError",
     "NotFound",
@@ -209,6 +211,10 @@ class RealNodeError(KitError):
 
 class IngestError(KitError):
     """Ingest could not run at all (per-file failures go to the error report instead)."""
+
+
+class MigrationError(KitError):
+    """A migration cannot go on (missing sources, a gate not passed, nothing to migrate)."""
 
 
 class EvalError(KitError):

@@ -39,7 +39,7 @@ from kit.cluster.client import Client
 from kit.cluster.desired import Desired, build_desired, resolve_models
 from kit.cluster.state import VERSION_KEY
 from kit.config.loader import Project
-from kit.errors import KitError, NotFound
+from kit.errors import MigrationError, NotFound
 
 log = logging.getLogger("kit.lifecycle")
 
@@ -48,10 +48,6 @@ __all__ = ["MigrationError", "MigrationResult", "RollbackResult", "migrate", "ro
 Progress = Callable[[str], None]
 PIN = "--v"  # pinned pipeline copies: <pipeline>--v<N>
 _VERSION_RE = re.compile(r"^(?P<base>.+)-v(?P<n>\d+)$")
-
-
-class MigrationError(KitError):
-    """A migration cannot go on (missing sources, a gate not passed, nothing to migrate)."""
 
 
 @dataclass
