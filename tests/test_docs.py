@@ -47,3 +47,14 @@ def test_linked_docs_exist() -> None:
         if "://" in target:
             continue
         assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+# The node's and the real node's inner maps are kept by their own sections/owners.
+_MAPPED = ("cli", "cluster", "config", "job", "lifecycle", "models", "serve", "spec")
+
+
+def test_architecture_names_every_module_of_the_kit() -> None:
+    arch = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    unnamed = [p.relative_to(ROOT).as_posix() for pkg in _MAPPED for p in sorted((ROOT / "kit" / pkg).rglob("*.py"))
+               if p.name != "__init__.py" and not re.search(rf"(?<![\w.]){re.escape(p.name)}", arch)]
+    assert not unnamed, f"docs/ARCHITECTURE.md's layout does not name: {unnamed}"
