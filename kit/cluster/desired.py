@@ -31,7 +31,9 @@ __all__ = [
     "CHUNK_SIZE",
     "Desired",
     "IndexDesired",
+    "MODEL_PLACEHOLDER",
     "ModelDesired",
+    "PROBE_IMAGE_B64",
     "build_desired",
     "canonical_json",
     "marker",
@@ -39,7 +41,6 @@ __all__ = [
     "resolve_models",
     "served_in",
     "served_model",
-    "PROBE_IMAGE_B64",
 ]
 
 CHUNK_SIZE = 10_000_000  # ML Commons' upload_chunk limit (MLModelChunkUploader)

@@ -30,10 +30,11 @@ from kit.errors import ClusterError, NotFound
 log = logging.getLogger("kit.cluster")
 
 __all__ = [
+    "FieldCheck",
     "META_KEY",
     "MIN_COSINE",
+    "PROBE_IMAGES",
     "PROBE_SET",
-    "FieldCheck",
     "check_index",
     "compare_entry",
     "guard_ingest",

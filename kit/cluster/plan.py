@@ -35,7 +35,7 @@ from kit.errors import ConfigError, PlanStale
 
 log = logging.getLogger("kit.cluster")
 
-__all__ = ["ACTIONS", "KINDS", "Change", "Plan", "check_saved", "plan", "destroy_plan"]
+__all__ = ["ACTIONS", "Change", "KINDS", "Plan", "STATE_RANK", "check_saved", "destroy_plan", "plan"]
 
 ACTIONS = ("create", "update", "replace", "redeploy", "reindex", "destroy", "unmanaged")
 KINDS = ("cluster-settings", "model-group", "connector", "model", "ingest-pipeline", "search-pipeline",

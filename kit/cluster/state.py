@@ -16,7 +16,16 @@ from kit.errors import ClusterError, NotFound
 
 log = logging.getLogger("kit.cluster")
 
-__all__ = ["LiveIndex", "LiveModel", "LiveResource", "LiveState", "flatten_settings", "read_state"]
+__all__ = [
+    "LiveIndex",
+    "LiveModel",
+    "LiveResource",
+    "LiveState",
+    "VERSION_KEY",
+    "doc_count",
+    "flatten_settings",
+    "read_state",
+]
 
 MAX_HITS = 10000
 VERSION_KEY = "oskit_version"  # mappings._meta of an index made by oskit migrate: {of, version, from, state}

@@ -12,7 +12,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ENV_REF", "EnvResolver", "find_refs", "has_refs", "is_secret_name", "is_secret_path", "mask"]
+__all__ = [
+    "ENV_REF",
+    "EnvResolver",
+    "find_refs",
+    "has_refs",
+    "is_secret_name",
+    "is_secret_path",
+    "malformed_refs",
+    "mask",
+]
 
 # ${env:NAME} or ${env:NAME:-default}; NAME is a POSIX-ish variable name.
 ENV_REF = re.compile(r"\$\{env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")

@@ -25,8 +25,19 @@ from kit.errors import ConfigError
 
 log = logging.getLogger("kit.config")
 
-__all__ = ["MAX_YAML_NODES", "Project", "load_project", "safe_load_bounded", "version_tuple", "MODEL_REF_KEYS", "iter_processors",
-           "knn_fields", "processor_vector_outputs"]
+__all__ = [
+    "MAX_YAML_NODES",
+    "MODEL_REF_KEYS",
+    "Project",
+    "engine_space_problems",
+    "flat_index_settings",
+    "iter_processors",
+    "knn_fields",
+    "load_project",
+    "processor_vector_outputs",
+    "safe_load_bounded",
+    "version_tuple",
+]
 
 Problem = tuple[str, str, str, "str | None"]
 

@@ -32,6 +32,7 @@ from kit.errors import EvalError, KitError, ThresholdMissed
 from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
 
 __all__ = [
+    "ALL_TEXT",
     "CANDIDATE_TEMPLATES",
     "EvalConfig",
     "EvalReport",
@@ -40,13 +41,17 @@ __all__ = [
     "QuerySet",
     "Threshold",
     "average_precision",
+    "calibrate_from_queries",
     "check_thresholds",
     "choose_templates",
     "default_configs",
     "evaluate",
     "f1_at_k",
+    "ingest_eval_set",
+    "ks_from",
     "load_queries",
     "mean_average_precision",
+    "modes_from",
     "parse_thresholds",
     "precision_at_k",
     "query_metrics",

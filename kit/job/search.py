@@ -27,22 +27,27 @@ from kit.errors import ClusterError, KitError, NotFound
 
 __all__ = [
     "DEFAULT_PROMPT_TEMPLATE",
+    "EXCLUDED_SOURCE",
     "FIELDS",
     "HYBRID_WEIGHTS",
+    "Hit",
     "MODES",
     "OFFLINE_CLIP",
-    "Hit",
     "PromptTemplates",
+    "SWITCH_HINT",
     "SearchResult",
     "TEMPLATES_FILE",
     "VECTOR_FIELDS",
     "apply_template",
     "build_search",
+    "filter_clauses",
+    "no_hits_note",
     "offline_model_note",
     "offline_vocabulary",
     "parse_filters",
     "run_query",
     "search",
+    "short_metadata",
     "weighted_pipeline",
 ]
 

@@ -46,7 +46,7 @@ from kit.serve.images import (PREPROCESS_VERSION, BadImage, decode_b64, decode_b
                               preprocess)
 from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics, label_key
 
-__all__ = ["CONFIG_ENV", "ApiError", "Runtime", "config_to_env", "create_app", "create_app_from_env"]
+__all__ = ["ApiError", "CONFIG_ENV", "Runtime", "check_port", "config_to_env", "create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
 

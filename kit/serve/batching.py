@@ -29,7 +29,7 @@ from typing import AsyncIterator, Callable, Generic, Sequence, TypeVar
 from kit.errors import ServeError
 from kit.serve.metrics import Metrics, label_key
 
-__all__ = ["Batcher", "QueueFull", "call_batch", "retry_after"]
+__all__ = ["Batcher", "QueueFull", "call_batch", "refuse", "retry_after"]
 
 log = logging.getLogger(__name__)
 

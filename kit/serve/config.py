@@ -50,6 +50,7 @@ __all__ = [
     "TagsConfig",
     "TextConfig",
     "load_serve_config",
+    "serve_block_problems",
 ]
 
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
