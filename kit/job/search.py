@@ -326,18 +326,22 @@ class _IndexInfo:
     Keyed weakly by the client object, so a closed client's entries go with it (ids can be reused)."""
 
     _lock = threading.Lock()
-    _cache: "weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[str, Any], str | None]]]" = weakref.WeakKeyDictionary()
-    _makers: dict[tuple[int, str], str | None] = {}
+    # client -> index -> (mapping properties, default search pipeline, weights that made the image vectors)
+    _cache: "weakref.WeakKeyDictionary[Any, dict[str, tuple[dict[str, Any], str | None, str | None]]]" = (
+        weakref.WeakKeyDictionary())
 
     @classmethod
     def maker(cls, client: Any, index: str) -> str | None:
         """Which weights made the index's image vectors (``_meta.oskit.vectors.image_embedding``)."""
-        cls.get(client, index)
-        with cls._lock:
-            return cls._makers.get((id(client), index))
+        return cls._read(client, index)[2]
 
     @classmethod
     def get(cls, client: Any, index: str) -> tuple[dict[str, Any], str | None]:
+        mapping, pipeline, _ = cls._read(client, index)
+        return mapping, pipeline
+
+    @classmethod
+    def _read(cls, client: Any, index: str) -> tuple[dict[str, Any], str | None, str | None]:
         with cls._lock:
             known = cls._cache.get(client, {}).get(index)
         if known is not None:
@@ -353,11 +357,9 @@ class _IndexInfo:
         mapping = (body.get("mappings") or {}).get("properties") or {}
         vectors = (((body.get("mappings") or {}).get("_meta") or {}).get("oskit") or {}).get("vectors") or {}
         maker = vectors.get("image_embedding") if isinstance(vectors, dict) else None
-        with cls._lock:
-            cls._makers[(id(client), index)] = maker if isinstance(maker, str) else None
         settings = (body.get("settings") or {}).get("index") or {}
         pipeline = (settings.get("search") or {}).get("default_pipeline") or settings.get("search.default_pipeline")
-        info = (mapping, pipeline if pipeline not in (None, "_none") else None)
+        info = (mapping, pipeline if pipeline not in (None, "_none") else None, maker if isinstance(maker, str) else None)
         with cls._lock:
             cls._cache.setdefault(client, {})[index] = info
         return info
