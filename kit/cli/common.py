@@ -153,12 +153,10 @@ def connection_options(f: F) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, url: str, user: str | None, ca_certs: str | None, insecure: bool,
                 aws_region: str | None, aws_service: str, timeout: float, **kwargs: Any) -> Any:
-        from kit.cluster.client import redact_url, split_credentials
+        from kit.cluster.client import split_credentials
 
-        try:  # credentials in the URL leave it here, so no output, log or plan can show them
-            url, url_user, url_password = split_credentials(url)
-        except ValueError:
-            url, url_user, url_password = redact_url(url), None, None
+        # credentials in the URL leave it here, so no output, log or plan can show them
+        url, url_user, url_password = split_credentials(url)
         password = os.environ.get("OPENSEARCH_PASSWORD")
         if user is None and url_user is not None:
             user, password = url_user, password if password is not None else url_password

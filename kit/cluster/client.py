@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from typing import Any
-from urllib.parse import unquote, urlparse, urlunparse
+from urllib.parse import unquote, urlparse
 
 from kit.errors import AuthError, ClusterError, Conflict, NotFound, Unreachable
 
@@ -22,28 +22,24 @@ log = logging.getLogger("kit.cluster")
 __all__ = ["Client", "connect", "map_error", "redact_url", "split_credentials"]
 
 
+# The userinfo runs from '//' to the LAST '@': a password may hold '@', '/', '?' or '#' unencoded (urlparse
+# would end the netloc at the first of / ? # and show the rest as a path). A cluster URL's path has no '@'.
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@(?P<rest>[^@]*)$", re.S)
+
+
 def split_credentials(url: str) -> tuple[str, str | None, str | None]:
     """``http://user:pw@host:9200`` → (``http://host:9200``, user, pw): credentials never travel in a URL
     the kit prints, logs or writes into a plan."""
-    parsed = urlparse(url)
-    if parsed.username is None and parsed.password is None:
+    m = _USERINFO.match(url)
+    if m is None:
         return url, None, None
-    host = parsed.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = host + (f":{parsed.port}" if parsed.port is not None else "")
-    clean = urlunparse(parsed._replace(netloc=netloc))
-    user = unquote(parsed.username) if parsed.username is not None else None
-    password = unquote(parsed.password) if parsed.password is not None else None
-    return clean, user, password
+    user, colon, password = m.group("userinfo").partition(":")
+    return m.group("scheme") + m.group("rest"), unquote(user), unquote(password) if colon else None
 
 
 def redact_url(url: str) -> str:
     """The URL without its credentials (safe for output, logs and errors)."""
-    try:
-        return split_credentials(url)[0]
-    except ValueError:  # an unparsable port: show nothing after the scheme's userinfo
-        return re.sub(r"//[^/@]*@", "//", url)
+    return split_credentials(url)[0]
 
 
 def _root_cause(info: Any) -> tuple[str | None, str | None]:

@@ -34,6 +34,25 @@ def test_split_and_redact() -> None:
     assert redact_url("http://u:pw@host:notaport") == "http://host:notaport"
 
 
+@pytest.mark.parametrize("password", ["pa/ss", "p?ss", "p#ss", "a/b?c#d", "p@s/s", "p:w@x"])
+def test_a_password_with_reserved_characters_is_still_split_off(password: str) -> None:
+    # Generated passwords often hold / ? # unencoded; urlparse then sees no userinfo at all.
+    from kit.cluster.client import redact_url, split_credentials
+
+    url = f"http://admin:{password}@h.example:9200"
+    assert split_credentials(url) == ("http://h.example:9200", "admin", password)
+    assert password not in redact_url(url)
+
+
+def test_unreachable_error_with_a_reserved_character_password_does_not_echo_it(project_dir: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    res = oskit("plan", "--project", str(project_dir), "--url", url.replace("http://", "http://admin:S3/cr?t#x@"),
+                "--timeout", "2")
+    assert res.exit_code == 1
+    assert "S3/cr?t#x" not in res.stderr + res.stdout
+    assert f"cannot connect to the cluster at {url}" in res.stderr
+
+
 def test_plan_with_credentials_in_the_url_shows_them_nowhere(auth_node: object, project_dir: Path, tmp_path: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     url = auth_node.url  # type: ignore[attr-defined]
