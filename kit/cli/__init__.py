@@ -33,7 +33,7 @@ COMMANDS: dict[str, str] = {
     "node": "kit.cli.node:node",
     # models and the model server
     "models": "kit.cli.models:models",
-    "serve": "kit.cli.models:serve",
+    "serve": "kit.cli.serve:serve",
     # the main job
     "ingest": "kit.cli.job:ingest",
     "search": "kit.cli.job:search",
