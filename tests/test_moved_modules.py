@@ -64,3 +64,15 @@ def test_nothing_in_kit_or_tests_imports_an_old_path() -> None:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             offenders += [f"{path.relative_to(root)}:{node.lineno} {n}" for n in names if n in MOVED]
     assert not offenders, offenders
+
+
+def test_serve_is_still_reached_through_the_models_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kit.cli_models.serve was public before `oskit serve` got kit/cli/serve.py: one release of warning
+    monkeypatch.delitem(sys.modules, "kit.cli_models", raising=False)
+    from kit.cli.serve import serve
+
+    with pytest.warns(DeprecationWarning) as caught:
+        from kit.cli_models import serve as old_serve
+    assert old_serve is serve
+    assert "kit.cli.models.serve moved to kit.cli.serve.serve; the old name stops working in oskit 0.2.0" in [
+        str(w.message) for w in caught]

@@ -89,3 +89,17 @@ def package(model: str, fmt: str, out: Path, name: str | None, pretrained: str |
     else:
         click.echo(f"wrote {info.zip_path} ({info.size} bytes, sha256 {info.sha256})")
         click.echo(f"wrote {info.json_path} (register fields)")
+
+
+def __getattr__(name: str) -> object:
+    # `oskit serve` lives in kit/cli/serve.py; the old name works, with a warning, until oskit 0.2.0
+    if name == "serve":
+        import warnings
+
+        from kit._moved import REMOVED_IN
+        from kit.cli.serve import serve
+
+        warnings.warn(f"kit.cli.models.serve moved to kit.cli.serve.serve; the old name stops working in oskit "
+                      f"{REMOVED_IN}", DeprecationWarning, stacklevel=2)
+        return serve
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
