@@ -40,6 +40,7 @@ from kit.cluster.desired import Desired, build_desired, resolve_models
 from kit.cluster.state import VERSION_KEY
 from kit.config.loader import Project
 from kit.errors import MigrationError, NotFound
+from kit.job.ingest import existing_ids  # the _mget ingest resumes with (retried on 429/5xx)
 
 log = logging.getLogger("kit.lifecycle")
 
@@ -194,13 +195,6 @@ def _scan(client: Client, index: str, *, page: int, source: Any = True) -> Itera
         if last is None or len(hits) < page:
             return
         after = str(last)
-
-
-def _present(client: Client, index: str, ids: Sequence[str]) -> set[str]:
-    if not ids:
-        return set()
-    resp = client.request("POST", f"/{index}/_mget", body={"ids": list(ids)}, params={"_source": "false"}) or {}
-    return {d["_id"] for d in resp.get("docs", []) if d.get("found")}
 
 
 def _bulk(client: Client, index: str, docs: list[tuple[str, dict[str, Any]]], pipeline: str | None) -> list[dict[str, str]]:
@@ -428,7 +422,7 @@ def _copy_plain(client: Client, src: str, dest: str, say: Progress, batch: int) 
         client.request("PUT", f"/{dest}", body={"settings": settings, "mappings": mappings})
     copied = 0
     for hits in _scan(client, src, page=batch):
-        have = _present(client, dest, [h["_id"] for h in hits])
+        have = existing_ids(client, dest, [h["_id"] for h in hits])
         todo = [(h["_id"], h["_source"]) for h in hits if h["_id"] not in have]
         if todo:
             fails = _bulk(client, dest, todo, "_none")
@@ -465,7 +459,7 @@ def _reembed(client: Client, src: str, dest: str, drop: set[str], result: Migrat
     with cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="oskit-migrate") as pool:
         pending: list[cf.Future[tuple[int, list[dict[str, str]]]]] = []
         for hits in _scan(client, src, page=batch, source={"excludes": sorted(drop)}):
-            have = _present(client, dest, [h["_id"] for h in hits])
+            have = existing_ids(client, dest, [h["_id"] for h in hits])
             todo: list[tuple[str, dict[str, Any]]] = []
             for h in hits:
                 if h["_id"] in have:
