@@ -48,6 +48,7 @@ __all__ = [
     "transient_item",
     "discover",
     "discover_files",
+    "existing_ids",
     "ingest",
     "load_metadata",
     "make_thumbnail",
