@@ -11,12 +11,8 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 nproc; uptime
 python3 -c "from nvidia import nvimgcodec; print('nvimgcodec', nvimgcodec.__version__)" || echo "no nvImageCodec: torchvision's nvJPEG"
-if [ "${TESTS:-1}" = 1 ]; then
-  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/serve/test_nvdecode.py tests/serve/test_engine.py \
-    tests/serve/test_serve_perf_tensor_path.py tests/serve/test_cuda_graphs.py -rfs 2>&1 | tee "$OUT/tests.log" | tail -15
-fi
 if [ "${DECODERS:-1}" = 1 ]; then
-  timeout 240 python3 bench/jpeg_decode.py --images "${DECODE_IMAGES:-2048}" --json "$OUT/jpeg_decode.json" \
+  timeout "${DECODE_TIMEOUT:-240}" python3 bench/jpeg_decode.py --images "${DECODE_IMAGES:-2048}" --json "$OUT/jpeg_decode.json" \
     2> "$OUT/jpeg_decode.log" >/dev/null
   cat "$OUT/jpeg_decode.log"
 fi
@@ -32,8 +28,12 @@ import json, sys, pathlib
 for f in sorted(pathlib.Path(sys.argv[1]).glob("engine*.json")):
     r = json.loads(f.read_text())
     print(f.name, r.get("gpu"), r.get("decoder"), "offline", r["offline_images_per_s"], r["offline_tried"],
-          "medians", r.get("offline_medians"), "split", r["time_split"], "lone", r.get("lone_served_p50_ms_batching_on"),
+          "medians", r.get("offline_medians"), "split", r["time_split"], "lone", r.get("lone_runs"), r.get("lone_served_p50_ms_batching_on"),
           r.get("lone_served_p50_ms_batching_off"), "load", r["load_average_1m_before_after"])
     for run in r["served_runs"]:
         print("  ", run)
 PY
+if [ "${TESTS:-1}" = 1 ]; then
+  timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider tests/serve/test_nvdecode.py tests/serve/test_engine.py \
+    tests/serve/test_serve_perf_tensor_path.py tests/serve/test_cuda_graphs.py -rfs 2>&1 | tee "$OUT/tests.log" | tail -15
+fi

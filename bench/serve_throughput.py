@@ -497,6 +497,37 @@ def _batch_stats(url: str) -> dict[str, float]:
     return out
 
 
+def _served_step(args: argparse.Namespace, server: Server, bodies: list[bytes], w_count: int, st_count: int,
+                 n_clients: int, offline: float) -> dict[str, Any]:
+    """One served measurement: ``n_clients`` clients send the image set ``--served-repeat`` times."""
+    asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
+    before = _batch_stats(server.url)
+    cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
+    sent = bodies * args.served_repeat
+    served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
+    server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
+    # the clients: child processes (joined by now), or this process when they ran in it
+    client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
+                         else (time.process_time() - own0)) / len(sent)
+    after = _batch_stats(server.url)
+    engine_on = bool(after["engine"])
+    batches = after["size_count"] - before["size_count"]
+    if w_count == 1 or engine_on:  # one worker, or the engine: every batch of the run
+        mean_batch = (after["size_sum"] - before["size_sum"]) / batches if batches > 0 else None
+    else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
+        mean_batch = after["size_sum"] / after["size_count"] if after["size_count"] else None
+    batch_ms = (1000 * (after["seconds_sum"] - before["seconds_sum"]) / batches
+                if engine_on and batches > 0 else None)
+    return {"workers": w_count, "clients": n_clients, "engine": engine_on,
+            "engine_streams": st_count if engine_on else None,
+            "engine_batch_ms": round(batch_ms, 2) if batch_ms else None,
+            "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
+            "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
+            "mean_batch": round(mean_batch, 2) if mean_batch else None,
+            "server_cpu_ms_per_image": round(server_cpu, 3),
+            "client_cpu_ms_per_image": round(client_cpu, 3)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", action="store_true", help="ViT-B-32 shapes, random weights, CUDA, larger run")
@@ -608,37 +639,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     client_counts = [int(x) for x in str(args.clients).split(",")]
     runs: list[dict[str, Any]] = []
     stream_counts = [int(x) for x in str(args.engine_streams).split(",")]
-    for w_count, st_count, n_clients in [(w, st, c) for w in worker_counts for st in stream_counts for c in client_counts]:
-        print(f"served: {w_count} worker(s), {n_clients} clients in {args.client_procs} process(es), engine "
-              f"{args.engine} ({st_count} streams) …", file=sys.stderr)
+    lone_runs: list[dict[str, Any]] = []
+    for w_count, st_count in [(w, st) for w in worker_counts for st in stream_counts]:
+        # one server for every client count (a start costs tens of seconds on a GPU machine)
         with Server(args, args.max_wait_ms, w_count, max(client_counts), st_count) as server:
-            asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
-            before = _batch_stats(server.url)
-            cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
-            sent = bodies * args.served_repeat
-            served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
-            server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
-            # the clients: child processes (joined by now), or this process when they ran in it
-            client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
-                                 else (time.process_time() - own0)) / len(sent)
-            after = _batch_stats(server.url)
-        engine_on = bool(after["engine"])
-        batches = after["size_count"] - before["size_count"]
-        if w_count == 1 or engine_on:  # one worker, or the engine: every batch of the run
-            mean_batch = (after["size_sum"] - before["size_sum"]) / batches if batches > 0 else None
-        else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
-            mean_batch = after["size_sum"] / after["size_count"] if after["size_count"] else None
-        batch_ms = (1000 * (after["seconds_sum"] - before["seconds_sum"]) / batches
-                    if engine_on and batches > 0 else None)
-        runs.append({"workers": w_count, "clients": n_clients, "engine": engine_on,
-                     "engine_streams": st_count if engine_on else None,
-                     "engine_batch_ms": round(batch_ms, 2) if batch_ms else None,
-                     "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
-                     "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
-                     "mean_batch": round(mean_batch, 2) if mean_batch else None,
-                     "server_cpu_ms_per_image": round(server_cpu, 3),
-                     "client_cpu_ms_per_image": round(client_cpu, 3)})
-        print(json.dumps(runs[-1]), file=sys.stderr)
+            for n_clients in client_counts:
+                print(f"served: {w_count} worker(s), {n_clients} clients in {args.client_procs} process(es), engine "
+                      f"{args.engine} ({st_count} streams) …", file=sys.stderr)
+                runs.append(_served_step(args, server, bodies, w_count, st_count, n_clients, offline))
+                print(json.dumps(runs[-1]), file=sys.stderr)
+            # a lone client on the same server: what one request costs end to end through it
+            lone = [x for body in bodies[: args.latency_requests]
+                    for x in asyncio.run(served_run(server.url, [body], 1, args.client))[1]]
+            lone_runs.append({"workers": w_count, "engine_streams": st_count, "p50_ms": round(1000 * pct(lone, 50), 2),
+                              "p95_ms": round(1000 * pct(lone, 95), 2)})
+            print(json.dumps({"lone": lone_runs[-1]}), file=sys.stderr)
     best = max(runs, key=lambda r: r["images_per_s"])
     seq_on: list[float] = []
     seq_off: list[float] = []
@@ -674,6 +689,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "served_mean_batch": best["mean_batch"],
         "served_runs": runs,
         "single_offline_p50_ms": round(1000 * pct(single, 50), 2),
+        "lone_runs": lone_runs,
         "lone_served_p50_ms_batching_on": round(1000 * pct(seq_on, 50), 2) if seq_on else None,
         "lone_served_p50_ms_batching_off": round(1000 * pct(seq_off, 50), 2) if seq_off else None,
         "batching_added_p50_ms": round(1000 * (pct(seq_on, 50) - pct(seq_off, 50)), 2) if seq_off else None,
