@@ -12,7 +12,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 nproc; uptime
 python3 -c "from nvidia import nvimgcodec; print('nvimgcodec', nvimgcodec.__version__)" || echo "no nvImageCodec: torchvision's nvJPEG"
 if [ "${DECODERS:-1}" = 1 ]; then
-  timeout "${DECODE_TIMEOUT:-240}" python3 bench/jpeg_decode.py --images "${DECODE_IMAGES:-2048}" --json "$OUT/jpeg_decode.json" \
+  timeout "${DECODE_TIMEOUT:-240}" python3 bench/jpeg_decode.py --images "${DECODE_IMAGES:-2048}" ${DECODE_VARIANTS:+--variants "$DECODE_VARIANTS"} --json "$OUT/jpeg_decode.json" \
     2> "$OUT/jpeg_decode.log" >/dev/null
   cat "$OUT/jpeg_decode.log"
 fi
