@@ -102,7 +102,8 @@ class NvJpegDecoder:
         if not datas:
             return []
         stream = stream if stream is not None else torch.cuda.current_stream(self.device)
-        sources = [np.frombuffer(d, dtype=np.uint8) for d in datas]  # views: no copy of the JPEG bytes
+        # bytes as they are; buffers (the engine's receive chunks) as array views: no copy
+        sources = [d if isinstance(d, bytes) else np.frombuffer(d, dtype=np.uint8) for d in datas]
         with self._lock:
             images = self._decoder.decode(sources, params=self._params, cuda_stream=stream.cuda_stream)
         if len(images) != len(datas):  # an older nvImageCodec drops failures instead of giving None
@@ -112,6 +113,9 @@ class NvJpegDecoder:
             if img is None:
                 out.append(None)
                 continue
-            t = torch.as_tensor(img, device=self.device)  # zero-copy (__cuda_array_interface__), HWC
+            try:
+                t = torch.as_tensor(img, device=self.device)  # zero-copy (__cuda_array_interface__), HWC
+            except (TypeError, RuntimeError, ValueError):
+                t = torch.from_dlpack(img)
             out.append(t.permute(2, 0, 1) if t.dim() == 3 and t.shape[2] == 3 else None)
         return out
