@@ -34,6 +34,6 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("engine*.json")):
         print("  ", run)
 PY
 if [ "${TESTS:-1}" = 1 ]; then
-  timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider tests/serve/test_nvdecode.py tests/serve/test_engine.py \
-    tests/serve/test_serve_perf_tensor_path.py tests/serve/test_cuda_graphs.py -rfs 2>&1 | tee "$OUT/tests.log" | tail -15
+  timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -rfs ${TEST_ARGS:-tests/serve/test_nvdecode.py tests/serve/test_engine.py \
+    tests/serve/test_serve_perf_tensor_path.py tests/serve/test_cuda_graphs.py} 2>&1 | tee "$OUT/tests.log" | tail -15
 fi
