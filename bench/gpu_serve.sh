@@ -11,11 +11,18 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 nproc; uptime
 python3 -c "from nvidia import nvimgcodec; print('nvimgcodec', nvimgcodec.__version__)" || echo "no nvImageCodec: torchvision's nvJPEG"
+run_tests() {
+  if [ "${TESTS:-1}" = 1 ]; then
+  timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -rfs ${TEST_ARGS:-tests/serve/test_nvdecode.py tests/serve/test_engine.py \
+    tests/serve/test_serve_perf_tensor_path.py tests/serve/test_cuda_graphs.py} 2>&1 | tee "$OUT/tests.log" | tail -15
+fi
+}
 if [ "${DECODERS:-1}" = 1 ]; then
   timeout "${DECODE_TIMEOUT:-240}" python3 bench/jpeg_decode.py --images "${DECODE_IMAGES:-2048}" ${DECODE_VARIANTS:+--variants "$DECODE_VARIANTS"} --json "$OUT/jpeg_decode.json" \
     2> "$OUT/jpeg_decode.log" >/dev/null
   cat "$OUT/jpeg_decode.log"
 fi
+[ "${TESTS_FIRST:-0}" = 1 ] && run_tests
 lone=(--no-lone)
 [ "${LONE:-0}" = 1 ] && lone=()
 timeout "${SERVE_TIMEOUT:-400}" python3 bench/serve_throughput.py --gpu --images "${IMAGES:-8192}" --client-procs 4 \
@@ -33,7 +40,4 @@ for f in sorted(pathlib.Path(sys.argv[1]).glob("engine*.json")):
     for run in r["served_runs"]:
         print("  ", run)
 PY
-if [ "${TESTS:-1}" = 1 ]; then
-  timeout "${TESTS_TIMEOUT:-300}" python3 -m pytest -q -p no:cacheprovider -rfs ${TEST_ARGS:-tests/serve/test_nvdecode.py tests/serve/test_engine.py \
-    tests/serve/test_serve_perf_tensor_path.py tests/serve/test_cuda_graphs.py} 2>&1 | tee "$OUT/tests.log" | tail -15
-fi
+[ "${TESTS_FIRST:-0}" = 1 ] || run_tests
