@@ -203,9 +203,9 @@ class ClipEngine:
     def decode_jobs(self, jobs: Sequence[JpegJob]) -> tuple[Any, list[int], list[BaseException | np.ndarray]]:
         """Tensor path for ``jobs``: ``(uint8 [k, 3, S, S] on device, indices of those k, fallbacks)``.
 
-        One batched decode (nvImageCodec when :attr:`decoder` is set, else torchvision's nvJPEG /
-        libjpeg-turbo); each JPEG it cannot take is retried alone with torchvision, and any that
-        still fails goes through the reference :func:`preprocess` — which either reads it (an array
+        One batched decode: nvImageCodec when :attr:`decoder` is set (a JPEG it cannot take goes
+        to the reference path), else torchvision's nvJPEG / libjpeg-turbo (if the batch fails, each
+        JPEG alone); any JPEG still undecoded goes through the reference :func:`preprocess` — which either reads it (an array
         in ``fallbacks``) or says exactly why not (a :class:`BadImage` there); ``fallbacks``
         follows the failed indices in ascending order. Runs on the current (torch) CUDA stream."""
         device = self.loaded.device
@@ -215,13 +215,16 @@ class ClipEngine:
         if self.decoder is not None:
             try:
                 decoded = self.decoder.decode([job.data for job in jobs])
-            except Exception:  # the whole call failed: every image takes the torchvision path
-                log.warning("nvImageCodec failed on a batch of %d; decoding it with torchvision", len(jobs),
+            except Exception:  # the whole call failed: every image takes the reference path
+                log.warning("nvImageCodec failed on a batch of %d; decoding it with Pillow", len(jobs),
                             exc_info=True)
                 decoded = [None] * len(jobs)
             ok = [i for i, img in enumerate(decoded) if img is not None]
             images = [decoded[i] for i in ok]
-            todo = [i for i, img in enumerate(decoded) if img is None]
+            # What nvImageCodec refuses goes straight to Pillow: its backends cover what nvJPEG
+            # decodes, and torchvision's CUDA decode of a corrupt JPEG crashed the process (H100,
+            # 2026-12-07: a segfault in decode_jpegs on headers without scan data).
+            todo = []
         elif todo:
             try:
                 images, ok, todo = decode_jpegs(jobs, device), todo, []

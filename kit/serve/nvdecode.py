@@ -8,11 +8,12 @@ nvidia-nvjpeg`` (the cu12 pair on CUDA 12); without it the tensor path keeps tor
 
 What it returns is what :func:`kit.serve.images.decode_jpegs` returns — ``uint8 [3, H, W]`` on the
 device — so steps 2, 5 and 6 (:func:`kit.serve.images.tensor_preprocess`) are shared. An image the
-library cannot decode comes back as ``None``; the caller retries it with torchvision's nvJPEG and
-then the Pillow reference, so the answer (or the 400) is the same as before.
+library cannot decode comes back as ``None``; the caller sends it through the Pillow reference, so
+the answer (or the 400) is the same as without the GPU.
 
 ``OSKIT_NVIMGCODEC_BACKENDS`` picks the backends (comma list of ``hw``, ``hybrid``, ``gpu``,
-``cpu``; default ``hw,hybrid,gpu``; ``off`` keeps torchvision), ``OSKIT_NVIMGCODEC_THREADS`` its
+``cpu``; default ``hw,gpu``: the JPEG engines, then CUDA for what they cannot take — the hybrid
+backend does its Huffman step on CPU threads, which the HTTP workers need; ``off`` keeps torchvision), ``OSKIT_NVIMGCODEC_THREADS`` its
 CPU threads (default: nvImageCodec's, one per core). Measured choices: bench/README.md.
 """
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS_ENV = "OSKIT_NVIMGCODEC_BACKENDS"
 THREADS_ENV = "OSKIT_NVIMGCODEC_THREADS"
-DEFAULT_BACKENDS = "hw,hybrid,gpu"
+DEFAULT_BACKENDS = "hw,gpu"
 _KINDS = {"hw": "HW_GPU_ONLY", "hybrid": "HYBRID_CPU_GPU", "gpu": "GPU_ONLY", "cpu": "CPU_ONLY"}
 
 
@@ -73,12 +74,8 @@ class NvJpegDecoder:
         self.backends = list(backends) if backends is not None else wanted_backends() or DEFAULT_BACKENDS.split(",")
         threads = cpu_threads if cpu_threads is not None else int(os.environ.get(THREADS_ENV, "0") or 0)
         kinds = [getattr(nvimgcodec.BackendKind, _KINDS[name]) for name in self.backends]
-        policy = getattr(getattr(nvimgcodec, "LoadHintPolicy", None), "ADAPTIVE_MINIMIZE_IDLE_TIME", None)
-        try:  # let the library balance the hardware engines against the hybrid decoder per batch
-            backend_list = [nvimgcodec.Backend(kind, load_hint=1.0, load_hint_policy=policy) if policy is not None
-                            else nvimgcodec.Backend(kind) for kind in kinds]
-        except TypeError:
-            backend_list = [nvimgcodec.Backend(kind) for kind in kinds]
+        # in order, each taking what the ones before it cannot (library default load hint 1.0)
+        backend_list = [nvimgcodec.Backend(kind) for kind in kinds]
         extra = {"options": options} if options is not None else {}
         self._decoder = nvimgcodec.Decoder(device_id=self.device.index, max_num_cpu_threads=threads,
                                            backends=backend_list, **extra)
