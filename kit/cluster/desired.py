@@ -37,6 +37,8 @@ __all__ = [
     "marker",
     "parse_marker",
     "resolve_models",
+    "served_in",
+    "served_model",
     "PROBE_IMAGE_B64",
 ]
 
@@ -68,6 +70,50 @@ def parse_marker(description: Any) -> tuple[str, str | None, str | None, str] | 
     if not m:
         return None
     return m.group("project"), m.group("model"), m.group("fp"), description[m.end():]
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: str) -> str:
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def served_model(project: Project, name: str) -> str | None:
+    """What the model server loads for ``name``'s ``serve.open_clip`` (architecture + weights), e.g.
+    ``ViT-B-32 vit-b-32.pt sha256:1f2e3d4c5b6a``; None for models the kit does not serve weights for.
+
+    A remote model's ML Commons body does not change when the served weights do, so this is what
+    tells plan that the model needs a redeploy and its vectors a reindex. A local checkpoint counts
+    by content (retrained weights under the same file name are another model); a tag by its name."""
+    spec = project.models[name]
+    oc = spec.serve.open_clip if spec.serve is not None and spec.serve.kind == "clip" else None
+    if oc is None:
+        return None
+    if not oc.pretrained:
+        return f"{oc.model} random-weights"
+    folder = (project.root / project.file_of("models", name)).parent
+    path = (folder / oc.pretrained).expanduser()
+    if path.is_file():
+        return f"{oc.model} {path.name} sha256:{_file_sha256(str(path))[:12]}"
+    return f"{oc.model} {oc.pretrained}"
+
+
+_SERVES_RE = re.compile(r" \(serves (?P<served>[^()]*)\)$")
+
+
+def served_in(description: Any) -> str | None:
+    """The ``(serves …)`` suffix of a model description written by :func:`_model_desired`."""
+    m = _SERVES_RE.search(description) if isinstance(description, str) else None
+    return m.group("served") if m else None
 
 
 @dataclass
@@ -181,6 +227,9 @@ def _model_desired(project: Project, name: str, spec: ModelSpec, resolved: dict[
     # What decides the model's identity: everything but the description, the probe and the serve block
     # (the model server's business). Credentials count by the variable names only, never by value.
     ident = {k: v for k, v in resolved.items() if k not in ("description", "probe", "serve", "enabled")}
+    served = served_model(project, name)
+    if served:  # the width follows the served architecture: a change of either is a redeploy, not a new model
+        ident.pop("dimension", None)
     if "connector" in ident:
         conn = dict(ident["connector"])
         raw_cred = spec.connector.credential if spec.connector else {}
@@ -188,6 +237,8 @@ def _model_desired(project: Project, name: str, spec: ModelSpec, resolved: dict[
         ident["connector"] = conn
     fp = fingerprint(ident)
     description = f"{marker(pname, name, fp)} {spec.description}".rstrip()
+    if served:
+        description += f" (serves {served})"
     full_name = f"{pname}.{name}"
     connector = None
     if spec.type == "remote":
@@ -355,7 +406,13 @@ def _index_desired(project: Project, name: str) -> IndexDesired:
         template["aliases"] = spec.aliases
     fp = fingerprint({"kind": spec.kind, "template": template, "patterns": spec.index_patterns,
                       "priority": spec.priority, "description": spec.description})
-    meta = {"oskit": {"project": project.name, "fingerprint": fp, "description": spec.description}}
+    meta: dict[str, Any] = {"oskit": {"project": project.name, "fingerprint": fp, "description": spec.description}}
+    # which weights made each vector field: other weights (even at the same width) mean a reindex
+    vectors = {fpath: f"{dim['from_model']}: {served}" for fpath, _, definition in knn_fields(spec.mappings)
+               if isinstance(dim := definition.get("dimension"), dict) and dim.get("from_model") in project.models
+               and (served := served_model(project, dim["from_model"]))}
+    if vectors:
+        meta["oskit"]["vectors"] = vectors
     mappings.setdefault("_meta", {}).update(meta)
     if spec.kind == "index":
         body = template

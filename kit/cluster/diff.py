@@ -132,8 +132,12 @@ def compare_mappings(desired: Mapping[str, Any], live: Mapping[str, Any],
     out: list[FieldDiff] = []
     for key in sorted(set(desired) - {"properties"}):
         if key == "_meta":
+            # only the keys the project writes: others (e.g. the similar-photo calibration that
+            # `oskit eval --calibrate-bands` stores) belong to the live index, not to drift
+            want = desired[key] if isinstance(desired[key], Mapping) else {}
+            have = live.get(key) if isinstance(live.get(key), Mapping) else {}
             out.extend(FieldDiff(f.path, f.live, f.desired, True)
-                       for f in compare_exact(desired[key], live.get(key, {}), f"{path}._meta"))
+                       for f in compare_exact(want, {k: v for k, v in have.items() if k in want}, f"{path}._meta"))
         elif key == "dynamic":
             if scalar(desired[key]) != scalar(live.get(key, "true")):
                 out.append(FieldDiff(f"{path}.dynamic", scalar(live.get(key, "true")), scalar(desired[key]), True))

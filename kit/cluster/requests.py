@@ -123,22 +123,24 @@ def _validate_cached(spec: Any, req: PlannedRequest) -> list[str]:
     return _VALIDATED[key]
 
 
-def default_spec_dir(project_root: Path) -> Path | None:
+def default_spec_dir(project_root: Path | None = None) -> Path | None:
+    """``OSKIT_SPEC_DIR`` when set; else None: the spec shipped in the package (:mod:`kit.spec.bundled`).
+
+    ``project_root`` is accepted for callers of the time when a checkout's ../shared copy was searched.
+    """
     env = os.environ.get("OSKIT_SPEC_DIR")
-    candidates = [Path(env)] if env else []
-    candidates += [project_root.resolve().parent / "shared" / "opensearch-api-spec",
-                   Path(__file__).resolve().parents[3] / "shared" / "opensearch-api-spec"]
-    for c in candidates:
-        if (c / "spec").is_dir():
-            return c
-    return None
+    return Path(env) if env else None
 
 
-def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec: bool = True) -> ValidationReport:
-    """Offline checks beyond the loader: target rules (cluster.yaml target) and every request vs the spec."""
+def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec: bool = True,
+                     problems: list[tuple[str, str, str, str | None]] | None = None) -> ValidationReport:
+    """Offline checks beyond the loader: target rules (cluster.yaml target) and every request vs the spec.
+
+    ``problems`` found by other offline checks (the model server's ``serve:`` blocks) are reported with these.
+    """
     desired = build_desired(project, {}, offline=True)
     notes = list(desired.dropped)
-    problems: list[tuple[str, str, str, str | None]] = []
+    problems = list(problems or [])
     t = project.cluster.target
     target = Target(url="(offline)", version=t.min_version, distribution=t.distribution, plugins=None)
     urls = {n: [a["url"] for a in (m.connector or {}).get("actions", [])] for n, m in desired.models.items()}
@@ -156,15 +158,18 @@ def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec
         from kit.spec import load_spec
 
         directory = spec_dir or default_spec_dir(project.root)
+        spec = load_spec(Path(directory) if directory is not None else None)
         if directory is None:
-            raise SpecError("the OpenSearch API spec was not found", hint="pass --spec DIR (opensearch-api-specification)")
-        spec = load_spec(Path(directory))
-        used_dir = str(directory)
+            from kit.spec.bundled import bundle_label
+
+            used_dir = bundle_label()
+        else:
+            used_dir = str(directory)
         for req in requests:
             checked += 1
             for p in _validate_cached(spec, req):
                 problems.append((req.source, "", f"request does not fit the OpenSearch API spec: {p}",
-                                 "fix the field, or report a spec gap (kit/spec.py ALLOW_LIST)"))
+                                 "fix the field, or report a spec gap (kit/spec/allow_list.py ALLOW_LIST)"))
     if problems:
         cls = SpecError if all("OpenSearch API spec" in p[2] for p in problems) else ConfigError
         raise cls(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the project", problems=problems)

@@ -17,13 +17,15 @@ from typing import Any, Iterator, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from kit.config.envsubst import ENV_REF as ENV_REF_RE
 from kit.config.envsubst import find_refs, malformed_refs
-from kit.config.schema import ClusterSpec, EnvironmentSpec, IndexSpec, ModelSpec, PipelineSpec
+from kit.config.known_settings import KNOWN_SETTINGS, NAMESPACES
+from kit.config.schema import SPACE_TYPES, ClusterSpec, EnvironmentSpec, IndexSpec, ModelSpec, PipelineSpec
 from kit.errors import ConfigError
 
 log = logging.getLogger("kit.config")
 
-__all__ = ["Project", "load_project", "version_tuple", "MODEL_REF_KEYS", "iter_processors",
+__all__ = ["MAX_YAML_NODES", "Project", "load_project", "safe_load_bounded", "version_tuple", "MODEL_REF_KEYS", "iter_processors",
            "knn_fields", "processor_vector_outputs"]
 
 Problem = tuple[str, str, str, "str | None"]
@@ -67,7 +69,51 @@ class Project:
 # ------------------------------------------------------------------------------------ YAML input
 
 
-class _StrictLoader(yaml.SafeLoader):
+# A project file is small: a document whose aliases expand past this many values is an alias bomb
+# ("billion laughs"), which would otherwise keep every later walk over the data busy for minutes.
+MAX_YAML_NODES = 100_000
+
+
+class AliasBomb(yaml.YAMLError):
+    """A YAML document whose aliases expand beyond :data:`MAX_YAML_NODES` values."""
+
+
+def expanded_size(node: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
+    """How many values ``node`` stands for once every alias is expanded (memoised: linear in the nodes)."""
+    memo: dict[int, int] = {}
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        memo[key] = limit + 1  # a cycle through an alias counts as unbounded
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            total += sum(size(c) for c in n.value)
+        elif isinstance(n, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in n.value)
+        memo[key] = min(total, limit + 1)
+        return memo[key]
+
+    return size(node)
+
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses documents whose aliases expand beyond :data:`MAX_YAML_NODES` values."""
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None and expanded_size(node) > MAX_YAML_NODES:
+            raise AliasBomb(f"YAML aliases expand to more than {MAX_YAML_NODES} values (an alias bomb?)")
+        return node
+
+
+def safe_load_bounded(text: str) -> Any:
+    """``yaml.safe_load`` with the alias-expansion bound of :class:`BoundedSafeLoader`."""
+    return yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 - SafeLoader subclass
+
+
+class _StrictLoader(BoundedSafeLoader):
     """safe_load that rejects duplicate keys (a silent last-wins is a classic config bug)."""
 
 
@@ -101,6 +147,9 @@ def _read_yaml(path: Path, rel: str, problems: list[Problem]) -> dict[str, Any] 
         return None
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except AliasBomb as exc:
+        problems.append((rel, "", str(exc), "write the values out, or use fewer nested aliases"))
+        return None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -278,6 +327,35 @@ def _knn_engine(definition: Mapping[str, Any], version: tuple[int, int, int]) ->
     return "faiss" if version >= (2, 18, 0) else "nmslib"
 
 
+# The k-NN plugin's enums (KNNEngine, SpaceType, VectorDataType, Mode, CompressionLevel, method names):
+# an unknown value is rejected by the cluster at index creation, after models and pipelines were made.
+KNN_ENUMS: dict[str, tuple[str, ...]] = {
+    "method.engine": ("faiss", "lucene", "nmslib"),
+    "method.name": ("hnsw", "ivf"),
+    "method.space_type": SPACE_TYPES,
+    "space_type": SPACE_TYPES,
+    "data_type": ("float", "byte", "binary", "half_float"),
+    "mode": ("in_memory", "on_disk"),
+    "compression_level": ("1x", "2x", "4x", "8x", "16x", "32x", "64x"),
+}
+
+
+def knn_enum_problems(definition: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """``(key path, message, hint)`` for each value of a knn_vector field outside the plugin's enums."""
+    out: list[tuple[str, str, str | None]] = []
+    for key_path, allowed in KNN_ENUMS.items():
+        value: Any = definition
+        for part in key_path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is None or value in allowed or (isinstance(value, str) and ENV_REF_RE.search(value)):
+            continue
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        what = key_path.rpartition(".")[2]
+        out.append((key_path, f"unknown {what} {value!r} (known: {', '.join(allowed)})",
+                    f"did you mean '{close[0]}'?" if close else None))
+    return out
+
+
 def engine_space_problems(definition: Mapping[str, Any], version: tuple[int, int, int]) -> list[tuple[str, str]]:
     """(message, hint) for engine × space × version rules of the k-NN plugin (brief §6)."""
     engine = _knn_engine(definition, version)
@@ -356,6 +434,8 @@ def _load(root: Path, env: str | None) -> Project:
     if (root / "cluster.yaml").exists():
         cluster_raw = _read_yaml(root / "cluster.yaml", "cluster.yaml", problems) or {}
 
+    patches: dict[str, tuple[str, dict[str, Any]]] = {}  # base file → (key prefix in the overlay, its patch)
+    env_rel = ""
     if env is not None:
         env_rel = f"environments/{env}.yaml"
         env_path = root / "environments" / f"{env}.yaml"
@@ -371,6 +451,8 @@ def _load(root: Path, env: str | None) -> Project:
                 problems.extend(_pydantic_problems(env_rel, EnvironmentSpec, exc))
             else:
                 cluster_raw = _deep_merge(cluster_raw, overlay.cluster)
+                if overlay.cluster:
+                    patches["cluster.yaml"] = ("cluster", overlay.cluster)
                 for kind in ("models", "pipelines", "mappings"):
                     for name, patch in getattr(overlay, kind).items():
                         if name not in raw[kind]:
@@ -379,6 +461,7 @@ def _load(root: Path, env: str | None) -> Project:
                                              None))
                             continue
                         raw[kind][name] = _deep_merge(raw[kind][name], patch)
+                        patches[files[(kind, name)]] = (f"{kind}.{name}", patch)
 
     for rel, data in [("cluster.yaml", cluster_raw)] + [
         (files[(k, n)], d) for k in raw for n, d in raw[k].items()
@@ -402,10 +485,46 @@ def _load(root: Path, env: str | None) -> Project:
         - {("pipelines", n) for n in pipelines} - {("mappings", n) for n in indices}
     problems.extend(_cross_checks(project, {n for k, n in failed if k == "models"},
                                   {n for k, n in failed if k == "pipelines"}))
+    if patches:
+        problems = [_attribute(p, patches, env_rel) for p in problems]
     if problems:
         count = len(problems)
         raise ConfigError(f"{count} problem{'s' if count != 1 else ''} in the project", problems=problems)
     return project
+
+
+def _attribute(problem: Problem, patches: dict[str, tuple[str, dict[str, Any]]], env_rel: str) -> Problem:
+    """A problem in a value the environment overlay set is reported against the overlay file."""
+    rel, path, msg, hint = problem
+    if rel not in patches:
+        return problem
+    prefix, patch = patches[rel]
+    key_path = path
+    if msg.startswith("unknown key '"):  # the path is the parent; the key is in the message
+        key = msg.split("'")[1]
+        key_path = f"{path}.{key}" if path else key
+    if key_path and _in_patch(patch, key_path):
+        return (env_rel, f"{prefix}.{path}" if path else prefix, msg, hint)
+    return problem
+
+
+def _in_patch(patch: Any, dotted: str) -> bool:
+    """Whether the overlay ``patch`` sets ``dotted`` (or a mapping or list above it, which it then replaced)."""
+    import re
+
+    node = patch
+    for m in re.finditer(r"[^.\[\]]+", dotted):
+        part = m.group(0)
+        if isinstance(node, list):
+            return True  # lists replace: everything below came from the overlay
+        if not isinstance(node, dict):
+            return False
+        if part in node:
+            node = node[part]
+            continue
+        rest = dotted[m.start():]  # flat keys with dots (cluster settings): the rest of the path is one key
+        return any(rest == k or rest.startswith(k + ".") for k in node)
+    return True
 
 
 def _valid_name(name: str) -> bool:
@@ -443,6 +562,12 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
     models = project.models
     target = project.cluster.target
     tver = version_tuple(target.min_version)
+
+    for key in project.cluster.settings:
+        if key.startswith(NAMESPACES) and key not in KNOWN_SETTINGS:
+            close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1, cutoff=0.8)
+            problems.append(("cluster.yaml", f"settings.{key}", f"unknown cluster setting '{key}'",
+                             f"did you mean '{close[0]}'?" if close else "see the plugin's settings reference"))
 
     # Model groups: one name per group, and a group name that is not another project's.
     for name, spec in models.items():
@@ -551,7 +676,10 @@ def _cross_checks(project: Project, broken_models: set[str], broken_pipelines: s
             elif not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 16000:
                 problems.append((rel, f"mappings.{kpath}.dimension", "expected 1..16000 or {from_model: <model>}",
                                  None))
-            for msg, hint in engine_space_problems(definition, tver):
+            enum_problems = knn_enum_problems(definition)
+            for key_path, msg, hint in enum_problems:
+                problems.append((rel, f"mappings.{kpath}.{key_path}", msg, hint))
+            for msg, hint in ([] if enum_problems else engine_space_problems(definition, tver)):
                 problems.append((rel, f"mappings.{kpath}", msg, hint + " (cluster.yaml target.min_version sets the "
                                  "oldest version checked)"))
             knn_setting = _flat_settings(ispec.settings).get("index.knn")

@@ -137,7 +137,7 @@ class ServeSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: Literal["clip", "ocr", "tags", "captions"]
+    kind: Literal["clip", "ocr", "tags", "hash", "captions", "text"]
     open_clip: OpenClipSpec | None = None
     preprocess: str | None = None
 
@@ -203,7 +203,14 @@ class ModelSpec(Strict):
         if self.type != "remote" and self.modality != "text":
             problems.append("local models are text-only in ML Commons (no local image embedding); use type remote")
         if self.task == "embedding":
-            if self.dimension is None:
+            served = self._served_dimension(problems)
+            if self.dimension is None and served is not None:
+                self.dimension = served
+            elif served is not None and self.dimension != served:
+                problems.append(f"dimension {self.dimension} does not match serve.open_clip.model "
+                                f"{self.serve.open_clip.model} ({served}-d); leave 'dimension' out and it "  # type: ignore[union-attr]
+                                "follows the model")
+            if self.dimension is None and not problems:
                 problems.append("an embedding model needs 'dimension'")
             if self.space_type is None:
                 problems.append("an embedding model needs 'space_type'")
@@ -214,6 +221,21 @@ class ModelSpec(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _served_dimension(self, problems: list[str]) -> int | None:
+        """The width of the CLIP named in ``serve.open_clip`` (read from its architecture config), so
+        switching CLIP is the one line ``open_clip.model``: dimension and mappings follow it."""
+        if self.serve is None or self.serve.kind != "clip" or self.serve.open_clip is None:
+            return None
+        from kit.models.clip_arch import embed_dim
+
+        name = self.serve.open_clip.model
+        dim = embed_dim(name)
+        if dim is None and self.dimension is None:
+            problems.append(f"serve.open_clip.model {name!r} is not an open_clip architecture this machine "
+                            "knows (kit/models/clip_configs/ or open_clip's model_configs/), so its dimension "
+                            "is unknown; install open_clip_torch (pip install 'oskit[ml]') or set 'dimension'")
+        return dim
 
 
 # ------------------------------------------------------------------------------------ pipelines

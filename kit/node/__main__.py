@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", default="3.3.0")
     p.add_argument("--user", default=None, help="basic-auth user; password from OSKIT_NODE_PASSWORD")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--max-content-length", type=int, default=None,
+                   help="largest request body in bytes (http.max_content_length, default 100mb)")
     args = p.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     from kit.node.server import run_foreground
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --user needs the password in OSKIT_NODE_PASSWORD", file=sys.stderr)
             return 2
         auth = (args.user, pw)
-    return run_foreground(args.data, args.host, args.port, version=args.version, auth=auth)
+    return run_foreground(args.data, args.host, args.port, version=args.version, auth=auth,
+                          max_content_length=args.max_content_length)
 
 
 if __name__ == "__main__":

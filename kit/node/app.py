@@ -21,9 +21,11 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import State
 from starlette.responses import Response
 
-from kit.node.engine import INDEX_SETTING_DEFAULTS, Engine, nest
+from kit.node.engine import Engine
 from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required, parsing_error
+from kit.node.index_state import INDEX_SETTING_DEFAULTS
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
+from kit.node.settings import nest
 
 __all__ = ["PLUGINS", "NodeApp", "build_router", "create_app"]
 
@@ -35,11 +37,29 @@ LUCENE_FOR = {"3": "10.3.1", "2": "9.12.2"}
 _METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
 
 
-def create_app(data_dir: Path, *, version: str = "3.3.0", auth: tuple[str, str] | None = None) -> "NodeApp":
-    """The node as an ASGI app; the engine lives on ``app.state.engine``."""
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024  # http.max_content_length: 100mb, as OpenSearch
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3}
+
+
+def parse_byte_size(text: str) -> int:
+    """OpenSearch's ByteSizeValue for ``http.max_content_length``: ``104857600``, ``100mb``, ``512kb``."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+)\s*(b|kb|mb|gb)?\s*", str(text).lower())
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"failed to parse [{text}] as a byte size (e.g. 100mb, 512kb, 104857600)")
+    return int(m.group(1)) * _BYTE_UNITS[m.group(2) or "b"]
+
+
+def create_app(data_dir: Path, *, version: str = "3.3.0", auth: tuple[str, str] | None = None,
+               max_content_length: int = MAX_CONTENT_LENGTH) -> "NodeApp":
+    """The node as an ASGI app; the engine lives on ``app.state.engine``. Request bodies over
+    ``max_content_length`` bytes get OpenSearch's empty 413."""
     engine = Engine(Path(data_dir), version=version)
     router = build_router(engine)
-    return NodeApp(engine, router, auth)
+    app = NodeApp(engine, router, auth)
+    app.max_content_length = max_content_length
+    return app
 
 
 class NodeApp:
@@ -54,6 +74,7 @@ class NodeApp:
         self.engine = engine
         self.router = router
         self.auth = auth
+        self.max_content_length = MAX_CONTENT_LENGTH
         self.state = State()
         self.state.engine = engine
         self.state.router = router
@@ -91,13 +112,18 @@ class NodeApp:
             resp: Response = Response(b"", status_code=200, media_type="text/plain; charset=UTF-8",
                                       headers={"Allow": ",".join(self.router.allowed(scope["path"]))})
         else:  # other methods outside the API (PATCH, TRACE…) get the router's 405, as OpenSearch answers
-            resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth, self.executor)
+            resp = await handle(_RawRequest(scope, receive), self.engine, self.router, self.auth, self.executor,
+                                self.max_content_length)
         await send({"type": "http.response.start", "status": resp.status_code, "headers": resp.raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
 
 
 class _Disconnected(Exception):
     """The client went away before its request body arrived."""
+
+
+class _TooLarge(Exception):
+    """The body is over ``http.max_content_length`` (Netty's HttpObjectAggregator answers 413)."""
 
 
 class _RawRequest:
@@ -144,8 +170,13 @@ class _RawRequest:
                 return str(v.decode("latin-1"))
         return None
 
-    async def body(self) -> bytes:
+    async def body(self, limit: int | None = None) -> bytes:
+        if limit is not None:
+            declared = self.header(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise _TooLarge()
         chunks: list[bytes] = []
+        size = 0
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -153,13 +184,17 @@ class _RawRequest:
             chunk = message.get("body", b"")
             if chunk:
                 chunks.append(chunk)
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise _TooLarge()
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tuple[str, str] | None,
-                 executor: concurrent.futures.Executor | None = None) -> Response:
+                 executor: concurrent.futures.Executor | None = None,
+                 max_content_length: int | None = MAX_CONTENT_LENGTH) -> Response:
     """One request → one response (never raises); sync handlers run on ``executor`` (None: the
     event loop's default executor)."""
     method = request.method
@@ -169,7 +204,7 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
         if auth is not None:
             _check_auth(request, auth)
         route, params = router.match(method, path)
-        body = await request.body()
+        body = await request.body(max_content_length)
         query = request.query
         req = NodeRequest(method, path, params, query, body, engine, request.headers)
         if route.is_async:
@@ -188,6 +223,11 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
             resp.headers["Allow"] = ",".join(exc.allow)
     except _Disconnected:
         return Response(b"", status_code=400)  # nobody is listening; nothing was done
+    except _TooLarge:
+        return Response(b"", status_code=413)  # nothing was read into the node, nothing was done
+    except RecursionError:  # a body nested within the JSON limit but too deep for a parser (query, mapping)
+        err = ApiError(400, "x_content_parse_exception", "the request nests too deeply to be parsed")
+        resp = _render(err.body(), 400, request.query)
     except Exception as exc:  # noqa: BLE001 - last resort: never drop the connection, answer like OpenSearch
         log.exception("unhandled error on %s %s", method, path)
         err = ApiError(500, "exception", f"{type(exc).__name__}: {exc}")
@@ -580,10 +620,23 @@ def delete_template(req: NodeRequest) -> dict[str, Any]:
     return req.engine.delete_template(req.path_params["name"])
 
 
-def unsupported_legacy_template(req: NodeRequest) -> dict[str, Any]:
-    raise ApiError(400, "illegal_argument_exception",
-                   "[_template] (legacy index templates) is not supported by the oskit embedded node; use "
-                   "_index_template")
+def put_legacy_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.put_legacy_template(req.path_params["name"], _body_obj(req, required=True),
+                                          create=req.flag("create"), order=req.query.get("order"))
+
+
+def get_legacy_template(req: NodeRequest) -> Response:
+    out, ok = req.engine.get_legacy_templates(req.path_params.get("name"), flat=req.flag("flat_settings"))
+    return json_response(out, 200 if ok else 404)
+
+
+def legacy_template_exists(req: NodeRequest) -> Response:
+    _, ok = req.engine.get_legacy_templates(req.path_params["name"])
+    return Response(b"", status_code=200 if ok else 404)
+
+
+def delete_legacy_template(req: NodeRequest) -> dict[str, Any]:
+    return req.engine.delete_legacy_template(req.path_params["name"])
 
 
 # ---------------------------------------------------------------------------------------- documents
@@ -724,11 +777,6 @@ def count(req: NodeRequest) -> dict[str, Any]:
     return req.engine.count(req.path_params.get("index"), _body_obj(req), req.query)
 
 
-def delete_by_query(req: NodeRequest) -> dict[str, Any]:
-    body = _body_obj(req, required=True)
-    return req.engine.delete_by_query(req.path_params["index"], body.get("query"))
-
-
 def not_supported(feature: str) -> Callable[[NodeRequest], dict[str, Any]]:
     def handler(req: NodeRequest) -> dict[str, Any]:
         raise ApiError(400, "illegal_argument_exception",
@@ -761,8 +809,8 @@ def build_router(engine: Engine) -> Router:
     add("HEAD", "/{index}", index_exists)
     add("GET", "/{index}", get_index)
     add("DELETE", "/{index}", delete_index)
-    add("GET", "/_mapping", get_mapping)
-    add("GET", "/{index}/_mapping", get_mapping)
+    for p in ("/_mapping", "/_mappings", "/{index}/_mapping", "/{index}/_mappings"):
+        add("GET", p, get_mapping)
     add("PUT", "/{index}/_mapping", put_mapping)
     add("POST", "/{index}/_mapping", put_mapping)
     add("GET", "/_settings", get_settings)
@@ -796,8 +844,12 @@ def build_router(engine: Engine) -> Router:
     add("GET", "/_index_template/{name}", get_template)
     add("HEAD", "/_index_template/{name}", template_exists)
     add("DELETE", "/_index_template/{name}", delete_template)
-    for m in ("GET", "PUT", "POST", "DELETE"):
-        add(m, "/_template/{name}", unsupported_legacy_template)
+    for m in ("PUT", "POST"):
+        add(m, "/_template/{name}", put_legacy_template)
+    add("GET", "/_template", get_legacy_template)
+    add("GET", "/_template/{name}", get_legacy_template)
+    add("HEAD", "/_template/{name}", legacy_template_exists)
+    add("DELETE", "/_template/{name}", delete_legacy_template)
     # documents
     add("PUT", "/{index}/_doc/{id}", index_doc)
     add("POST", "/{index}/_doc/{id}", index_doc)
@@ -818,16 +870,11 @@ def build_router(engine: Engine) -> Router:
         add(m, "/{index}/_search", search)
         add(m, "/_count", count)
         add(m, "/{index}/_count", count)
-        add(m, "/_msearch", not_supported("_msearch"))
-        add(m, "/{index}/_msearch", not_supported("_msearch"))
         add(m, "/{index}/_explain/{id}", not_supported("_explain"))
-        add(m, "/_search/scroll", not_supported("scroll"))
-    add("POST", "/{index}/_delete_by_query", delete_by_query)
-    add("POST", "/{index}/_update_by_query", not_supported("_update_by_query"))
-    add("POST", "/_reindex", not_supported("_reindex"))
-    from kit.node import knn_api
+    from kit.node import knn_api, search_api
 
     r.extend(knn_api.routes())
+    r.extend(search_api.routes())
     _mount_plugins(engine, r)
     return r
 

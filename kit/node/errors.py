@@ -17,6 +17,7 @@ __all__ = [
     "mapper_parsing",
     "not_found_index",
     "parsing_error",
+    "shard_failure",
     "status_exception",
     "unsupported",
     "version_conflict",
@@ -33,11 +34,12 @@ class ApiError(Exception):
         self.reason = reason
         self.extra = extra
         self.caused_by: dict[str, Any] | None = extra.pop("caused_by", None)
+        self.root_cause: dict[str, Any] | None = extra.pop("root_cause", None)  # when not this error itself
 
     def error_object(self) -> dict[str, Any]:
         """The inner ``error`` object (also used for per-item ``_bulk`` errors)."""
         cause: dict[str, Any] = {"type": self.type, "reason": self.reason, **self.extra}
-        err: dict[str, Any] = {"root_cause": [cause], **cause}
+        err: dict[str, Any] = {"root_cause": [self.root_cause or cause], **cause}
         if self.caused_by is not None:
             err["caused_by"] = self.caused_by
         return err
@@ -112,6 +114,20 @@ def version_conflict(index: str, doc_id: str, reason: str) -> ApiError:
         409, "version_conflict_engine_exception", f"[{doc_id}]: {reason}",
         index=index, shard="0", index_uuid="_na_",
     )
+
+
+def shard_failure(status: int, type: str, reason: str, *, index: str | None, node: str | None,
+                  shard: int = 0, nested: bool = True) -> ApiError:
+    """A query-phase failure on the (one) shard: ``search_phase_execution_exception`` "all shards failed"
+    around the shard's own error, as ``AbstractSearchAsyncAction`` renders it."""
+    cause = {"type": type, "reason": reason}
+    failed: dict[str, Any] = {"shard": shard, "index": index}
+    if node is not None:
+        failed["node"] = node
+    failed["reason"] = cause
+    return ApiError(status, "search_phase_execution_exception", "all shards failed", phase="query", grouped=True,
+                    failed_shards=[failed], caused_by={**cause, "caused_by": cause} if nested else cause,
+                    root_cause=cause)
 
 
 def unsupported(feature: str) -> ApiError:

@@ -1,6 +1,7 @@
 """Lucene-faithful BM25 over in-memory postings, and exact-value postings for keyword-like fields.
 
-BM25 as Lucene 9's ``BM25Similarity`` (k1=1.2, b=0.75, no (k1+1) factor):
+BM25 as Lucene 9's ``BM25Similarity`` (k1=1.2, b=0.75, no (k1+1) factor; OpenSearch 2.x still uses
+``LegacyBM25Similarity``, which scales the boost by k1+1, so ``legacy=True`` does too):
 ``idf = ln(1 + (docCount − docFreq + 0.5) / (docFreq + 0.5))``,
 ``score = boost·idf · (1 − 1 / (1 + freq / (k1·(1 − b + b·dl/avgdl))))``, where ``dl`` is the field
 length after the lossy one-byte norm encoding (``SmallFloat.intToByte4``), ``avgdl =
@@ -59,10 +60,17 @@ def _idf(doc_count: int, doc_freq: int) -> float:
     return float(np.float32(math.log(1.0 + (doc_count - doc_freq + 0.5) / (doc_freq + 0.5))))
 
 
+def _boost(boost: float, legacy: bool) -> np.float32:
+    """``LegacyBM25Similarity.scorer``: ``boost * (1 + k1)`` in float before the BM25 weight."""
+    b = np.float32(boost)
+    return np.float32(b * (np.float32(1) + np.float32(BM25_K1))) if legacy else b
+
+
 class TextPostings:
     """term → {rid: freq}, rid → encoded norm; stats for BM25 (one field of one index/shard)."""
 
-    def __init__(self) -> None:
+    def __init__(self, legacy: bool = False) -> None:
+        self.legacy = legacy
         self.postings: dict[str, dict[int, int]] = defaultdict(dict)
         self.norms: dict[int, int] = {}
         self.doc_terms: dict[int, list[str]] = {}
@@ -109,7 +117,7 @@ class TextPostings:
             return {}
         n = self.doc_count
         avgdl = np.float32(self.sum_ttf) / np.float32(n) if n else np.float32(1)
-        weight = np.float32(boost) * np.float32(_idf(n, len(p)))
+        weight = _boost(boost, self.legacy) * np.float32(_idf(n, len(p)))
         rids = np.fromiter(p.keys(), dtype=np.int64, count=len(p))
         freqs = np.fromiter(p.values(), dtype=np.float32, count=len(p))
         norms = np.fromiter((self.norms[r] for r in rids), dtype=np.int64, count=len(p))
@@ -126,7 +134,8 @@ class TextPostings:
 class ExactPostings:
     """Exact values of a keyword/numeric/date/boolean field: value → rids and rid → values."""
 
-    def __init__(self) -> None:
+    def __init__(self, legacy: bool = False) -> None:
+        self.legacy = legacy
         self.postings: dict[Any, set[int]] = defaultdict(set)
         self.values: dict[int, list[Any]] = {}
         self.sum_df = 0
@@ -167,7 +176,7 @@ class ExactPostings:
         n = len(self.values)
         # DOCS-only field: sumTotalTermFreq == sumDocFreq
         avgdl = np.float32(self.sum_df) / np.float32(n)
-        weight = np.float32(boost) * np.float32(_idf(n, len(p)))
+        weight = _boost(boost, self.legacy) * np.float32(_idf(n, len(p)))
         cache = np.float32(1) / (np.float32(BM25_K1) * ((np.float32(1) - np.float32(BM25_B))
                                                         + np.float32(BM25_B) * np.float32(1) / avgdl))
         score = float(weight - weight / (np.float32(1) + np.float32(1) * cache))

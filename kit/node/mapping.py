@@ -17,6 +17,7 @@ from kit.node.errors import ApiError, bad_request, mapper_parsing
 
 __all__ = ["FieldDef", "Mapping", "parse_date", "version_tuple"]
 
+DEPTH_LIMIT = 20  # index.mapping.depth.limit: objects nested deeper are refused (DocumentParser)
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 INTEGER_TYPES = {"long": (-2**63, 2**63 - 1), "integer": (-2**31, 2**31 - 1), "short": (-32768, 32767),
                  "byte": (-128, 127), "unsigned_long": (0, 2**64 - 1)}
@@ -127,6 +128,7 @@ class Mapping:
     def __init__(self, mappings: dict[str, Any] | None, *, version: str, knn_enabled: bool) -> None:
         self.version = version
         self.knn_enabled = knn_enabled
+        self.depth_limit = DEPTH_LIMIT  # index.mapping.depth.limit; IndexState sets the index's own
         body = copy.deepcopy(mappings or {})
         if "_doc" in body and isinstance(body["_doc"], dict) and "properties" not in body:
             body = body["_doc"]  # typeless-with-_doc form some clients still send
@@ -313,6 +315,12 @@ class Mapping:
 
     def _parse_obj(self, obj: dict[str, Any], prefix: str, props: dict[str, Any], new_props: dict[str, Any],
                    values: dict[str, list[Any]], vectors: dict[str, Any], doc_id: str, dynamic: str) -> None:
+        if prefix.count(".") >= self.depth_limit:  # the root object is depth 1
+            reason = (f"The depth of the field has exceeded the allowed limit of [{self.depth_limit}]. This limit can "
+                      f"be set by changing the [index.mapping.depth.limit] index level setting.")
+            raise ApiError(400, "mapper_parsing_exception", "failed to parse",
+                           caused_by={"type": "parse_exception", "reason": reason},
+                           root_cause={"type": "parse_exception", "reason": reason})
         for key, val in obj.items():
             if key == "" or key.strip() == "":
                 raise mapper_parsing("field name cannot be an empty string")

@@ -16,14 +16,14 @@ from kit.node.errors import ApiError, bad_request, parsing_error, unsupported
 from kit.node.mapping import NUMERIC, convert_number, parse_date
 
 if TYPE_CHECKING:
-    from kit.node.engine import IndexState
+    from kit.node.index_state import IndexState
 
 __all__ = ["Query", "parse_query"]
 
 _UNSUPPORTED_QUERIES = {
     "match_phrase", "match_phrase_prefix", "match_bool_prefix", "query_string", "simple_query_string",
     "prefix", "wildcard", "regexp", "fuzzy", "nested", "has_child", "has_parent", "geo_distance",
-    "geo_bounding_box", "geo_shape", "script", "script_score", "function_score", "more_like_this",
+    "geo_bounding_box", "geo_shape", "function_score", "more_like_this",
     "dis_max", "constant_score", "boosting", "span_term", "span_near", "intervals", "distance_feature",
     "rank_feature", "percolate", "wrapper", "neural_sparse", "terms_set", "combined_fields", "match_none",
     "pinned", "xy_shape", "parent_id",
@@ -262,6 +262,8 @@ class Match(Query):
         self.zero_terms_query = zero_terms_query
 
     def _clauses(self, ix: "IndexState") -> list[Query]:
+        if self.field in ("_id", "_index"):
+            return [Term(self.field, self.text)]  # not analysed: the whole text is one id, as on a keyword
         fd = ix.mapping.fields.get(self.field)
         if fd is None:
             return []
@@ -501,6 +503,67 @@ def _first_embedding(res: dict[str, Any]) -> list[float]:
     raise bad_request("the model's response contains no embedding for the neural query")
 
 
+class ScriptScore(Query):
+    """``script_score`` with the k-NN plugin's ``knn_score`` script (exact k-NN over the inner query's
+    documents). Other script languages need Painless and are refused at parse time."""
+
+    def __init__(self, query: Query, source: str, params: Any, min_score: float | None, boost: float) -> None:
+        from kit.node.knn_script import KnnScoreScript
+
+        self.query, self.source, self.min_score, self.boost = query, source, min_score, boost
+        self.script = KnnScoreScript(params)
+
+    def scores(self, ix: "IndexState") -> dict[int, float]:
+        import numpy as np
+
+        from kit.node.knn_script import query_shard_failure
+        from kit.node.mapping import version_tuple
+
+        if self.source != "knn_score":  # KNNScoringScriptEngine.compile
+            raise query_shard_failure(ix, f"Failed to compile inline script [{self.source}] using lang [knn]",
+                                      cause_reason=f"Unknown script name {self.source}")
+        stats = ix.engine.knn_stats
+        stats["script_compilations"] = stats.get("script_compilations", 0) + 1
+        stats["script_query_requests"] = stats.get("script_query_requests", 0) + 1
+        rids = self.query.docs(ix)
+        try:
+            raw = self.script.scores(ix, rids, version_tuple(ix.engine.version))
+        except ApiError:
+            stats["script_query_errors"] = stats.get("script_query_errors", 0) + 1
+            raise
+        boost = np.float32(self.boost)
+        out = {r: float(np.float32(s) * boost) for r, s in raw.items()}  # ScriptScoreQuery: score * boost (float)
+        if self.min_score is not None:
+            out = {r: s for r, s in out.items() if s >= self.min_score}
+        return out
+
+
+def _script(body: Any) -> tuple[str, str, Any]:
+    """A script object (Script.parse) → (lang, source, params); a string is a Painless source."""
+    if isinstance(body, str):
+        return "painless", body, {}
+    if not isinstance(body, dict):
+        raise parsing_error("[script] query malformed, no start_object after query name")
+    for key in body:
+        if key not in ("source", "inline", "id", "lang", "params", "options"):
+            raise parsing_error(f"[script] unknown field [{key}]")
+    if body.get("id") is not None:
+        raise unsupported("stored scripts (script id; Painless)")
+    source = body.get("source", body.get("inline"))
+    if source is None:
+        raise parsing_error("must specify either [source] for an inline script or [id] for a stored script")
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise parsing_error("[script] params must be an object")
+    return str(body.get("lang") or "painless"), str(source), params
+
+
+def _painless(lang: str, where: str) -> ApiError:
+    """Scripts other than the k-NN plugin's knn_score need a scripting engine the node does not have."""
+    name = "Painless" if lang == "painless" else f"lang [{lang}]"
+    return unsupported(f"{name} scripts ({where}); only the k-NN plugin's knn_score script (lang knn) runs")
+
+
 class Hybrid(Query):
     """Marker: hybrid is executed by the engine (per sub-query, then the search pipeline combines)."""
 
@@ -689,6 +752,26 @@ def parse_query(q: Any, *, predict: Callable[[str, dict[str, Any]], dict[str, An
         return Hybrid(many(body["queries"]), sub(f) if f is not None else None, depth)
     if name == "template":
         return _template(body, predict=predict, top_level=top_level)
+    if name == "script_score":
+        if not isinstance(body, dict):
+            raise parsing_error("[script_score] query malformed, no start_object after query name")
+        for key in body:
+            if key not in ("query", "script", "min_score", "boost", "_name"):
+                raise parsing_error(f"[script_score] query does not support [{key}]")
+        if body.get("query") is None:
+            raise parsing_error("[script_score] requires 'query' field")
+        if body.get("script") is None:
+            raise parsing_error("[script_score] requires 'script' field")
+        lang, source, params = _script(body["script"])
+        if lang != "knn":
+            raise _painless(lang, "script_score")
+        ms = body.get("min_score")
+        return ScriptScore(sub(body["query"]), source, params, None if ms is None else float(ms),
+                           float(body.get("boost", 1.0)))
+    if name == "script":
+        lang = _script((body or {}).get("script") if isinstance(body, dict) else None)[0] \
+            if isinstance(body, dict) and body.get("script") is not None else "painless"
+        raise _painless(lang, "script query")
     if name in _UNSUPPORTED_QUERIES:
         raise unsupported(f"{name} query")
     raise parsing_error(f"unknown query [{name}]")

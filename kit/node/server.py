@@ -184,20 +184,30 @@ class NodeProcess:
 
 
 def run_foreground(data_dir: Path, host: str, port: int, *, version: str = "3.3.0",
-                   auth: tuple[str, str] | None = None, on_ready: Any = None, log_level: str = "info") -> int:
+                   auth: tuple[str, str] | None = None, on_ready: Any = None, log_level: str = "info",
+                   max_content_length: int | None = None) -> int:
     """Serve until SIGINT/SIGTERM (uvicorn's handlers: finish in-flight requests, then exit 0)."""
+    import logging
+
     import uvicorn
 
-    from kit.node.app import create_app
+    from kit.node.app import MAX_CONTENT_LENGTH, create_app
 
-    app = create_app(data_dir, version=version, auth=auth)
+    if auth is None and not is_loopback(host):
+        logging.getLogger("kit.node").warning(
+            "the node listens on %s WITHOUT authentication: anyone who can reach this machine can read, change "
+            "and delete all of its data. Start it with --user (password in OSKIT_NODE_PASSWORD), or bind to "
+            "127.0.0.1.", host)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
+        sock.close()
         raise NodeError(f"cannot listen on {host}:{port}: {exc}",
                         hint="pick another --port or stop the process using it") from None
+    app = create_app(data_dir, version=version, auth=auth,
+                     max_content_length=max_content_length or MAX_CONTENT_LENGTH)
     real_port = sock.getsockname()[1]
     shown = host if ":" not in host else f"[{host}]"
     url = f"http://{shown}:{real_port}"
@@ -237,3 +247,15 @@ def run_foreground(data_dir: Path, host: str, port: int, *, version: str = "3.3.
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` keeps the node on this machine."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface

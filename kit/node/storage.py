@@ -46,6 +46,7 @@ class Storage:
 
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock_data_dir(data_dir)
         self.path = data_dir / "node.sqlite3"
         self._lock = threading.RLock()
         self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
@@ -74,6 +75,7 @@ class Storage:
         self._ckpt_thread.join()
         with self._lock:
             self.db.close()
+        self._lock_file.close()  # releases the data directory lock
 
     # ------------------------------------------------------------------ background WAL checkpoints
     def wrote(self) -> None:
@@ -107,6 +109,11 @@ class Storage:
     # ------------------------------------------------------------------ transactions
     def transaction(self) -> "_Tx":
         return _Tx(self)
+
+    def rollback(self) -> None:
+        # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR end the transaction themselves)
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
 
     # ------------------------------------------------------------------ key/value (settings, pipelines, templates)
     def kv_get(self, ns: str, key: str) -> Any:
@@ -235,6 +242,30 @@ class Storage:
                 "ORDER BY v.rid", (uuid, field)).fetchall()
 
 
+def _lock_data_dir(data_dir: Path) -> Any:
+    """Hold ``node.lock`` (flock) for the node's lifetime: a second node on the same data refuses to
+    start instead of corrupting the first one's view (OpenSearch's NodeEnvironment lock)."""
+    import fcntl
+
+    from kit.errors import NodeError
+
+    fh = open(data_dir / "node.lock", "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        owner = fh.read().strip()
+        fh.close()
+        raise NodeError(f"the data directory {data_dir} is in use by another node"
+                        + (f" (pid {owner})" if owner else ""),
+                        hint="stop that node first, or start this one with another --data directory") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
 class _Tx:
     """Re-entrant BEGIN/COMMIT (ROLLBACK on error) around a group of writes, e.g. one _bulk request."""
 
@@ -254,15 +285,19 @@ class _Tx:
             if self.st._in_tx == 0:
                 if exc_type is not None:
                     self.st._pending_docs, self.st._pending_vecs, self.st._pending_deletes = {}, {}, []
-                    self.st.db.execute("ROLLBACK")
+                    self.st.rollback()
                 else:
                     try:
                         self.st.flush()
                     except BaseException:
                         self.st._pending_docs, self.st._pending_vecs, self.st._pending_deletes = {}, {}, []
-                        self.st.db.execute("ROLLBACK")
+                        self.st.rollback()
                         raise
-                    self.st.db.execute("COMMIT")
+                    try:
+                        self.st.db.execute("COMMIT")
+                    except BaseException:
+                        self.st.rollback()
+                        raise
                     self.st.wrote()
         finally:
             self.st._lock.release()

@@ -387,6 +387,15 @@ class VectorField:
         parts.append(self._buf[gn - self._base: self._buf_n])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def vectors_of(self, rids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(rids, float32 matrix) of the alive vectors of these documents, as stored (normalised under
+        cosinesimil), in position order."""
+        with self._lock, self._glock:
+            pos = self._positions(rids)
+            if pos.size == 0:
+                return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+            return self._rids[pos].copy(), np.array(self._all_vectors()[pos], dtype=np.float32)
+
     # ------------------------------------------------------------------ searching
     def query_vector(self, values: Any, field: str) -> np.ndarray:
         """Validate a query vector (k-NN's messages) and normalise it for cosinesimil."""

@@ -6,8 +6,10 @@ Endpoints (documented with examples in docs/model-server.md)::
     GET  /metrics           Prometheus text
     POST /clip/embed        {"inputText": str|null, "inputImage": b64|null} → {"embedding": [...]}
     POST /clip/embed-texts  {"input": [str, ...]} or [str, ...] → [[...], ...]
+    POST /text/embed        the same contract, from a sentence-transformers model (serve: {kind: text})
     POST /ocr               {"inputImage": b64} → {"text", "lines": [{"text", "box", "confidence"}]}
     POST /tags              {"inputImage": b64} → {"tags": [...], "scores": {...}}
+    POST /hash              {"inputImage": b64} → {"phash", "colour", "mean", "phash_crops", "phash_probes", "hash_version"}
     POST /captions          {"inputImage": b64} → {"caption": "..."}  (503 when not configured)
 
 Every error: ``{"error": {"code": "...", "message": "...", "status": N}}``.
@@ -35,10 +37,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kit.errors import KitError, ModelError, ServeError
-from kit.serve.batching import Batcher, QueueFull
-from kit.serve.captions import Captioner, CaptionsUnavailable, UpstreamError
+from kit.errors import ServeError
+from kit.serve.batching import Batcher
+from kit.serve.captions import Captioner, CaptionsUnavailable
 from kit.serve.config import ServeConfig
+from kit.serve.errors import ApiError, _as_api_error, _error_body, error_response
 from kit.serve.images import (PREPROCESS_VERSION, BadImage, decode_b64, decode_b64_buffer, jpeg_job, open_image,
                               preprocess)
 from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics, label_key
@@ -49,47 +52,6 @@ log = logging.getLogger(__name__)
 
 # ``oskit serve --workers N`` hands the config to each uvicorn worker process through this variable.
 CONFIG_ENV = "OSKIT_SERVE_CONFIG_JSON"
-
-
-class ApiError(ServeError):
-    """An error with an HTTP status and a stable ``code`` for the JSON error shape."""
-
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers = headers or {}
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status,
-                        headers=headers)
-
-
-def _error_body(err: "ApiError") -> bytes:
-    """The bytes :func:`error_response` sends (Starlette's JSONResponse: compact, non-ASCII kept)."""
-    content = {"error": {"code": err.code, "message": err.message, "status": err.status}}
-    try:
-        return orjson.dumps(content)
-    except TypeError:  # a lone surrogate in a message: the stdlib writes it, as JSONResponse did
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _as_api_error(exc: BaseException) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, BadImage):
-        return ApiError(exc.status, exc.code, exc.message)
-    if isinstance(exc, QueueFull):
-        return ApiError(429, "overloaded", exc.message, headers={"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, CaptionsUnavailable):
-        return ApiError(503, "captions_not_configured", exc.message)
-    if isinstance(exc, UpstreamError):
-        return ApiError(502, "upstream_error", exc.message)
-    if isinstance(exc, KitError):
-        return ApiError(500, "model_error" if isinstance(exc, ModelError) else "server_error", exc.message)
-    log.exception("unexpected error", exc_info=exc)
-    return ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
 class Runtime:
@@ -106,6 +68,8 @@ class Runtime:
         self.device_decode = False  # JPEGs decoded in the batch on the model's device (nvJPEG on CUDA)
         self.text_batcher: Batcher[str, np.ndarray] | None = None
         self.tagger: Any = None  # kit.serve.tags.Tagger
+        self.text: Any = None  # kit.serve.text.TextEmbedder
+        self.sentence_batcher: Batcher[str, np.ndarray] | None = None
         self.ocr: Any = None  # kit.serve.ocr.OcrEngine
         self.ocr_batcher: Batcher[bytes, Any] | None = None
         self.captioner = Captioner(config.captions)
@@ -149,6 +113,15 @@ class Runtime:
             tags_cfg = cfg.tags
             self.tagger = await anyio.to_thread.run_sync(
                 lambda: build_tagger(groups, self.clip.embed_texts, scale, tags_cfg.threshold, tags_cfg.top_k))
+        if cfg.text is not None:
+            from kit.serve.text import TextEmbedder
+
+            text_cfg = cfg.text
+            self.text = await anyio.to_thread.run_sync(lambda: TextEmbedder(text_cfg.source))
+            b = text_cfg.batching
+            self.sentence_batcher = Batcher("text", self.text.embed, max_batch=b.max_batch,
+                                            max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, metrics=self.metrics)
+            await self.sentence_batcher.start()
         if cfg.ocr is not None:
             from kit.serve.ocr import OcrEngine
 
@@ -193,7 +166,8 @@ class Runtime:
         return await self.engine.stats()
 
     def batchers(self) -> list[Batcher[Any, Any]]:
-        return [b for b in (self.image_batcher, self.text_batcher, self.ocr_batcher) if b is not None]
+        return [b for b in (self.image_batcher, self.text_batcher, self.sentence_batcher, self.ocr_batcher)
+                if b is not None]
 
     async def warmup(self) -> None:
         """Run each model once so the first real request does not pay for lazy initialisation."""
@@ -231,8 +205,14 @@ class Runtime:
             assert self.config.tags is not None
             models["tags"] = {"vocabulary": str(self.config.tags.vocabulary), "size": self.tagger.size,
                               "threshold": self.tagger.threshold, "top_k": self.tagger.top_k}
+        if self.text is not None:
+            models["text"] = {"source": self.text.source, "dimension": self.text.dimension}
         if self.ocr is not None:
             models["ocr"] = {"engine": "rapidocr-onnxruntime", "min_confidence": self.ocr.min_confidence}
+        if self.config.hash is not None:
+            from kit.serve.hashes import HASH_VERSION
+
+            models["hash"] = {"version": HASH_VERSION, "library": "imagehash"}
         models["captions"] = {"configured": self.captioner.configured,
                               **({"model": self.config.captions.model} if self.captioner.configured else {})}
         return models
@@ -451,8 +431,8 @@ def create_app(config: ServeConfig) -> Starlette:
         rt.metrics.inc_key("oskit_serve_images_total", images_ok)
         return vector
 
-    async def text_vectors(texts: list[str]) -> list[np.ndarray]:
-        batcher = rt.text_batcher
+    async def text_vectors(texts: list[str], batcher: Batcher[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        batcher = batcher or rt.text_batcher
         assert batcher is not None
         slot = batcher.admit()
         try:
@@ -469,8 +449,11 @@ def create_app(config: ServeConfig) -> Starlette:
 
     async def health(request: Request) -> Response:
         status = "ok" if rt.healthy else ("starting" if not rt.ready else "engine_unavailable")
-        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION,
-                             "models": rt.describe()}, status_code=200 if rt.healthy else 503)
+        return JSONResponse({"status": status, "preprocess": PREPROCESS_VERSION, "models": rt.describe(),
+                             "limits": {"max_body_bytes": config.max_body_bytes,
+                                        "max_image_pixels": config.max_image_pixels,
+                                        "max_texts": config.max_texts}},
+                            status_code=200 if rt.healthy else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(rt.metrics.render() + await rt.engine_metrics(), media_type=CONTENT_TYPE)
@@ -497,8 +480,8 @@ def create_app(config: ServeConfig) -> Starlette:
         vec = vec / max(float(np.linalg.norm(vec)), 1e-12)  # both → normalised mean (the sum, renormalised)
         return {"embedding": _f64(vec)}
 
-    async def embed_texts(body: Any) -> Any:
-        """``/clip/embed-texts`` on a parsed body → the response content (both paths)."""
+    async def embed_texts(body: Any, batcher: Batcher[str, np.ndarray] | None = None) -> Any:
+        """``/clip/embed-texts`` (or ``/text/embed`` with its batcher) on a parsed body → the response content."""
         texts = body.get("input") if isinstance(body, dict) else body
         if isinstance(texts, str):
             texts = [texts]
@@ -508,7 +491,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "bad_request", "no texts given")
         if len(texts) > config.max_texts:
             raise ApiError(413, "too_many_inputs", f"{len(texts)} texts in one request; the limit is {config.max_texts}")
-        return [_f64(v) for v in await text_vectors(texts)]
+        return [_f64(v) for v in await text_vectors(texts, batcher)]
 
     async def clip_embed(request: Request) -> Response:
         need("clip", rt.clip is not None)
@@ -517,6 +500,10 @@ def create_app(config: ServeConfig) -> Starlette:
     async def clip_embed_texts(request: Request) -> Response:
         need("clip", rt.clip is not None)
         return _Json(await embed_texts(await _read_json(request, config.max_body_bytes)))
+
+    async def text_embed(request: Request) -> Response:
+        need("text", rt.sentence_batcher is not None)
+        return _Json(await embed_texts(await _read_json(request, config.max_body_bytes), rt.sentence_batcher))
 
     async def ocr(request: Request) -> Response:
         need("ocr", rt.ocr_batcher is not None)
@@ -532,6 +519,13 @@ def create_app(config: ServeConfig) -> Starlette:
         need("tags", rt.tagger is not None)
         data = image_field(_object(await _read_json(request, config.max_body_bytes)))
         return JSONResponse(rt.tagger.tag(await image_vector(data)))
+
+    async def hashes(request: Request) -> Response:
+        need("hash", config.hash is not None)
+        from kit.serve.hashes import hash_image
+
+        data = image_field(_object(await _read_json(request, config.max_body_bytes)))
+        return JSONResponse(await anyio.to_thread.run_sync(lambda: hash_image(data, config.max_image_pixels)))
 
     async def captions(request: Request) -> Response:
         data = image_field(_object(await _read_json(request, config.max_body_bytes)))
@@ -601,8 +595,10 @@ def create_app(config: ServeConfig) -> Starlette:
         Route("/metrics", endpoint("/metrics", metrics), methods=["GET"]),
         Route("/clip/embed", endpoint("/clip/embed", clip_embed), methods=["POST"]),
         Route("/clip/embed-texts", endpoint("/clip/embed-texts", clip_embed_texts), methods=["POST"]),
+        Route("/text/embed", endpoint("/text/embed", text_embed), methods=["POST"]),
         Route("/ocr", endpoint("/ocr", ocr), methods=["POST"]),
         Route("/tags", endpoint("/tags", tags), methods=["POST"]),
+        Route("/hash", endpoint("/hash", hashes), methods=["POST"]),
         Route("/captions", endpoint("/captions", captions), methods=["POST"]),
     ]
 
@@ -624,6 +620,28 @@ def create_app(config: ServeConfig) -> Starlette:
     app = _ServeApp(hot=hot, routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
     app.state.runtime = rt
     return app
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ServeError` when ``host:port`` cannot be bound (busy, or not an address of this host).
+
+    Bound without ``SO_REUSEPORT``, so a port held by another ``oskit serve --workers`` counts as busy
+    too. Run before any model loads: uvicorn alone logs the error and exits 3 (read as drift by CI).
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT is no conflict
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"port {port} on {host} is already in use (another `oskit serve`?)",
+                                 hint=f"stop the process listening there, or pass --port (e.g. --port {port + 1})") from None
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint="pass --host with an address of this machine") from None
 
 
 def config_to_env(config: ServeConfig) -> str:

@@ -8,8 +8,14 @@ rest of a spec belongs to the provisioning side. Block shapes (``kind`` picks on
             batching: {max_batch: 32, max_wait_ms: 5, max_queue: 256}, text_batching: {...}}
     serve: {kind: tags, open_clip: {...same model...}, vocabulary: vocabulary.txt, threshold: 0.3, top_k: 8}
     serve: {kind: ocr, min_confidence: 0.5, max_queue: 64}
+    serve: {kind: hash}                       (perceptual hashes for similar-photo labels)
     serve: {kind: captions, endpoint: "${env:OSKIT_CAPTIONS_URL:-}", model: ..., api_key: ...,
             prompt: "...", max_tokens: 80, timeout_s: 60}
+    serve: {kind: text, source: sentence-transformers/all-MiniLM-L6-v2, batching: {...}}
+
+``load_serve_config(models, env=NAME)`` first deep-merges ``models.<stem>`` of
+``<models>/../environments/NAME.yaml`` over each spec, as the provisioning side does (an overlay may
+add a serve block, e.g. environments/real.yaml's MiniLM for a real node).
 
 ``preprocess``, when given, must be the server's version (``oskit-image-v1``): a spec written for
 another preprocessing would silently mix vector spaces. Captions' ``endpoint``/``model``/``api_key``
@@ -29,16 +35,20 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from kit.config.loader import safe_load_bounded
 from kit.errors import ConfigError
+from kit.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from kit.serve.images import PREPROCESS_VERSION
 
 __all__ = [
     "BatchingConfig",
     "CaptionsConfig",
     "ClipConfig",
+    "HashConfig",
     "OcrConfig",
     "ServeConfig",
     "TagsConfig",
+    "TextConfig",
     "load_serve_config",
 ]
 
@@ -92,6 +102,10 @@ class OcrConfig(_Strict):
     max_queue: int = Field(64, ge=1)
 
 
+class HashConfig(_Strict):
+    """Perceptual hashes (``POST /hash``, kit/serve/hashes.py); nothing to tune."""
+
+
 class CaptionsConfig(_Strict):
     """An OpenAI-compatible vision chat endpoint (``url`` is the base, e.g. ``http://host:8000/v1``)."""
 
@@ -107,16 +121,25 @@ class CaptionsConfig(_Strict):
         return bool(self.url and self.model)
 
 
+class TextConfig(_Strict):
+    """A sentence-transformers text embedder (e.g. MiniLM) for connectors of the default.embedding shape."""
+
+    source: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
 class ServeConfig(_Strict):
     """Everything :func:`kit.serve.app.create_app` needs."""
 
     clip: ClipConfig | None = None
+    text: TextConfig | None = None
     tags: TagsConfig | None = None
     ocr: OcrConfig | None = None
+    hash: HashConfig | None = None
     captions: CaptionsConfig = Field(default_factory=CaptionsConfig)
     device: str = "auto"
-    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(64_000_000, ge=1)
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)  # reported in /health: the ingest client reads it
+    max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     max_texts: int = Field(256, ge=1)
     warmup: bool = True
     decode_threads: int | None = Field(None, ge=1, le=256)  # image preprocessing threads; None = CPU count
@@ -156,6 +179,10 @@ class _OcrBlock(_Strict):
     max_queue: int = Field(64, ge=1)
 
 
+class _HashBlock(_Strict):
+    kind: Literal["hash"]
+
+
 class _CaptionsBlock(_Strict):
     kind: Literal["captions"]
     endpoint: str | None = None
@@ -166,8 +193,15 @@ class _CaptionsBlock(_Strict):
     timeout_s: float = Field(60.0, gt=0)
 
 
+class _TextBlock(_Strict):
+    kind: Literal["text"]
+    source: str = "sentence-transformers/all-MiniLM-L6-v2"  # a name kit.models.export resolves, or a folder
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
 class _Spec(_Strict):
-    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _CaptionsBlock], Field(discriminator="kind")]
+    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _HashBlock, _CaptionsBlock, _TextBlock],
+                     Field(discriminator="kind")]
 
 
 def _resolve_env(value: Any, *, lenient: bool, where: str, problems: list[tuple[str, str, str, str | None]]) -> Any:
@@ -210,7 +244,30 @@ def _local_or_tag(value: str | None, base: Path) -> str | None:
     return value
 
 
-def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
+def _overlay(models: Path, env: str | None) -> dict[str, Any]:
+    """``models.<stem>`` patches of environments/<env>.yaml next to the models folder ({} without env)."""
+    if env is None:
+        return {}
+    path = (models if models.is_dir() else models.parent).parent / "environments" / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown environment '{env}': {path} does not exist", hint=f"create {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    patches = data.get("models") or {} if isinstance(data, dict) else {}
+    if not isinstance(patches, dict):
+        raise ConfigError(f"{path}: models: must be a mapping of model name to patch")
+    return patches
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in patch.items()}}
+    return patch
+
+
+def load_serve_config(models: Path, *, device: str = "auto", env: str | None = None) -> ServeConfig:
     """Read every ``*.yaml`` with a ``serve:`` block in ``models`` (a file or a folder).
 
     All problems are reported at once as one :class:`ConfigError`. Captions fall back to the
@@ -227,13 +284,16 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     cfg: dict[str, Any] = {"device": device, "sources": []}
     seen: dict[str, str] = {}
     tags_clip: tuple[str, str | None] | None = None
+    patches = _overlay(models, env)
     for path in files:
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = safe_load_bounded(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             problems.append((str(path), "", f"cannot read YAML: {exc}", None))
             continue
-        if not isinstance(doc, dict) or "serve" not in doc:
+        if isinstance(doc, dict) and path.stem in patches:
+            doc = _merge(doc, patches[path.stem])
+        if not isinstance(doc, dict) or not doc.get("serve"):
             continue
         raw = doc["serve"]
         kind = raw.get("kind") if isinstance(raw, dict) else None
@@ -270,8 +330,15 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
                 cfg["tags"] = TagsConfig(vocabulary=vocab, threshold=block.threshold, top_k=block.top_k)
                 if block.open_clip is not None:
                     tags_clip = (block.open_clip.model, _local_or_tag(block.open_clip.pretrained, base))
+            elif isinstance(block, _HashBlock):
+                cfg["hash"] = HashConfig()
             elif isinstance(block, _OcrBlock):
                 cfg["ocr"] = OcrConfig(min_confidence=block.min_confidence, max_queue=block.max_queue)
+            elif isinstance(block, _TextBlock):
+                source = block.source
+                if (base / source).is_dir():
+                    source = str((base / source).resolve())
+                cfg["text"] = TextConfig(source=source, batching=block.batching)
             else:
                 kw: dict[str, Any] = {
                     "url": block.endpoint or os.environ.get("OSKIT_CAPTIONS_URL") or None,
@@ -291,7 +358,8 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
         elif (clip_cfg.model, clip_cfg.pretrained) != tags_clip:
             problems.append((seen["tags"], "serve.open_clip",
                              f"tags name CLIP {tags_clip[0]} ({tags_clip[1]}) but the clip block serves "
-                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP", None))
+                             f"{clip_cfg.model} ({clip_cfg.pretrained}); one server loads one CLIP",
+                             "leave open_clip out of the tags spec: tags use the clip spec's model"))
     if "tags" in cfg and "clip" not in cfg:
         problems.append((seen["tags"], "serve.kind", "tags need a CLIP model: no spec has a 'serve: {kind: clip}' block", None))
     if problems:
@@ -299,3 +367,48 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     if not seen:
         raise ConfigError(f"{models}: no model spec has a serve: block", hint="see docs/model-server.md")
     return ServeConfig(**cfg)
+
+
+_BLOCKS: dict[str, type[BaseModel]] = {"clip": _ClipBlock, "tags": _TagsBlock, "ocr": _OcrBlock, "captions": _CaptionsBlock}
+
+
+def serve_block_problems(project: Any) -> list[tuple[str, str, str, str | None]]:
+    """``oskit validate``'s check of every model spec's ``serve:`` block against the server's own schema
+    (offline: no environment resolution, no file checks). Values that are ``${env:…}`` references are
+    left out, as they are resolved only when the server starts."""
+    import difflib
+
+    problems: list[tuple[str, str, str, str | None]] = []
+    for name in sorted(project.models):
+        spec = project.models[name].serve
+        if spec is None:
+            continue
+        rel = project.file_of("models", name)
+        raw = {k: v for k, v in spec.model_dump(by_alias=True, exclude_none=True).items()
+               if not (isinstance(v, str) and "${env:" in v)}
+        try:
+            _Spec.model_validate({"serve": raw})
+        except ValidationError as exc:
+            block = _BLOCKS.get(str(raw.get("kind")))
+            for err in exc.errors(include_url=False):
+                loc = [str(x) for x in err["loc"][2:]]
+                if err["type"] == "extra_forbidden" and loc:
+                    known = _field_names(block, loc[:-1])
+                    close = difflib.get_close_matches(loc[-1], known, n=1)
+                    problems.append((rel, ".".join(["serve", *loc[:-1]]), f"unknown key '{loc[-1]}'",
+                                     f"did you mean '{close[0]}'?" if close else
+                                     (f"known keys: {', '.join(known)}" if known else None)))
+                else:
+                    problems.append((rel, ".".join(["serve", *loc]), str(err["msg"]), None))
+    return problems
+
+
+def _field_names(model: Any, path: list[str]) -> list[str]:
+    for part in path:
+        fields = getattr(model, "model_fields", None) or {}
+        info = fields.get(part)
+        model = info.annotation if info is not None else None
+        for arg in getattr(model, "__args__", ()) or ():  # Optional[...]
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    return sorted(getattr(model, "model_fields", None) or {})

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kit.errors import ServeError
+from kit.limits import DEFAULT_MAX_IMAGE_PIXELS
 
 __all__ = [
     "ALLOWED_FORMATS",
@@ -60,8 +61,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 PREPROCESS_VERSION = "oskit-image-v1"
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
-# Images above this many pixels are refused (a decompression bomb guard; 64 MP covers big photos).
-DEFAULT_MAX_PIXELS = 64_000_000
+# Images above this many pixels are refused (a decompression bomb guard; kit/limits.py is the one default).
+DEFAULT_MAX_PIXELS = DEFAULT_MAX_IMAGE_PIXELS
 
 
 class BadImage(ServeError):

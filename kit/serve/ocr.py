@@ -2,6 +2,10 @@
 
 The image is decoded with the same checks as the rest of the server (EXIF orientation, RGB) but
 not cropped or resized: text at the edges matters, and RapidOCR scales for its detector itself.
+RapidOCR rounds each side to a multiple of 32 after scaling the long side to 2000 px, so a strip
+such as 10×4000 becomes 0 px wide and it raises ``ResizeImgError``: such images are padded with
+white on the right/bottom (boxes keep their coordinates) up to :data:`MAX_ASPECT`, and an image
+OCR still cannot run on yields no text, never an error (every valid image must be indexable).
 """
 
 from __future__ import annotations
@@ -13,9 +17,26 @@ from typing import Any
 from kit.errors import ModelError
 from kit.serve.images import DEFAULT_MAX_PIXELS, open_image, to_rgb
 
-__all__ = ["OcrEngine"]
+__all__ = ["MAX_ASPECT", "OcrEngine", "pad_to_aspect"]
 
 log = logging.getLogger(__name__)
+
+# Long side / short side after padding: RapidOCR scales the short side up to 736 px for detection, so a
+# ratio of 4 keeps that image near 2 MP (20 made a 1×2000 strip a 736×14720 detection, 50 s on a CPU).
+MAX_ASPECT = 4
+
+
+def pad_to_aspect(img: Any, max_aspect: int = MAX_ASPECT) -> Any:
+    """A PIL RGB image padded with white on the right or bottom so long/short ≤ ``max_aspect``."""
+    from PIL import Image
+
+    w, h = img.size
+    if max(w, h) <= max_aspect * min(w, h):
+        return img
+    new = (max(w, -(-h // max_aspect)), max(h, -(-w // max_aspect)))  # ceil division
+    canvas = Image.new("RGB", new, (255, 255, 255))
+    canvas.paste(img, (0, 0))
+    return canvas
 
 
 class OcrEngine:
@@ -36,9 +57,15 @@ class OcrEngine:
 
     def read(self, data: bytes) -> dict[str, Any]:
         """Image bytes → ``{"text", "lines": [{"text", "box", "confidence"}]}`` (reading order)."""
-        img = to_rgb(open_image(data, max_pixels=self.max_pixels).image)
-        with self._lock:
-            result, _ = self._ocr(img, text_score=self.min_confidence)
+        img = pad_to_aspect(to_rgb(open_image(data, max_pixels=self.max_pixels).image))
+        try:
+            with self._lock:
+                result, _ = self._ocr(img, text_score=self.min_confidence)
+        except Exception as exc:  # noqa: BLE001 - RapidOCR's own errors (ResizeImgError, cv2.error, …)
+            if type(exc).__module__.split(".")[0] not in ("rapidocr_onnxruntime", "cv2"):
+                raise
+            log.warning("OCR could not run on a %dx%d image (%s: %s); no text", *img.size, type(exc).__name__, exc)
+            result = []
         lines = []
         for box, text, score in result or []:
             lines.append({

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_every_step(stack: Any, tmp_path: Path) -> None:
-    from kit.demo import run_demo
+    from kit.job.demo import run_demo
 
     extra = tmp_path / "mine"
     extra.mkdir()
@@ -26,6 +26,7 @@ def test_demo_runs_every_step(stack: Any, tmp_path: Path) -> None:
                        events=lambda kind, data: events.append((kind, data)), stack=stack)
     kinds = [k for k, _ in events]
     assert kinds[:2] == ["step", "ingest"] and kinds[-1] == "ready"
+    assert any("trained only on generated pictures" in d["message"] for k, d in events if k == "step")
     samples, mine = (d["result"] for k, d in events if k == "ingest")
     assert (samples.indexed + samples.skipped, samples.failed) == (8, 0)
     assert (mine.indexed + mine.skipped, mine.failed) == (1, 1)
@@ -35,8 +36,11 @@ def test_demo_runs_every_step(stack: Any, tmp_path: Path) -> None:
     assert any(t.startswith("phone photo of") for t in titles)
     assert all(d["result"].hits for k, d in events if k == "search" and not d["title"].startswith("tags"))
     report = next(d["report"] for k, d in events if k == "eval")
-    assert {r.config for r in report.rows} == {"tags", "vector", "vector (no template)", "hybrid",
-                                               "hybrid (no template)"}
+    from kit.job.search import PromptTemplates
+
+    recorded = PromptTemplates.for_project(ROOT)  # oskit eval --choose-templates' choice: compared with none
+    baselines = {"vector (no template)", "hybrid (no template)"} if (recorded.word or recorded.phrase) else set()
+    assert {r.config for r in report.rows} == {"tags", "vector", "hybrid"} | baselines
     image = report.row("vector", "image")
     assert image is not None and image.queries == 4  # max(4, n_images // 4) phone photos
     assert report.row("tags", "image") is None  # photo queries are vector-only

@@ -55,7 +55,7 @@ def test_ingest_indexes_documents_as_the_contract_says(stack: Any, samples: Any,
 
 
 def test_rerun_skips_everything(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.evaluate import ingest_eval_set
+    from kit.job.evaluate import ingest_eval_set
 
     again = ingest_eval_set(stack.client, samples, index="images")
     assert (again.indexed, again.skipped, again.failed) == (0, indexed.indexed, 0)
@@ -104,7 +104,7 @@ def test_ingest_of_a_missing_index_is_a_clear_error(stack: Any, tmp_path: Path) 
 
 
 def test_text_search_modes(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.search import search
+    from kit.job.search import search
 
     cap = next(q for q in samples.queries if q.kind == "caption")
     vec = search(stack.client, cap.text, k=5)
@@ -119,7 +119,7 @@ def test_text_search_modes(stack: Any, samples: Any, indexed: Any) -> None:
 
 
 def test_ocr_field_search_finds_the_serial(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.search import search
+    from kit.job.search import search
 
     q = next(q for q in samples.queries if q.type == "ocr")
     for mode in ("vector", "hybrid"):
@@ -155,7 +155,7 @@ def test_search_cli_table(stack: Any, indexed: Any) -> None:
 
 
 def test_phone_photo_finds_its_source(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.similar import similar
+    from kit.job.similar import similar
 
     photos = [q for q in samples.queries if q.type == "image"]
     top1 = [_stems(similar(stack.client, q.image, k=3).hits)[:1] == q.relevant for q in photos]
@@ -168,7 +168,30 @@ def test_same_file_is_identical_and_cli_labels(stack: Any, samples: Any, indexed
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert hits[0]["source"]["file_name"] == original.name and hits[0]["label"] == "identical"
-    assert all(h["label"] in ("identical", "near-identical", "similar", "unrelated") for h in hits)
+    assert hits[0]["hash_distance"] == {"phash": 0, "colour": 0, "direct": 0}
+    assert all(h.get("label") in (None, "identical", "near-identical", "similar", "unrelated") for h in hits)
+
+
+def test_calibration_is_stored_with_the_index_and_labels_every_hit(stack: Any, samples: Any, indexed: Any) -> None:
+    from kit.job.evaluate import calibrate_from_queries
+    from kit.job.similar import META_KEY, Bands, similar
+
+    photo = next(q for q in samples.queries if q.type == "image")
+    before = similar(stack.client, photo.image, k=5)
+    if not Bands.for_index(stack.client, "images").calibrated:  # the first run of the session
+        assert before.notes and "not calibrated" in before.notes[0]
+        assert all(h.label in (None, "identical") for h in before.hits)
+    bands = calibrate_from_queries(stack.client, samples, index="images")
+    bands.store(stack.client, "images")
+    meta = stack.client.request("GET", "/images/_mapping")["images"]["mappings"]["_meta"]
+    assert meta["oskit"]["project"] == "oskit"  # the project's own _meta is kept
+    assert meta[META_KEY]["model"] == meta["oskit"]["vectors"]["image_embedding"]
+    assert "oskit-clip-tiny" in meta[META_KEY]["model"]
+    assert Bands.for_index(stack.client, "images") == bands
+    after = similar(stack.client, photo.image, k=5)
+    assert not after.notes
+    assert all(h.label in ("identical", "near-identical", "similar", "unrelated") for h in after.hits)
+    assert after.hits[0].label in ("identical", "near-identical")  # the photographed image
 
 
 def test_similar_rejects_a_non_image(stack: Any, tmp_path: Path) -> None:

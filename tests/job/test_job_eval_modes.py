@@ -1,4 +1,4 @@
-"""``kit.evaluate.evaluate`` over a recording client: every mode's request shape, groups, per-query kinds."""
+"""``kit.job.evaluate.evaluate`` over a recording client: every mode's request shape, groups, per-query kinds."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from kit.evaluate import default_configs, evaluate, load_queries
-from kit.search import forget_index_info
+from kit.job.evaluate import default_configs, evaluate, load_queries
+from kit.job.search import forget_index_info
 
 PIPELINE = {"request_processors": [{"neural_query_enricher": {"default_model_id": "m"}}],
             "phase_results_processors": [{"normalization-processor": {"normalization": {"technique": "min_max"}}}]}
@@ -26,6 +26,11 @@ class Ranker:
                                "settings": {"index": {"search": {"default_pipeline": "p"}}}}}
         if path.startswith("/_search/pipeline/"):
             return {"p": PIPELINE}
+        if path.endswith("/_count"):
+            return {"count": 3}
+        if "ids" in str(body["query"]):  # the ground-truth check: every relevant name is a document
+            names = body["query"]["bool"]["should"][1]["terms"]["file_name"]
+            return {"hits": {"hits": [{"_id": f"id-{n}", "_source": {"file_name": f"{n}.png"}} for n in names]}}
         self.bodies.append(body)
         query = body["query"]
         text = (query.get("hybrid", {}).get("queries", [query])[-1].get("neural") or {})

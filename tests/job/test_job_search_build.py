@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import base64
 import io
 from html.parser import HTMLParser
@@ -10,9 +12,9 @@ import pytest
 from PIL import Image
 
 from kit.errors import EvalError, KitError
-from kit.gallery import render_gallery
-from kit.search import Hit, apply_template, build_search, filter_clauses, parse_filters
-from kit.similar import Bands, calibrate_bands, encode_query_image, shares_nothing, shares_object
+from kit.job.gallery import render_gallery
+from kit.job.search import Hit, apply_template, build_search, filter_clauses, parse_filters
+from kit.job.similar import Bands, calibrate_bands, encode_query_image, shares_nothing, shares_object
 
 EXCLUDES = ["image", "image_embedding", "ocr_embedding", "caption_embedding", "thumbnail"]
 
@@ -26,9 +28,11 @@ def test_template_wraps_single_words_only() -> None:
 
 
 def test_vector_body() -> None:
-    body = build_search("dress", k=30)
-    assert body == {"size": 30, "query": {"neural": {"image_embedding": {"query_text": "a picture of a dress", "k": 30}}},
+    body = build_search("dress", k=30)  # no template unless one is given (the project records the winner)
+    assert body == {"size": 30, "query": {"neural": {"image_embedding": {"query_text": "dress", "k": 30}}},
                     "_source": {"excludes": EXCLUDES}}
+    body = build_search("dress", k=30, prompt_template="a picture of a {term}")
+    assert body["query"]["neural"]["image_embedding"]["query_text"] == "a picture of a dress"
 
 
 def test_tags_body_union_and_intersection() -> None:
@@ -39,7 +43,7 @@ def test_tags_body_union_and_intersection() -> None:
 
 
 def test_hybrid_body_has_bm25_and_vector_halves() -> None:
-    q = build_search("stop", mode="hybrid", k=10, thumbnails=True)
+    q = build_search("stop", mode="hybrid", k=10, thumbnails=True, prompt_template="a picture of a {term}")
     assert q["_source"] == {"excludes": EXCLUDES[:-1]}
     lexical, neural = q["query"]["hybrid"]["queries"]
     # zero-shot tags are CLIP's own vector in words: hybrid's BM25 half reads only OCR text and captions
@@ -85,38 +89,72 @@ def test_bad_search_arguments(kwargs: dict, msg: str) -> None:
 
 
 def test_bands_label_and_order() -> None:
-    b = Bands(identical=0.99, near_identical=0.9, similar=0.7)
-    assert [b.label(s) for s in (0.995, 0.99, 0.95, 0.7, 0.69)] == \
-        ["identical", "identical", "near-identical", "similar", "unrelated"]
+    b = Bands(identical=0.99, near_identical=0.9, similar=0.7, identical_phash=4, identical_colour=1,
+              near_phash=30, near_colour=4)
+    # (score, pHash distance, colour distance) → label
+    cases = [((0.995, 2, 0), "identical"), ((0.995, 10, 0), "near-identical"), ((0.95, 20, 3), "near-identical"),
+             ((0.95, 40, 0), "similar"), ((0.95, 20, 9), "similar"), ((0.7, 0, 0), "similar"),
+             ((0.69, 0, 0), "unrelated")]
+    assert [b.label(*args) for args, _ in cases] == [want for _, want in cases]
+    assert b.label(0.999) == "similar"  # no hashes: never identical on the score alone
     with pytest.raises(KitError):
         Bands(identical=0.5, near_identical=0.9, similar=0.7)
 
 
+def test_uncalibrated_bands_label_only_equal_hashes() -> None:
+    b = Bands()
+    assert not b.calibrated
+    assert b.label(0.99, 0, 0) == "identical"
+    assert b.label(0.99, 1, 0) is None and b.label(1.0) is None
+
+
+def test_magenta_square_is_not_near_identical_to_a_stop_sign() -> None:
+    """The issue's case: a plain field scored 0.9046 against a STOP sign. Its pHash carries no
+    structure, so the hash gate rejects it whatever the score."""
+    import imagehash
+    from PIL import Image
+
+    from kit.models.heldout import heldout_images
+    from kit.job.similar import hamming
+
+    stop = next(im.image for im in heldout_images(0) if im.name.startswith("sign-stop"))
+    square = Image.new("RGB", (8, 8), (230, 0, 200))
+    d_ph = hamming(str(imagehash.phash(square)), str(imagehash.phash(stop)))
+    d_co = hamming(str(imagehash.colorhash(square, 3)), str(imagehash.colorhash(stop, 3)))
+    b = Bands(identical=0.99, near_identical=0.89, similar=0.73, identical_phash=6, identical_colour=2,
+              near_phash=30, near_colour=6)
+    assert b.label(0.9046, d_ph, d_co) not in ("identical", "near-identical"), (d_ph, d_co)
+
+
 def test_calibrate_bands_separates_the_classes() -> None:
-    samples = {"identical": [0.999, 0.998, 0.997], "near-identical": [0.95, 0.93, 0.96, 0.91],
-               "similar": [0.85, 0.8, 0.82, 0.88], "unrelated": [0.6, 0.65, 0.7, 0.72]}
-    b = calibrate_bands(samples)
-    assert b.identical == pytest.approx((0.997 + 0.96) / 2, abs=1e-4)
-    assert b.near_identical == pytest.approx((0.91 + 0.88) / 2, abs=1e-4)
+    samples = {"identical": [(0.999, 0, 0), (0.998, 2, 0), (0.997, 4, 1)],
+               "near-identical": [(0.95, 20, 2), (0.93, 14, 1), (0.96, 26, 3), (0.91, 18, 0)],
+               "similar": [(0.85, 30, 4), (0.8, 32, 6), (0.82, 20, 3), (0.88, 34, 2)],
+               "unrelated": [(0.6, 30, 7), (0.65, 28, 8), (0.7, 36, 9), (0.72, 30, 5)]}
+    b = calibrate_bands(samples, model="clip: test")
+    assert (b.identical_phash, b.identical_colour, b.near_phash, b.near_colour) == (4, 1, 26, 3)
+    assert b.identical == pytest.approx(0.997 - 1e-4, abs=1e-6)  # no other class gets through its hash gate
+    # only similar/unrelated samples that pass the near-identical hash gate compete with it
+    assert b.details["near_identical_gate"]["negatives_through_hashes"] == 1
     assert b.similar == pytest.approx((0.8 + 0.72) / 2, abs=1e-4)
-    assert b.details["identical_accuracy"] == 1.0
-    for label, scores in samples.items():
-        assert all(b.label(s) == label for s in scores)
+    assert b.details["identical_accuracy"] == 1.0 and b.model == "clip: test"
+    for label, rows in samples.items():
+        assert all(b.label(*row) == label for row in rows), label
 
 
-def test_calibrate_bands_overlap_and_missing_classes() -> None:
-    b = calibrate_bands({"near-identical": [0.9, 0.95], "similar": [0.91, 0.8, 0.7]})
-    assert b.identical == Bands().identical  # no identical samples -> default edge kept
-    assert b.details["near_identical_accuracy"] == pytest.approx((1.0 + 2 / 3) / 2, abs=1e-4)
-    assert b.identical >= b.near_identical >= b.similar
+def test_calibrate_bands_needs_similar_and_unrelated() -> None:
+    with pytest.raises(EvalError, match="similar"):
+        calibrate_bands({"near-identical": [0.9, 0.95], "similar": [0.91, 0.8, 0.7]})
     with pytest.raises(EvalError):
         calibrate_bands({"twins": [1.0]})
+    b = calibrate_bands({"similar": [0.9, 0.8], "unrelated": [0.5]})  # no copies: no copy labels
+    assert b.identical is None and b.near_identical is None and b.label(0.99, 0, 0) == "similar"
 
 
 def test_bands_round_trip(tmp_path) -> None:
-    b = calibrate_bands({"identical": [1.0], "near-identical": [0.9]}, source="test")
+    b = calibrate_bands({"identical": [(1.0, 0, 0)], "near-identical": [(0.9, 12, 1)], "similar": [(0.8, 30, 3)],
+                         "unrelated": [(0.5, 30, 6)]}, source="test", model="clip: x")
     assert Bands.load(b.save(tmp_path / "b.json")) == b
-    assert Bands.default(tmp_path) == Bands()
 
 
 def test_generated_metadata_relations() -> None:
@@ -170,14 +208,48 @@ def test_gallery_html() -> None:
     assert "No results." in render_gallery([], title="t")
 
 
-def test_cli_defaults_are_the_seeds_text_to_image_search() -> None:
-    """`oskit search WORD` = top 30 by CLIP, a single word wrapped as "a picture of a {term}"."""
-    from kit.cli_job import search as search_cmd
-    from kit.search import DEFAULT_PROMPT_TEMPLATE
+def test_cli_defaults_read_the_projects_templates(tmp_path) -> None:
+    """`oskit search WORD` = top 30 by CLIP; the template is the one `oskit eval --choose-templates`
+    recorded in the project, and none when it recorded none (single words are templated only where
+    the evaluation says it helps)."""
+    from kit.cli.job import search as search_cmd
+    from kit.job.search import PromptTemplates
 
     defaults = {p.name: p.default for p in search_cmd.params}
     assert defaults["k"] == 30 and defaults["mode"] == "vector" and defaults["field_"] == "image"
-    assert defaults["prompt_template"] == DEFAULT_PROMPT_TEMPLATE == "a picture of a {term}"
-    body = build_search("dress", k=defaults["k"], mode=defaults["mode"], prompt_template=defaults["prompt_template"])
-    assert body["query"] == {"neural": {"image_embedding": {"query_text": "a picture of a dress", "k": 30}}}
-    assert body["size"] == 30
+    assert defaults["prompt_template"] is None  # → PromptTemplates.for_project(--project)
+    none = PromptTemplates.for_project(tmp_path)
+    assert (none.word, none.phrase) == (None, None)
+    body = build_search("dress", k=30, prompt_template=none)
+    assert body["query"] == {"neural": {"image_embedding": {"query_text": "dress", "k": 30}}}
+    PromptTemplates(word="a photo of a {term}", phrase=None, source="test").save(tmp_path)
+    chosen = PromptTemplates.for_project(tmp_path)
+    assert chosen.apply("dress") == "a photo of a dress" and chosen.apply("red dress") == "red dress"
+    body = build_search("dress", k=30, prompt_template=chosen)
+    assert body["query"]["neural"]["image_embedding"]["query_text"] == "a photo of a dress"
+
+
+def test_gallery_links_survive_moving_the_file(tmp_path, monkeypatch) -> None:
+    import re as _re
+    import shutil
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    from kit.job.gallery import write_gallery
+
+    photos = tmp_path / "work" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "a.png").write_bytes(b"x")
+    (photos / "b.png").write_bytes(b"y")
+    monkeypatch.chdir(tmp_path / "work")
+    hits = [Hit("a" * 64, 0.9, {"file_name": "a.png", "source_uri": (photos / "a.png").as_uri()}),
+            Hit("b" * 64, 0.8, {"file_name": "b.png", "source_uri": "photos/b.png"}),  # relative, from metadata
+            Hit("c" * 64, 0.7, {"file_name": "c.png", "source_uri": "https://example.org/c.png"})]
+    out = write_gallery(tmp_path / "work" / "out" / "g.html", hits, title="t")
+    moved = tmp_path / "elsewhere" / "g.html"
+    moved.parent.mkdir()
+    shutil.move(str(out), moved)
+    hrefs = _re.findall(r'href="([^"]+)"', moved.read_text())
+    assert hrefs and all(h.startswith(("file:///", "https://")) for h in hrefs)
+    for h in {h for h in hrefs if h.startswith("file:")}:
+        assert Path(url2pathname(urlparse(h).path)).is_file(), h

@@ -43,6 +43,7 @@ def test_graph_snapshot_adopted_and_corrected_on_restart(tmp_path: Path) -> None
     _bulk(e2, 300, data[300:400])  # newer rids, not in the snapshot
     vf2._stop = True  # "crash": no close, no new snapshot
     vf2.wait_for_graph()
+    e2.store._lock_file.close()  # a crashed process releases its data-directory lock
 
     e3 = Engine(tmp_path)  # the snapshot is now stale: it holds doc 7 and lacks 300..399
     got = _ids(e3, data[7], k=3)

@@ -46,6 +46,11 @@ def create_app(calls: list[str] | None = None) -> Starlette:
         log.append("/tags")
         return JSONResponse({"tags": ["gray", "square"], "scores": {"gray": 0.4, "square": 0.3}})
 
+    async def hashes(request: Request) -> JSONResponse:
+        await request.json()
+        log.append("/hash")
+        return JSONResponse({"phash": "8000000000000000", "colour": "00000000700", "mean": "808080", "phash_crops": ["8000000000000000", "8000000000000000"], "phash_probes": [], "hash_version": "oskit-hash-v2"})
+
     async def captions(request: Request) -> JSONResponse:
         await request.json()
         log.append("/captions")
@@ -62,7 +67,9 @@ def create_app(calls: list[str] | None = None) -> Starlette:
 
     return Starlette(routes=[Route("/clip/embed", clip_embed, methods=["POST"]), Route("/ocr", ocr, methods=["POST"]),
                              Route("/tags", tags, methods=["POST"]), Route("/captions", captions, methods=["POST"]),
+                             Route("/hash", hashes, methods=["POST"]),
                              Route("/embed-texts", embed_texts, methods=["POST"]),
+                             Route("/text/embed", embed_texts, methods=["POST"]),
                              Route("/health", health)])
 
 

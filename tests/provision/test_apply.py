@@ -50,10 +50,12 @@ def test_first_plan_lists_everything_in_dependency_order(client: Any, serve_env:
         ("create", "cluster-settings", "persistent"),
         ("create", "model-group", "oskit-models"),
         ("create", "connector", "clip"),
+        ("create", "connector", "hash"),
         ("create", "connector", "ocr"),
         ("create", "connector", "tags"),
         ("create", "connector", "text"),
         ("create", "model", "clip"),
+        ("create", "model", "hash"),
         ("create", "model", "ocr"),
         ("create", "model", "tags"),
         ("create", "model", "text"),
@@ -69,7 +71,7 @@ def test_apply_converges_and_second_apply_changes_nothing(applied: tuple[Any, Pa
     again = cluster.plan(load_project(project_dir), client)
     assert again.in_sync, _labels(again)
     assert cluster.apply(again, client).applied == []
-    assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}
+    assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
     # the pipeline names models by id, resolved at apply time
     body = client.request("GET", "/_ingest/pipeline/images-ingest")["images-ingest"]
     ids = {c: m for c, m in again.model_ids.items()}
@@ -103,8 +105,9 @@ def test_editing_a_file_is_drift_with_the_right_label(applied: tuple[Any, Path],
     plan = cluster.diff(load_project(project_dir), client)
     assert _labels(plan) == expected
     cluster.apply(plan, client, allow_destroy=True)
-    assert cluster.plan(load_project(project_dir), client).in_sync
-    assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}  # old copies removed
+    after = cluster.plan(load_project(project_dir), client)
+    assert after.in_sync, _labels(after)
+    assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}  # old copies removed
 
 
 def test_undeployed_model_is_redeployed(applied: tuple[Any, Path]) -> None:
@@ -148,8 +151,10 @@ def test_destroy_needs_allow_destroy_and_reindex_of_data_too(applied: tuple[Any,
 
 def test_resources_of_others_are_never_touched(client: Any, serve_env: str, project_dir: Path) -> None:
     client.request("PUT", "/_ingest/pipeline/images-ingest", body={"description": "theirs", "processors": []})
-    with pytest.raises(Conflict, match="was not created by oskit"):
-        cluster.plan(load_project(project_dir), client)
+    plan = cluster.plan(load_project(project_dir), client)
+    assert ("unmanaged", "ingest-pipeline", "images-ingest") in _labels(plan)
+    with pytest.raises(Conflict, match="were not created by oskit project 'oskit': ingest-pipeline images-ingest"):
+        cluster.apply(plan, client)
     client.request("DELETE", "/_ingest/pipeline/images-ingest")
     client.request("PUT", "/_ingest/pipeline/someone-else", body={"description": "theirs", "processors": []})
     client.request("PUT", "/other-index", body={})

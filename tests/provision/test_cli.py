@@ -42,7 +42,7 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 def test_validate_ok_and_errors(project_dir: Path, spec_dir: Path) -> None:
     res = oskit("validate", "--project", str(project_dir), "--spec", str(spec_dir))
     assert (res.exit_code, res.stdout, res.stderr) == (
-        0, "ok: project oskit is valid (9 files; 34 requests checked against the OpenSearch API spec)\n", "")
+        0, "ok: project oskit is valid (10 files; 39 requests checked against the OpenSearch API spec)\n", "")
     edit(project_dir / "models/ocr.yaml", "read_timeout: 120", "read_timeout: 120\n    zzz: 3")
     edit(project_dir / "pipelines/images-search.yaml", "technique: min_max", "technique: minmax")
     res = oskit("validate", "--project", str(project_dir), "--spec", str(spec_dir))
@@ -65,7 +65,8 @@ def test_usage_errors_exit_2_and_errors_exit_1(project_dir: Path) -> None:
                                               "Error: No such option '--exit-cod'. Did you mean '--exit-code'?\n")
     res = oskit("plan", "--project", str(project_dir), "--url", "http://127.0.0.1:9")
     assert res.exit_code == 1
-    assert res.stderr == ("error: cannot connect to the cluster (GET /)\n"
+    assert res.stderr == ("error: cannot connect to the cluster at http://127.0.0.1:9 ([Errno 111] Connection refused) "
+                          "(GET /)\n"
                           "hint: check --url / OPENSEARCH_URL; for the embedded node run `oskit node start`\n")
     res = oskit("plan", "--project", str(project_dir / "nope"))
     assert res.exit_code == 1 and "project folder not found" in res.stderr
@@ -79,14 +80,14 @@ def test_plan_apply_diff_status_destroy(fresh_node: Any, serve_env: str, project
     res = oskit("plan", "--project", p, "--url", url, "--json")
     assert res.exit_code == 0
     _golden("plan-fresh.json", _scrub(res.stdout, url))
-    assert json.loads(res.stdout)["summary"] == {"create": 13, "update": 0, "replace": 0, "redeploy": 0,
+    assert json.loads(res.stdout)["summary"] == {"create": 15, "update": 0, "replace": 0, "redeploy": 0,
                                                 "reindex": 0, "destroy": 0}
 
     res = oskit("apply", "--project", p, "--url", url)
     assert res.exit_code == 2 and "refusing to apply without confirmation: pass --yes" in res.stderr
     res = oskit("apply", "--yes", "--project", p, "--url", url)
     assert res.exit_code == 0, res.stderr
-    assert re.search(r"Applied 13 changes in \d+\.\ds\.\n$", res.stdout)
+    assert re.search(r"Applied 15 changes in \d+\.\ds\.\n$", res.stdout)
     assert "… register model clip" in res.stderr  # progress goes to stderr
 
     res = oskit("diff", "--exit-code", "--project", p, "--url", url)

@@ -29,7 +29,7 @@ def test_done_when(tmp_path: Path, fresh_node: Any, serve_env: str, package_cach
     p, url = str(project), fresh_node.url
 
     res = oskit("validate", "--project", p, "--spec", str(spec_dir))
-    assert (res.exit_code, res.stdout) == (0, "ok: project oskit is valid (9 files; 33 requests checked against "
+    assert (res.exit_code, res.stdout) == (0, "ok: project oskit is valid (10 files; 38 requests checked against "
                                               "the OpenSearch API spec)\n")
 
     # An apply interrupted in the middle of the chunk upload leaves a REGISTERING model behind …
@@ -62,7 +62,7 @@ def test_done_when(tmp_path: Path, fresh_node: Any, serve_env: str, package_cach
     assert res.exit_code == 0 and "No changes" in res.stdout
     counts = client.request("POST", "/_plugins/_ml/models/_search", body={
         "query": {"bool": {"must_not": [{"exists": {"field": "chunk_number"}}]}}, "size": 100})["hits"]["hits"]
-    assert sorted(h["_source"]["name"] for h in counts) == ["oskit.clip", "oskit.ocr", "oskit.tags", "oskit.text"]
+    assert sorted(h["_source"]["name"] for h in counts) == ["oskit.clip", "oskit.hash", "oskit.ocr", "oskit.tags", "oskit.text"]
     states = {h["_source"]["name"]: h["_source"]["model_state"] for h in counts}
     assert set(states.values()) == {"DEPLOYED"}
 

@@ -23,6 +23,9 @@ WRITES = [
     ("POST", "/_plugins/_ml/connectors/_create"),
     ("POST", "/_plugins/_ml/connectors/_create"),
     ("POST", "/_plugins/_ml/connectors/_create"),
+    ("POST", "/_plugins/_ml/connectors/_create"),
+    ("POST", "/_plugins/_ml/models/_register"),
+    ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("POST", "/_plugins/_ml/models/_register"),
     ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("POST", "/_plugins/_ml/models/_register"),
@@ -33,7 +36,8 @@ WRITES = [
     ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("PUT", "/_ingest/pipeline/images-ingest"),
     ("PUT", "/_search/pipeline/images-search"),
-    ("PUT", "/images"),
+    ("PUT", "/images-v1"),  # version 1 behind the alias images
+    ("PUT", "/images-v1/_mapping"),  # the embedding fingerprints (_meta.oskit_embeddings)
 ]
 
 
@@ -72,14 +76,20 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
     faults = Faults()
     faults.drop_after = lambda i, m, p: i == step
     with NodeServer(tmp_path / "node") as node, faulty_client(node.url, faults) as client:
-        with pytest.raises(Unreachable, match="cannot connect"):
-            cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        if WRITES[step][1].endswith("/_mapping"):  # the fingerprint record is best effort: a message, not an error
+            result = cluster.apply(cluster.plan(load_project(project_dir), client), client)
+            assert any("embedding fingerprints not recorded" in m for m in result.messages)
+        else:
+            with pytest.raises(Unreachable, match="cannot connect"):
+                cluster.apply(cluster.plan(load_project(project_dir), client), client)
         faults.drop_after = lambda i, m, p: False
         second = cluster.plan(load_project(project_dir), client)
-        assert not second.in_sync or step == len(WRITES) - 1
+        # The last two writes (the index, its fingerprint record) leave nothing the plan shows: a missing
+        # record is written by the next ingest.
+        assert not second.in_sync or step >= len(WRITES) - 2
         cluster.apply(second, client)
         assert cluster.plan(load_project(project_dir), client).in_sync
-        assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}
+        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
 
 
 def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
@@ -91,4 +101,4 @@ def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str,
         faults.drop_before = lambda i, m, p: False
         cluster.apply(cluster.plan(load_project(project_dir), client), client)
         assert cluster.plan(load_project(project_dir), client).in_sync
-        assert _owned_counts(client) == {"groups": 1, "connectors": 4, "models": 4}
+        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}

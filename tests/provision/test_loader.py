@@ -24,7 +24,7 @@ def _problems(path: Path, **kw: object) -> list[str]:
 
 def test_the_repository_is_a_valid_project() -> None:
     project = load_project(ROOT)
-    assert sorted(project.models) == ["captions", "clip", "ocr", "tags", "text"]
+    assert sorted(project.models) == ["captions", "clip", "hash", "ocr", "tags", "text"]
     assert sorted(project.pipelines) == ["images-ingest", "images-search"]
     assert project.pipelines["images-ingest"].type == "ingest"
     assert project.pipelines["images-search"].type == "search"
@@ -47,9 +47,9 @@ def test_messages_name_file_key_and_hint(project_dir: Path) -> None:
         "models/clip.yaml: unknown key 'space_typ' (hint: did you mean 'space_type'?)",
         "models/ocr.yaml: type: Input should be 'remote', 'local_pretrained' or 'local_custom' (got 'remot')",
         "pipelines/images-ingest.yaml: processors[3].text_image_embedding.model: unknown model 'clipp' "
-        "(known: captions, clip, ocr, tags, text) (hint: did you mean 'clip'?)",
+        "(known: captions, clip, hash, ocr, tags, text) (hint: did you mean 'clip'?)",
         "mappings/images.yaml: mappings.properties.ocr_embedding.dimension.from_model: unknown model 'txt' "
-        "(known: captions, clip, ocr, tags, text) (hint: did you mean 'text'?)",
+        "(known: captions, clip, hash, ocr, tags, text) (hint: did you mean 'text'?)",
     ]
 
 
@@ -129,7 +129,7 @@ def test_environment_overlay(project_dir: Path) -> None:
     project = load_project(project_dir, env="prod")
     assert project.indices["images"].settings["index.number_of_replicas"] == 1
     assert project.cluster.settings["plugins.ml_commons.only_run_on_ml_node"] is True
-    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(known: dev, prod\)"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(known: dev, prod, real\)"):
         load_project(project_dir, env="qa")
     (project_dir / "environments/bad.yaml").write_text("models:\n  nope: {dimension: 3}\nmapings: {}\n")
     assert _problems(project_dir, env="bad") == [
@@ -142,7 +142,7 @@ def test_serve_block_allows_extra_keys_but_checks_kind(project_dir: Path) -> Non
     assert load_project(project_dir).models["clip"].serve.model_extra == {"batch_size": 8}  # type: ignore[union-attr]
     edit(project_dir / "models/clip.yaml", "kind: clip", "kind: vit")
     [problem] = _problems(project_dir)
-    assert problem.startswith("models/clip.yaml: serve.kind: Input should be 'clip', 'ocr', 'tags' or 'captions'")
+    assert problem.startswith("models/clip.yaml: serve.kind: Input should be 'clip', 'ocr', 'tags', 'hash', 'captions' or 'text'")
 
 
 def test_raw_model_ids_are_refused(project_dir: Path) -> None:

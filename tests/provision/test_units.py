@@ -48,8 +48,8 @@ def test_disabled_models_and_their_processors_are_left_out(project_dir: Path) ->
     on = build_desired(load_project(project_dir), {"OSKIT_CAPTIONS_URL": "http://captioner:9000/v1"})
     assert on.disabled == [] and "captions" in on.models
     tags = [next(iter(p.values())).get("tag") for p in on.ingest["images-ingest"]["processors"]]
-    assert tags == ["ocr", "tags", "caption", "image-embedding", "text-embeddings", "drop-image"]
-    assert len(off.ingest["images-ingest"]["processors"]) == 5
+    assert tags == ["ocr", "tags", "caption", "image-embedding", "text-embeddings", "hash", "drop-image"]
+    assert len(off.ingest["images-ingest"]["processors"]) == 6
 
 
 def test_markers() -> None:

@@ -29,7 +29,8 @@ def test_project_specs_parse(tmp_path: Path) -> None:
     assert cfg.tags is not None and cfg.tags.vocabulary.name == "vocabulary.txt"
     assert cfg.ocr is not None
     assert cfg.captions.configured is False  # OSKIT_CAPTIONS_URL is not set in tests
-    assert len(cfg.sources) == 4  # text.yaml has no serve: block
+    assert len(cfg.sources) == 5  # text.yaml has no serve: block
+    assert cfg.hash is not None
 
 
 def test_captions_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

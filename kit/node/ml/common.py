@@ -55,6 +55,8 @@ SETTING_DEFAULTS: dict[str, Any] = {
     P + "local_model.enabled": True,
     P + "model_auto_deploy.enable": True,
     P + "model_auto_redeploy.enable": True,
+    P + "model_auto_redeploy.lifetime_retry_times": 3,
+    P + "model_auto_redeploy_success_ratio": 0.8,
     P + "allow_custom_deployment_plan": False,
     P + "max_model_on_node": 10,
     P + "model_access_control_enabled": False,

@@ -1,5 +1,9 @@
 """``MLCommons``: the node's ``/_plugins/_ml`` API (model groups, models, chunks, tasks, connectors, predict).
 
+Size: one object over one shared state (the model/task locks, loaded models, task threads) that the
+register → task → deploy → predict state machine runs through; connectors, templating, local models
+and the mirror are already their own modules (``connector``, ``templating``, ``local``, ``mirror``).
+
 Everything lives as documents in ML Commons' system indices through the Engine API, so ``_search``
 on them is a plain search, as in the real plugin. Local models are registered/deployed by background
 threads with the real task state machine; remote models are synchronous. Messages, statuses and
@@ -37,12 +41,15 @@ from kit.node.ml.common import (
     status_error,
 )
 from kit.node.ml.local import LocalModel, ModelLoadError, verify_model_zip
+from kit.node.ml.secrets import CredentialCipher
 from kit.node.ml.templating import parameter_map
 
 if TYPE_CHECKING:
     from kit.node.routing import NodeRequest, Route
 
 __all__ = ["MLCommons"]
+
+P_REDEPLOY_RETRIES = "plugins.ml_commons.model_auto_redeploy.lifetime_retry_times"
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +83,15 @@ class MLCommons:
         self._indices_ready = False
         self._threads: list[threading.Thread] = []
         data_dir = getattr(engine, "data_dir", None)
+        self.cipher = CredentialCipher(Path(data_dir) if data_dir else None)
         self.work_dir: Path | None = Path(data_dir) / "ml-cache" if data_dir else None
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)  # leftovers of a killed process
         register = getattr(getattr(engine, "settings", None), "register_defaults", None)
         if register is not None:
             register(self.settings.defaults())
+        if data_dir and getattr(engine, "index_exists", None) and engine.index_exists(MODEL_INDEX):
+            self._spawn(self.auto_redeploy, "ml-auto-redeploy")
 
     # ================================================================================== plumbing
     def routes(self) -> list["Route"]:
@@ -142,11 +152,14 @@ class MLCommons:
                 for name, mapping in MAPPINGS.items():
                     self.engine.ensure_system_index(name, mapping)
                 self._indices_ready = True
-                # MLSyncUpCron: a model left DEPLOYING by a previous process has no live worker.
-                for hit in self._search_ids(MODEL_INDEX, {"term": {"model_state": "DEPLOYING"}}):
-                    self._update(MODEL_INDEX, hit["_id"], {"model_state": "DEPLOY_FAILED",
-                                                           "current_worker_node_count": 0,
-                                                           "last_updated_time": now_ms()})
+                self._sync_up(set())
+
+    def _sync_up(self, deploying: set[str]) -> None:
+        """MLSyncUpCron: a model left DEPLOYING by a previous process has no live worker."""
+        for hit in self._search_ids(MODEL_INDEX, {"term": {"model_state": "DEPLOYING"}}):
+            if hit["_id"] not in deploying:
+                self._update(MODEL_INDEX, hit["_id"], {"model_state": "DEPLOY_FAILED", "current_worker_node_count": 0,
+                                                       "last_updated_time": now_ms()})
 
     def _get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         try:
@@ -204,6 +217,60 @@ class MLCommons:
                 model.close()
             self._loaded.clear()
         self.settings.http.close()
+
+    # ================================================================================== auto redeploy
+    def auto_redeploy(self) -> list[str]:
+        """``MLModelAutoReDeployer`` at node start: models left deployed (or deploying) by the previous
+        process are deployed again, oldest ``last_deployed_time`` first, each at most
+        ``model_auto_redeploy.lifetime_retry_times`` times in a row (a success sets the count back to 0).
+        DEPLOY_FAILED models are not in its query: they wait for a ``_deploy``, as in ML Commons. A
+        predict that arrives meanwhile waits for its model's load instead of failing."""
+        with self._lock:  # before the sync-up (ML Commons starts its cron once redeploy is arranged)
+            if self._indices_ready:
+                return []
+            for name, mapping in MAPPINGS.items():
+                self.engine.ensure_system_index(name, mapping)
+            picked = self._pick_redeploys() if self.settings.flag("model_auto_redeploy.enable") else []
+            self._sync_up({model_id for model_id, _ in picked})
+            self._indices_ready = True
+        for model_id, fn in picked:
+            task_id = self._new_task("DEPLOY_MODEL", fn, is_async=True, model_id=model_id)
+            try:
+                if fn != "REMOTE":
+                    self._load_local(model_id)
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, ModelLoadError) else self._error_text(exc)
+                log.warning("auto redeploy of model %s failed: %s", model_id, message)
+                self._task_update(task_id, state="FAILED", error=json.dumps({self.node_id: message}))
+                self._update(MODEL_INDEX, model_id, {"model_state": "DEPLOY_FAILED", "current_worker_node_count": 0,
+                                                     "last_updated_time": now_ms()})
+                continue
+            self._mark_deployed(model_id)
+            self._task_update(task_id, state="COMPLETED")
+        return [model_id for model_id, _ in picked]
+
+    def _pick_redeploys(self) -> list[tuple[str, str]]:
+        """(model id, algorithm) of the models to redeploy, their retry count already raised."""
+        limit = int(self.settings.raw(P_REDEPLOY_RETRIES) or 3)
+        hits = self.engine.search(MODEL_INDEX, {
+            "size": 10_000, "sort": [{"last_deployed_time": {"order": "asc", "unmapped_type": "long"}}],
+            "query": {"terms": {"model_state": ["LOADING", "PARTIALLY_LOADED", "LOADED", "DEPLOYING",
+                                                "PARTIALLY_DEPLOYED", "DEPLOYED"]}},
+            "_source": ["auto_redeploy_retry_times", "algorithm"]})["hits"]["hits"]
+        picked = []
+        for hit in hits:
+            src = hit.get("_source") or {}
+            tries = int(src.get("auto_redeploy_retry_times") or 0)
+            fn = str(src.get("algorithm"))
+            if tries >= limit:
+                continue
+            self._update(MODEL_INDEX, hit["_id"], {"auto_redeploy_retry_times": tries + 1})
+            if not self._eligible(remote=fn == "REMOTE") or (fn != "REMOTE" and not self.settings.flag(
+                    "local_model.enabled")):
+                log.info("auto redeploy of model %s skipped: no eligible node", hit["_id"])  # as ML Commons: no change
+                continue
+            picked.append((hit["_id"], fn))
+        return picked
 
     # ================================================================================== eligibility
     def _eligible(self, *, remote: bool) -> bool:
@@ -639,7 +706,7 @@ class MLCommons:
             actions = inline.get("actions") or []
             if not any(str(a.get("action_type", "")).upper() == "PREDICT" for a in actions if isinstance(a, dict)):
                 raise iae("Connector endpoint is required when creating a remote model without connector id!")
-            inline = conn.validate_connector(inline, self.settings)
+            inline = self.cipher.seal(conn.validate_connector(inline, self.settings))
         group_id, _ = self._resolve_group(body, name)
         task_id = self._new_task("REGISTER_MODEL", "REMOTE", is_async=False)
         version = self._next_version(group_id)
@@ -823,7 +890,7 @@ class MLCommons:
                 merged = dict(doc["connector"])
                 update = body["connector"] or {}
                 merged = conn.validate_connector(update, self.settings, update=True, existing=merged)
-                partial["connector"] = merged
+                partial["connector"] = self.cipher.seal(merged)
         if "model_config" in body:
             raise iae("Updating model_config is not supported by the oskit embedded node; register a new version")
         partial["last_updated_time"] = now_ms()
@@ -863,11 +930,14 @@ class MLCommons:
 
     def _mark_deployed(self, model_id: str) -> None:
         now = now_ms()
-        self._update(MODEL_INDEX, model_id, {
+        fields: dict[str, Any] = {
             "model_state": "DEPLOYED", "planning_worker_node_count": 1, "current_worker_node_count": 1,
             "planning_worker_nodes": [self.node_id], "deploy_to_all_nodes": True,
             "last_deployed_time": now, "last_updated_time": now,
-        })
+        }
+        if self.settings.flag("model_auto_redeploy.enable"):
+            fields["auto_redeploy_retry_times"] = 0  # MLForwardTransportAction: a deploy that succeeded
+        self._update(MODEL_INDEX, model_id, fields)
 
     def _deploy_local_job(self, task_id: str, model_id: str) -> None:
         self._task_update(task_id, state="RUNNING")
@@ -1045,6 +1115,7 @@ class MLCommons:
             connector = self._get(CONNECTOR_INDEX, str(doc.get("connector_id")))
             if connector is None:
                 raise status_error(404, "Failed to find connector")
+        connector = self.cipher.open(connector)
         raw_params = body.get("parameters")
         if raw_params is not None and not isinstance(raw_params, dict):
             raise iae("parameters must be an object")
@@ -1066,7 +1137,8 @@ class MLCommons:
         body = self._body(req)
         if not self.settings.flag("remote_inference.enabled"):
             raise status_error(400, REMOTE_DISABLED)
-        doc = conn.validate_connector(body, self.settings)
+        doc = self.cipher.seal(conn.validate_connector(body, self.settings))
+        assert doc is not None
         now = now_ms()
         doc = {k: v for k, v in doc.items() if v is not None}
         doc.update({"created_time": now, "last_updated_time": now})
@@ -1095,7 +1167,8 @@ class MLCommons:
         if deployed:
             raise status_error(400, f"{len(deployed)} models are still using this connector, please undeploy the "
                                     f"models first: [{', '.join(deployed)}]")
-        doc = conn.validate_connector(body, self.settings, update=True, existing=existing)
+        doc = self.cipher.seal(conn.validate_connector(body, self.settings, update=True, existing=existing))
+        assert doc is not None
         doc["last_updated_time"] = now_ms()
         return self._put(CONNECTOR_INDEX, connector_id, {k: v for k, v in doc.items() if v is not None})
 
