@@ -58,6 +58,8 @@ from kit.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics, label_key
 
 __all__ = ["Engine", "EngineClient", "Pipeline", "RemoteBatcher", "RemoteClip", "connect_engine"]
 
+PIPELINE_ENV = "OSKIT_ENGINE_PIPELINE"  # "1": decode of the next batch overlaps the model (CUDA only)
+
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<QBI")
@@ -404,7 +406,8 @@ class Engine:
                          f"{'JPEG jobs and ' if self.device_decode else ''}{size}×{size}×3 pixels")
 
     def _image_loop(self) -> None:
-        if str(self.clip.loaded.device).startswith("cuda"):  # decode overlapped with the model
+        # decode overlapped with the model: opt-in until measured faster served on a GPU (bench/README.md)
+        if str(self.clip.loaded.device).startswith("cuda") and os.environ.get(PIPELINE_ENV) == "1":
             q = self.images
 
             def take() -> tuple[Any, list[Any]] | None:
