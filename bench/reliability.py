@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests" / "provision"))
 sys.path.insert(0, str(ROOT))
 
 PASSWORD = "S3cret"
+OSKIT = [sys.executable, "-c", "import sys; from kit.cli import main; sys.argv[0] = 'oskit'; main()"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
@@ -116,7 +117,7 @@ class Recording:
 
 def cli(args: list[str], *, cwd: Path | None = None, timeout: float = 120,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kit", *args], cwd=cwd, env=env or ENV, text=True,
+    return subprocess.run([*OSKIT, *args], cwd=cwd, env=env or ENV, text=True,
                           capture_output=True, timeout=timeout)
 
 
@@ -321,7 +322,7 @@ def scenario_apply_kill(tmp: Path, points: list[float]) -> dict[str, Any]:
             node = NodeProcess(tmp / f"node-{i}")
             node.start()
             try:
-                proc = subprocess.Popen([sys.executable, "-m", "kit", "apply", "--yes", "--project", str(project),
+                proc = subprocess.Popen([*OSKIT, "apply", "--yes", "--project", str(project),
                                          "--url", node.url], env=ENV, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
                 time.sleep(frac * full)
@@ -525,7 +526,7 @@ def scenario_overload(tmp: Path, n: int, clients: int, max_queue: int, seconds: 
     port = free_port()
     serve_url = f"http://127.0.0.1:{port}"
     env = {**ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    real = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--models", str(models), "--port", str(port),
+    real = subprocess.Popen([*OSKIT, "serve", "--models", str(models), "--port", str(port),
                              "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     node = None
     try:
