@@ -294,9 +294,26 @@ def ml_counts(client: Any) -> dict[str, Any]:
     return out
 
 
-def scenario_apply_kill(tmp: Path, points: list[float]) -> dict[str, Any]:
-    """kill -9 of ``oskit apply`` at fractions of a full apply's duration, each on a fresh node; the
-    rerun must exit 0, ``plan --detailed-exitcode`` then 0, and the ML resources match a clean apply's."""
+def _progress(client: Any) -> dict[str, int]:
+    """What an apply has created so far: ML resources by kind, pipelines, the index."""
+    got: dict[str, int] = {k: v for k, v in ml_counts(client).items() if k in ML_KINDS}
+    for kind, path in (("ingest_pipelines", "/_ingest/pipeline"), ("search_pipelines", "/_search/pipeline")):
+        try:
+            got[kind] = len(client.request("GET", path))
+        except Exception:  # noqa: BLE001 — none yet (404)
+            got[kind] = 0
+    try:
+        client.request("GET", "/images")
+        got["index"] = 1
+    except Exception:  # noqa: BLE001
+        got["index"] = 0
+    return got
+
+
+def scenario_apply_kill(tmp: Path, points: list[str]) -> dict[str, Any]:
+    """kill -9 of ``oskit apply`` as soon as the node holds ``KIND:COUNT`` (e.g. ``connectors:3``), each on
+    a fresh node; the rerun must exit 0, ``plan --detailed-exitcode`` then 0, and the models, connectors
+    and model groups must match a clean apply's (no duplicates)."""
     from provision_helpers import copy_default_project
 
     from kit.cluster.client import connect
@@ -318,29 +335,32 @@ def scenario_apply_kill(tmp: Path, points: list[float]) -> dict[str, Any]:
         node.kill()
         if r.returncode:
             raise RuntimeError(f"clean apply failed: {r.stderr[-2000:]}")
-        for i, frac in enumerate(points):
+        for i, point in enumerate(points):
+            kind, _, count = point.partition(":")
             node = NodeProcess(tmp / f"node-{i}")
             node.start()
             try:
-                proc = subprocess.Popen([*OSKIT, "apply", "--yes", "--project", str(project),
-                                         "--url", node.url], env=ENV, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-                time.sleep(frac * full)
+                client = connect(node.url, max_retries=0)
+                proc = subprocess.Popen([*OSKIT, "apply", "--yes", "--project", str(project), "--url", node.url],
+                                        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                deadline = time.monotonic() + 60
+                while proc.poll() is None and time.monotonic() < deadline:
+                    if _progress(client).get(kind, 0) >= int(count or 1):
+                        break
+                    time.sleep(0.01)
                 finished_first = proc.poll() is not None
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                client = connect(node.url)
-                at_kill = ml_counts(client)
+                at_kill = _progress(client)
                 rerun = cli(["apply", "--yes", "--project", str(project), "--url", node.url])
                 plan = cli(["plan", "--detailed-exitcode", "--project", str(project), "--url", node.url])
                 after = ml_counts(client)
-                row = {"kill_at_s": round(frac * full, 2), "fraction": frac, "apply_had_finished": finished_first,
-                       "at_kill": {k: at_kill[k] for k in ML_KINDS}, "rerun_exit": rerun.returncode,
-                       "plan_exit": plan.returncode, "after": after}
+                row = {"kill_when": point, "apply_had_finished": finished_first, "at_kill": at_kill,
+                       "rerun_exit": rerun.returncode, "plan_exit": plan.returncode, "after": after}
                 rows.append(row)
                 bad = [k for k in ML_KINDS if after[k] != clean[k] or after[f"{k}_duplicate_names"]]
                 if rerun.returncode or plan.returncode or bad:
-                    defects.append(f"kill at {frac:.2f}: rerun exit {rerun.returncode}, plan exit "
+                    defects.append(f"kill at {point}: rerun exit {rerun.returncode}, plan exit "
                                    f"{plan.returncode}, counts differ: {bad} ({rerun.stderr[-400:]})")
             finally:
                 node.kill()
@@ -527,10 +547,14 @@ def scenario_overload(tmp: Path, n: int, clients: int, max_queue: int, seconds: 
     serve_url = f"http://127.0.0.1:{port}"
     env = {**ENV, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     real = subprocess.Popen([*OSKIT, "serve", "--models", str(models), "--port", str(port),
-                             "--device", "cpu"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--device", "cpu"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=(tmp / "serve.log").open("wb"))
     node = None
     try:
-        wait_http(serve_url + "/health", 180, real)
+        try:
+            wait_http(serve_url + "/health", 180, real)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {(tmp / 'serve.log').read_text(errors='replace')[-2000:]}") from None
         os.environ["OSKIT_MODEL_SERVER_URL"] = fake.url
         project = copy_default_project(tmp / "project")
         edit(project / "models" / "clip.yaml", "${env:OSKIT_MODEL_SERVER_URL:-http://127.0.0.1:8765}/clip/embed",
@@ -792,8 +816,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=300, help="images per ingest scenario")
     ap.add_argument("--kills", type=int, default=3, help="node kills in one ingest")
     ap.add_argument("--outage", type=float, default=3.0, help="model server down for this long (s)")
-    ap.add_argument("--apply-points", default="0.35,0.5,0.6,0.7,0.8,0.9",
-                    help="kill apply at these fractions of a clean apply's wall time")
+    ap.add_argument("--apply-points", default="model_groups:1,connectors:1,connectors:3,connectors:5,models:1,"
+                    "models:3,models:5,ingest_pipelines:1,index:1",
+                    help="kill apply as soon as the node holds KIND:COUNT (one fresh node each)")
     ap.add_argument("--fuzz-cases", type=int, default=200)
     ap.add_argument("--hang-s", type=float, default=10.0, help="a fuzz case running longer is a hang")
     ap.add_argument("--flood-clients", type=int, default=24)
@@ -809,7 +834,7 @@ def main() -> int:
     runners: dict[str, Callable[[Path], dict[str, Any]]] = {
         "node_kill": lambda t: scenario_node_kill(t, args.n, args.kills),
         "serve_kill": lambda t: scenario_serve_kill(t, args.n, args.outage),
-        "apply_kill": lambda t: scenario_apply_kill(t, [float(x) for x in args.apply_points.split(",")]),
+        "apply_kill": lambda t: scenario_apply_kill(t, args.apply_points.split(",")),
         "fuzz": lambda t: scenario_fuzz(t, args.fuzz_cases, args.seed, args.hang_s),
         "overload": lambda t: scenario_overload(t, min(args.n, 100), args.flood_clients, args.max_queue, 10.0),
         "bad_requests": lambda t: scenario_bad_requests(t, args.bad_requests, args.seed),
