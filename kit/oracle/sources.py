@@ -1,0 +1,193 @@
+"""Where request sequences come from: the corpus (YAML), recordings of the kit (JSONL), the spec's stories."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from kit.errors import ConfigError
+from kit.oracle.normalise import normalise_text
+from kit.oracle.runner import Exchange, KnownDifference, Outcome, Report, Sequence, Side, Step, compare_exchanges
+
+__all__ = ["CORPUS_DIR", "compare_stories", "load_corpus", "load_recording"]
+
+CORPUS_DIR = Path(__file__).with_name("corpus")
+_STEP_KEYS = {"method", "path", "params", "body", "bulk", "save", "until", "timeout", "compare", "ignore", "note"}
+_TERMINAL = {"state": ["COMPLETED", "FAILED", "COMPLETED_WITH_ERROR", "CANCELLED"],
+             "model_state": ["DEPLOYED", "DEPLOY_FAILED", "PARTIALLY_DEPLOYED", "UNDEPLOYED", "REGISTERED",
+                             "REGISTER_FAILED"]}
+
+
+def _step(raw: Any, where: str) -> Step:
+    if isinstance(raw, str):  # "GET /path"
+        method, _, path = raw.partition(" ")
+        raw = {"method": method, "path": path}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a step is a mapping or 'METHOD /path'")
+    unknown = set(raw) - _STEP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}", hint=f"known: {sorted(_STEP_KEYS)}")
+    if "method" not in raw or "path" not in raw:
+        raise ConfigError(f"{where}: needs method and path")
+    body = raw.get("body")
+    if "bulk" in raw:
+        body = "".join(json.dumps(line) + "\n" for line in raw["bulk"])
+    return Step(method=str(raw["method"]).upper(), path=str(raw["path"]),
+                params={str(k): ("true" if v is True else "false" if v is False else str(v))
+                        for k, v in (raw.get("params") or {}).items()},
+                body=body, save=dict(raw.get("save") or {}), until=raw.get("until"),
+                timeout=float(raw.get("timeout", 60)), compare=bool(raw.get("compare", True)),
+                ignore=list(raw.get("ignore") or []), note=str(raw.get("note", "")))
+
+
+def load_corpus(folder: Path = CORPUS_DIR, only: Iterable[str] = ()) -> list[Sequence]:
+    """Every ``*.yaml`` in ``folder``: ``{description, requires: [...], steps: [...], cleanup: [...]}``."""
+    import yaml
+
+    only = list(only)
+    out = []
+    for file in sorted(Path(folder).glob("*.yaml")):
+        if only and not any(o in file.stem for o in only):
+            continue
+        data = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(data, dict) or "steps" not in data:
+            raise ConfigError(f"{file}: needs 'steps'")
+        steps = [_step(s, f"{file.name}: steps[{i}]") for i, s in enumerate(data["steps"])]
+        cleanup = [_step(s, f"{file.name}: cleanup[{i}]") for i, s in enumerate(data.get("cleanup") or [])]
+        out.append(Sequence(file.stem, "corpus", steps, cleanup, list(data.get("requires") or [])))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ recordings
+_ID_FIELDS = ("model_id", "task_id", "connector_id", "model_group_id", "_id", "id")
+
+
+def _ids_in(body: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    """(dotted path, value) of generated-looking ids in a response body."""
+    if isinstance(body, dict):
+        for k, v in body.items():
+            p = f"{prefix}.{k}" if prefix else str(k)
+            if k in _ID_FIELDS and isinstance(v, str) and normalise_text(v) == "<id>":
+                yield p, v
+            elif isinstance(v, (dict, list)) and k not in ("_source", "hits"):
+                yield from _ids_in(v, p)
+    elif isinstance(body, list):
+        for i, v in enumerate(body[:50]):
+            yield from _ids_in(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def _replace(value: Any, table: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        for old, new in table.items():
+            if old in value:
+                value = value.replace(old, new)
+        return value
+    if isinstance(value, dict):
+        return {_replace(k, table): _replace(v, table) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace(v, table) for v in value]
+    return value
+
+
+def load_recording(path: Path, *, rewrite: Mapping[str, str] | None = None, name: str | None = None) -> Sequence:
+    """A recording (``OSKIT_RECORD_REQUESTS``) as one sequence.
+
+    Ids the recorded cluster generated become per-side variables (each side saves its own from the
+    same place in its answer); repeated polls of one task or model become one step that waits for
+    the state the recording ended in; ``rewrite`` replaces text (e.g. the model server's URL then
+    and now) in every request.
+    """
+    entries = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                entries.append(json.loads(line))
+            except ValueError as exc:
+                raise ConfigError(f"{path}: line {n}: not JSON ({exc})") from None
+    # polls: consecutive identical GETs become one waiting step
+    merged: list[dict[str, Any]] = []
+    for e in entries:
+        if merged and e["method"] == "GET" and merged[-1]["method"] == "GET" and merged[-1]["path"] == e["path"] \
+                and merged[-1].get("params") == e.get("params"):
+            merged[-1] = {**e, "_polled": True}
+        else:
+            merged.append(e)
+    table: dict[str, str] = dict(rewrite or {})
+    steps: list[Step] = []
+    n_var = 0
+    for e in merged:
+        step = Step(method=e["method"], path=_replace(e["path"], table), params=_replace(e.get("params") or {}, table),
+                    body=_replace(e.get("body"), table))
+        resp = e.get("response")
+        if e.get("_polled") and isinstance(resp, dict):
+            for key, terminal in _TERMINAL.items():
+                if isinstance(resp.get(key), str):
+                    step.until = {key: [resp[key]] if resp[key] in terminal else terminal}
+        for p, value in _ids_in(resp):
+            if value in table:
+                continue
+            n_var += 1
+            var = f"rec{n_var}"
+            step.save[var] = p
+            table[value] = f"${{{var}}}"
+        steps.append(step)
+    return Sequence(name or Path(path).stem, "recording", steps)
+
+
+# ------------------------------------------------------------------------------------------ stories
+def _story_exchanges(url: str, spec_dir: Path, only: Iterable[str], auth: tuple[str, str] | None
+                     ) -> tuple[dict[str, list[tuple[str, Exchange]]], dict[str, str]]:
+    from kit.node.conformance import run_conformance
+
+    current: list[tuple[str, Exchange]] = []
+    per_story: dict[str, list[tuple[str, Exchange]]] = {}
+    status: dict[str, str] = {}
+
+    def on_exchange(method: str, url_path: str, body: Any, response: Any) -> None:
+        current.append((f"{method.upper()} {url_path}", Exchange(response.status, response.payload,
+                                                                 response.error)))
+
+    def progress(result: Any) -> None:
+        per_story[result.path] = list(current)
+        status[result.path] = result.line()
+        current.clear()
+
+    run_conformance(spec_dir=spec_dir, url=url, only=list(only), progress=progress, on_exchange=on_exchange,
+                    auth=auth)
+    return per_story, status
+
+
+def compare_stories(a: Side, b: Side, spec_dir: Path, *, only: Iterable[str] = (),
+                    known: list[KnownDifference] | None = None,
+                    auth: tuple[str, str] | None = None) -> tuple[Report, dict[str, tuple[str, str]]]:
+    """Run the spec's stories (``oskit node conformance``) on both sides, compare request by request.
+
+    Returns the report and, per story, each side's result line (PASSED/FAILED/SKIPPED with the reason).
+    A story's requests are compared while both sides sent the same request; after they part, the rest
+    of that story is counted as blocked.
+    """
+    from kit.oracle.runner import load_known_differences
+
+    known = load_known_differences() if known is None else known
+    only = list(only)
+    ex_a, st_a = _story_exchanges(a.url, spec_dir, only, auth)
+    ex_b, st_b = _story_exchanges(b.url, spec_dir, only, auth)
+    report = Report((a.label, b.label), (a.url, b.url))
+    results: dict[str, tuple[str, str]] = {}
+    for story in sorted(set(st_a) | set(st_b)):
+        results[story] = (st_a.get(story, "(not run)"), st_b.get(story, "(not run)"))
+        la, lb = ex_a.get(story, []), ex_b.get(story, [])
+        seq = Sequence(story, "story", [])
+        for i in range(max(len(la), len(lb))):
+            ra = normalise_text(la[i][0]) if i < len(la) else None
+            rb = normalise_text(lb[i][0]) if i < len(lb) else None
+            request = ra or rb or "?"
+            if ra != rb:
+                why = f"{a.label} sent {ra}, {b.label} sent {rb}"
+                report.outcomes.append(Outcome(story, "story", i, request, (None, None), [], [], blocked=why))
+                continue
+            report.outcomes.append(compare_exchanges(seq, i, re.sub(r"\?.*", "", request), Step("GET", ""),
+                                                     la[i][1], lb[i][1], (a, b), known))
+    return report, results
