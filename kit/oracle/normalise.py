@@ -21,7 +21,7 @@ ID, TIME, VERSION, NAME = "<id>", "<time>", "<version>", "<name>"
 _GENERATED = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z0-9_\-]{20}|[A-Za-z0-9_\-]{22}|"
                         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![A-Za-z0-9_\-])")
 _TIME_KEY = re.compile(r"(^took$|_time$|_time_in_millis$|_in_millis$|_in_nanos$|_in_ms$|^timestamp$|_timestamp$|"
-                       r"^time$|^start_time|^end_time|_at$|^elapsed)")
+                       r"^time$|^start_time|^end_time|_at$|^elapsed|(^|\.)creation_date$)")
 _VERSION_KEYS = {"number", "build_hash", "build_date", "build_type", "build_snapshot", "lucene_version",
                  "minimum_wire_compatibility_version", "minimum_index_compatibility_version", "distribution"}
 _NAME_KEYS = {"cluster_name", "cluster_uuid", "node_name", "ephemeral_id", "transport_address", "host", "ip",
@@ -74,24 +74,25 @@ def normalise(value: Any, known: Mapping[str, str] | None = None, *, key: str = 
         out: dict[str, Any] = {}
         for k, v in value.items():
             kk = str(k)
+            nk = normalise_text(kk, known)  # maps keyed by node or model id
             if kk in _VERSION_KEYS and isinstance(v, (str, bool)) and key == "version":
-                out[kk] = VERSION
+                out[nk] = VERSION
             elif root and kk in ("name", "cluster_name", "cluster_uuid") and isinstance(v, str):
-                out[kk] = NAME
+                out[nk] = NAME
             elif kk in _NAME_KEYS:
-                out[kk] = NAME
+                out[nk] = NAME
             elif _TIME_KEY.search(kk) and isinstance(v, (int, float, str)) and not isinstance(v, bool):
-                out[kk] = TIME
+                out[nk] = TIME
             elif kk in ("nodes",) and isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()):
                 # per-node maps are keyed by node id: keep the count and the per-node content
-                out[kk] = {f"<node{i}>": normalise(x, known, key="node", root=False)
+                out[nk] = {f"<node{i}>": normalise(x, known, key="node", root=False)
                            for i, x in enumerate(v.values())}
             elif kk in _ID_KEYS and isinstance(v, str):
-                out[kk] = (known or {}).get(v) or normalise_text(v, known)
+                out[nk] = (known or {}).get(v) or normalise_text(v, known)
             elif isinstance(v, list) and _is_hit_list(kk, v):
-                out[kk] = [normalise(h, known, key="hit", root=False) for h in _sort_ties(v)]
+                out[nk] = [normalise(h, known, key="hit", root=False) for h in _sort_ties(v)]
             else:
-                out[kk] = normalise(v, known, key=kk, root=False)
+                out[nk] = normalise(v, known, key=kk, root=False)
         return out
     if isinstance(value, list):
         return [normalise(v, known, key=key, root=False) for v in value]

@@ -24,7 +24,8 @@ from kit.oracle.normalise import compare, normalise, normalise_path
 __all__ = ["Exchange", "KnownDifference", "Outcome", "Report", "Sequence", "Side", "Step",
            "load_known_differences", "run_sequences"]
 
-_VAR = re.compile(r"\$\{([A-Za-z0-9_.\-]+)\}")
+# runner variables are plain names; ${parameters.x} and the like belong to ML Commons templates
+_VAR = re.compile(r"\$\{([A-Za-z0-9_\-]+)\}")
 KNOWN_FILE = Path(__file__).with_name("known_differences.yaml")
 
 
