@@ -407,12 +407,10 @@ class HttpTransport:
     """Sends chapter requests with httpx, serialising like upstream's ChapterReader (axios + qs)."""
 
     def __init__(self, url: str, *, timeout: float = 120.0, auth: tuple[str, str] | None = None,
-                 transport: Any = None, on_exchange: Callable[..., None] | None = None) -> None:
+                 transport: Any = None) -> None:
         import httpx
 
         self.url = url.rstrip("/")
-        # ``on_exchange(method, url, body, response)`` sees every request (the differential oracle records them)
-        self.on_exchange = on_exchange
         # ``transport``: an httpx transport, e.g. httpx.MockTransport in tests
         self._client = httpx.Client(base_url=self.url, timeout=timeout, auth=auth, transport=transport)
 
@@ -429,11 +427,8 @@ class HttpTransport:
         try:
             r = self._client.request(method, url, headers=dict(headers), content=body)
         except httpx.HTTPError as exc:
-            failed = Response(status=None, content_type=None, message=str(exc) or type(exc).__name__,
-                              error=type(exc).__name__)
-            if self.on_exchange is not None:
-                self.on_exchange(method, url, body, failed)
-            return failed
+            return Response(status=None, content_type=None, message=str(exc) or type(exc).__name__,
+                            error=type(exc).__name__)
         content_type = (r.headers.get("content-type") or "").split(";")[0].strip() or None
         resp = Response(status=r.status_code, content_type=content_type)
         if method.upper() != "HEAD" or r.content or content_type is not None:
@@ -443,8 +438,6 @@ class HttpTransport:
             if isinstance(resp.payload, dict) and isinstance(resp.payload.get("error"), dict):
                 reason = resp.payload["error"].get("reason")
             resp.message = str(reason) if reason is not None else r.reason_phrase
-        if self.on_exchange is not None:
-            self.on_exchange(method, url, body, resp)
         return resp
 
 
@@ -1054,7 +1047,6 @@ def run_conformance(
     dry_run: bool = False,
     version: str = DRY_RUN_VERSION,
     mirror_dir: Path | None | bool = True,
-    on_exchange: Callable[..., None] | None = None,
 ) -> ConformanceReport:
     """Run the stories against ``url`` or, when it is None, a fresh embedded node.
 
@@ -1065,7 +1057,6 @@ def run_conformance(
     chapter's operation exists and its parameters and body validate, for server ``version``.
     ``mirror_dir``: for a fresh node, the offline pretrained-model mirror (``True``: build or reuse
     the MiniLM one under the cache dir; ``False``: none; ``OSKIT_ML_MIRROR`` when set wins).
-    ``on_exchange(method, url, body, response)``: called for every request sent (see :class:`HttpTransport`).
     """
     from fnmatch import fnmatch
 
@@ -1110,7 +1101,7 @@ def run_conformance(
             fresh = True
         else:
             fresh = False
-        transport = HttpTransport(url, auth=auth, on_exchange=on_exchange)
+        transport = HttpTransport(url, auth=auth)
         stack.callback(transport.close)
         info = _server_info(transport)
         version = str((info.get("version") or {}).get("number") or "")

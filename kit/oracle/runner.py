@@ -64,10 +64,12 @@ class KnownDifference:
     request: str  # regex on "METHOD /normalised/path"
     path: str  # glob on the difference's path ("*" for all)
     reason: str
+    contains: str = ""  # text the difference line must contain (e.g. a word of the message)
 
     def matches(self, request: str, diff: str) -> bool:
         diff_path = diff.split(":", 1)[0]
-        return bool(re.search(self.request, request)) and fnmatch(diff_path, self.path)
+        return (bool(re.search(self.request, request)) and fnmatch(diff_path, self.path)
+                and self.contains in diff)
 
 
 @dataclass
@@ -101,7 +103,14 @@ class Outcome:
             out["documented"] = [{"difference": d, "reason": r} for d, r in self.documented]
         if self.blocked:
             out["blocked"] = self.blocked
+        if self.differences:
+            out["answers"] = [_clip(b) for b in self.bodies]
         return out
+
+
+def _clip(body: Any, limit: int = 1500) -> Any:
+    text = json.dumps(body, default=str)
+    return body if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass
@@ -241,7 +250,8 @@ def load_known_differences(path: Path = KNOWN_FILE) -> list[KnownDifference]:
     out = []
     for i, entry in enumerate(data):
         try:
-            out.append(KnownDifference(str(entry["request"]), str(entry.get("path", "*")), str(entry["reason"])))
+            out.append(KnownDifference(str(entry["request"]), str(entry.get("path", "*")), str(entry["reason"]),
+                                       str(entry.get("contains", ""))))
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: [{i}]: needs 'request' and 'reason' ({exc})") from None
     return out

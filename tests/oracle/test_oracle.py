@@ -228,3 +228,29 @@ def test_cli_compare_rejects_a_bad_rewrite(two_nodes: tuple[str, str]) -> None:
                                        "--no-corpus", "--rewrite", "nothing"])
     assert result.exit_code == 2
     assert "'nothing' is not OLD=NEW" in result.output
+
+
+# ---------------------------------------------------------------------------------------------- stories
+def test_stories_run_through_the_recording_proxy_on_both_sides(two_nodes: tuple[str, str], spec_dir: Path) -> None:
+    from kit.oracle import compare_stories
+
+    a, b = Side("real", two_nodes[0]), Side("node", two_nodes[1])
+    report, results = compare_stories(a, b, spec_dir, only=["default/_core/info.yaml"], known=[])
+    a.close()
+    b.close()
+    assert list(results) == ["default/_core/info.yaml"]
+    assert results["default/_core/info.yaml"][0] == results["default/_core/info.yaml"][1]
+    assert results["default/_core/info.yaml"][0].startswith("PASSED")
+    assert report.compared >= 2 and report.count("equal") == report.compared, report.to_dict()
+
+
+def test_the_recording_proxy_forwards_and_records(two_nodes: tuple[str, str]) -> None:
+    from kit.oracle.proxy import RecordingProxy
+
+    with RecordingProxy(two_nodes[0]) as proxy:
+        r = httpx.put(proxy.url + "/p", json={"settings": {"index.number_of_replicas": 0}})
+        h = httpx.head(proxy.url + "/p")
+        g = httpx.get(proxy.url + "/_cat/indices/p", params={"h": "index"})
+    assert (r.status_code, h.status_code, g.text.strip()) == (200, 200, "p")
+    assert [(m, p, s) for m, p, _, s, _ in proxy.take()] == [("PUT", "/p", 200), ("HEAD", "/p", 200),
+                                                              ("GET", "/_cat/indices/p?h=index", 200)]
