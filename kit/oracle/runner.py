@@ -345,6 +345,12 @@ def compare_exchanges(seq: Sequence, index: int, request: str, step: Step, ex_a:
     diffs.extend(compare(na, nb, labels=(la, lb)))
     diffs = [d for d in diffs if not any(fnmatch(d.split(":", 1)[0], g) for g in step.ignore)]
     open_diffs, documented = [], []
+    # an entry with path "*" and a text to contain documents the whole answer once any line shows that text
+    whole = next((k for k in known if k.path == "*" and k.contains
+                  and any(k.matches(request, d) for d in diffs)), None)
+    if whole is not None:
+        return Outcome(seq.name, seq.source, index, request, (ex_a.status, ex_b.status), [],
+                       [(d, whole.reason) for d in diffs], bodies=(ex_a.body, ex_b.body))
     for d in diffs:
         reason = next((k.reason for k in known if k.matches(request, d)), None)
         if reason is None:

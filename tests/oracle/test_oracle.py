@@ -254,3 +254,21 @@ def test_the_recording_proxy_forwards_and_records(two_nodes: tuple[str, str]) ->
     assert (r.status_code, h.status_code, g.text.strip()) == (200, 200, "p")
     assert [(m, p, s) for m, p, _, s, _ in proxy.take()] == [("PUT", "/p", 200), ("HEAD", "/p", 200),
                                                               ("GET", "/_cat/indices/p?h=index", 200)]
+
+
+def test_a_documented_text_documents_the_whole_answer() -> None:
+    from kit.oracle.runner import Exchange, compare_exchanges
+
+    a, b = Side("real", "http://127.0.0.1:9"), Side("node", "http://127.0.0.1:9")
+    unsupported = {"error": {"type": "illegal_argument_exception",
+                             "reason": "[prefix query] is not supported by the oskit embedded node"}, "status": 400}
+    known = [KnownDifference("_search$", "*", "subset", "is not supported by the oskit embedded node")]
+    out = compare_exchanges(Sequence("s", "corpus", []), 0, "POST /i/_search", Step("POST", "/i/_search"),
+                            Exchange(200, {"hits": {"total": 1}}), Exchange(400, unsupported), (a, b), known)
+    assert out.state == "documented" and out.differences == []
+    assert {r for _, r in out.documented} == {"subset"} and len(out.documented) == 4
+    other = compare_exchanges(Sequence("s", "corpus", []), 0, "POST /i/_search", Step("POST", "/i/_search"),
+                              Exchange(200, {"hits": {"total": 1}}), Exchange(200, {"hits": {"total": 2}}), (a, b), known)
+    assert other.state == "different" and other.differences == ["hits.total: real 1, node 2"]
+    a.close()
+    b.close()
