@@ -95,13 +95,14 @@ def start(data_dir: Path | None, host: str, port: int, user: str | None, os_vers
               help="Replay a recording of the kit's requests (OSKIT_RECORD_REQUESTS=FILE) on both sides.")
 @click.option("--rewrite", multiple=True, metavar="OLD=NEW",
               help="Replace text in replayed requests (e.g. the model server URL at recording time).")
+@click.option("--allow-faiss", is_flag=True, help="Replay faiss k-NN fields as recorded (the real cluster has FAISS).")
 @click.option("--stories", is_flag=True, help="Also run the spec's test stories on both sides and compare each request.")
 @click.option("--model-server", default=None, envvar="OSKIT_MODEL_SERVER_URL",
               help="Model server both clusters can reach (ML and neural corpus files need it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the JSON report here.")
 def compare_cmd(real_url: str, node_url: str | None, corpus: bool, only: tuple[str, ...], recordings: tuple[Path, ...],
-                rewrite: tuple[str, ...], stories: bool, model_server: str | None, as_json: bool,
+                rewrite: tuple[str, ...], allow_faiss: bool, stories: bool, model_server: str | None, as_json: bool,
                 out: Path | None) -> None:
     """Send the same requests to a real OpenSearch and to the node, and list every difference.
 
@@ -128,6 +129,7 @@ def compare_cmd(real_url: str, node_url: str | None, corpus: bool, only: tuple[s
         table[old] = new
     report, story_results = run_compare(
         real_url, node_url, corpus=corpus, only=only, recordings=recordings, rewrite=table, stories=stories,
+        allow_faiss=allow_faiss,
         model_server=model_server,
         progress=None if as_json else lambda o: click.echo(f"{o.state:10} {o.source} {o.sequence} #{o.index} "
                                                            f"{o.request}", err=True))

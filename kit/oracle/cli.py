@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -26,7 +27,7 @@ def _version(url: str) -> str:
 
 def run_compare(real_url: str, node_url: str | None = None, *, corpus: bool = True, only: Iterable[str] = (),
                 recordings: Iterable[Path] = (), rewrite: Mapping[str, str] | None = None, stories: bool = False,
-                model_server: str | None = None, spec_dir: Path | None = None,
+                model_server: str | None = None, spec_dir: Path | None = None, allow_faiss: bool = False,
                 progress: Callable[[Outcome], None] | None = None) -> tuple[Report, dict[str, tuple[str, str]]]:
     """Compare ``node_url`` (or a fresh embedded node at the real one's version) against ``real_url``."""
     only = list(only)
@@ -42,7 +43,14 @@ def run_compare(real_url: str, node_url: str | None = None, *, corpus: bool = Tr
         stack.callback(real.close)
         stack.callback(node.close)
         sequences = load_corpus(only=only) if corpus else []
-        sequences += [load_recording(p, rewrite=rewrite) for p in recordings]
+        replays = [load_recording(p, rewrite=rewrite) for p in recordings]
+        if not allow_faiss:
+            for seq in replays:
+                if any('"faiss"' in json.dumps(step.body) for step in seq.steps if step.body is not None):
+                    raise NodeError(f"recording {seq.name} creates faiss k-NN fields: a real node built from Maven "
+                                    "Central has no FAISS natives and exits on the first such document",
+                                    hint="pass --rewrite faiss=lucene (or --allow-faiss for a cluster with the natives)")
+        sequences += replays
         variables: dict[str, Any] = {"model_server": (model_server or "").rstrip("/")}
         report = run_sequences(sequences, real, node, variables=variables, progress=progress)
         story_results: dict[str, tuple[str, str]] = {}

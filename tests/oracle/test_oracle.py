@@ -272,3 +272,19 @@ def test_a_documented_text_documents_the_whole_answer() -> None:
     assert other.state == "different" and other.differences == ["hits.total: real 1, node 2"]
     a.close()
     b.close()
+
+
+def test_a_recording_with_faiss_fields_is_refused_unless_rewritten(two_nodes: tuple[str, str], tmp_path: Path) -> None:
+    from kit.errors import NodeError
+    from kit.oracle.cli import run_compare
+
+    rec = tmp_path / "r.jsonl"
+    body = {"settings": {"index.knn": True}, "mappings": {"properties": {"v": {
+        "type": "knn_vector", "dimension": 2, "method": {"name": "hnsw", "engine": "faiss", "space_type": "l2"}}}}}
+    rec.write_text(json.dumps({"method": "PUT", "path": "/f", "params": {}, "body": body, "status": 200,
+                               "response": {"acknowledged": True}}) + "\n")
+    with pytest.raises(NodeError, match="no FAISS natives") as err:
+        run_compare(two_nodes[0], two_nodes[1], corpus=False, recordings=[rec])
+    assert err.value.hint == "pass --rewrite faiss=lucene (or --allow-faiss for a cluster with the natives)"
+    report, _ = run_compare(two_nodes[0], two_nodes[1], corpus=False, recordings=[rec], rewrite={"faiss": "lucene"})
+    assert [(o.request, o.state) for o in report.outcomes] == [("PUT /f", "equal")]
