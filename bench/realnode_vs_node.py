@@ -59,15 +59,21 @@ def mapping(method: dict[str, Any] | None, dim: int, replicas: int = 0) -> dict[
                                         "width": {"type": "integer"}, "vec": vec}}}
 
 
-def load(url: str, index: str, body: dict[str, Any], data: np.ndarray, batch: int) -> dict[str, float]:
+def load(url: str, index: str, body: dict[str, Any], data: np.ndarray, batch: int,
+         budget_s: float) -> dict[str, Any]:
+    """Bulk ``data`` in; stops early (and says how many went in) when ``budget_s`` is spent."""
     with httpx.Client(base_url=url, timeout=1800) as c:
         r = c.put(f"/{index}", json=body)
         assert r.status_code == 200, r.text
         lean = LeanClient(url)
         t = time.perf_counter()
+        loaded = 0
         for s in range(0, len(data), batch):
             status, resp = lean.post("/_bulk", fast_bulk_body(index, s, data[s:s + batch]), "application/x-ndjson")
             assert status == 200 and b'"errors":false' in resp[:64], resp[:500]
+            loaded = min(s + batch, len(data))
+            if time.perf_counter() - t > budget_s:
+                break
         bulk_s = time.perf_counter() - t
         lean.close()
         t = time.perf_counter()
@@ -75,8 +81,8 @@ def load(url: str, index: str, body: dict[str, Any], data: np.ndarray, batch: in
         c.post(f"/{index}/_refresh").raise_for_status()
         refresh_s = time.perf_counter() - t
         count = c.get(f"/{index}/_count").json()["count"]
-        assert count == len(data), count
-    return {"bulk_docs_per_s": round(len(data) / bulk_s, 1), "bulk_s": round(bulk_s, 2),
+        assert count == loaded, (count, loaded)
+    return {"docs": loaded, "bulk_docs_per_s": round(loaded / bulk_s, 1), "bulk_s": round(bulk_s, 2),
             "refresh_after_bulk_s": round(refresh_s, 2)}
 
 
@@ -265,6 +271,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--neural-queries", type=int, default=100)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--bulk-budget-s", type=float, default=900,
+                    help="stop loading an index after this long (the report says how many docs went in)")
     ap.add_argument("--images", type=int, default=96)
     ap.add_argument("--image-batch", type=int, default=16)
     ap.add_argument("--image-clients", type=int, default=2)
@@ -284,7 +292,14 @@ def main() -> None:
     rng = np.random.default_rng(3)
     qs = data[rng.integers(0, args.n, args.queries)] + 0.05 * rng.standard_normal((args.queries, args.dim)).astype(np.float32)
     qs /= np.linalg.norm(qs, axis=1, keepdims=True)
-    exact = exact_topk(data, qs, K)
+    exacts: dict[int, list[set[int]]] = {}
+
+    def exact_for(n: int) -> list[set[int]]:  # ground truth over what was loaded (a side may stop early)
+        if n not in exacts:
+            exacts[n] = exact_topk(data[:n], qs, K)
+        return exacts[n]
+
+    exact_for(args.n)
 
     serve_proc = None
     model_server = ""
@@ -309,7 +324,9 @@ def main() -> None:
                 if "knn" not in skip:
                     variants = {"lucene": LUCENE} if real else {"default": None, "lucene": LUCENE}
                     for name, method in variants.items():
-                        r = load(side.url, f"knn-{name}", mapping(method, args.dim), data, args.batch)
+                        r = load(side.url, f"knn-{name}", mapping(method, args.dim), data, args.batch,
+                                 args.bulk_budget_s)
+                        exact = exact_for(r["docs"])
                         if not real:
                             t = time.perf_counter()
                             httpx.get(f"{side.url}/_plugins/_knn/warmup/knn-{name}", timeout=1800).raise_for_status()
