@@ -137,7 +137,11 @@ def load_recording(path: Path, *, rewrite: Mapping[str, str] | None = None, name
 
 
 # ------------------------------------------------------------------------------------------ stories
-def _story_exchanges(url: str, spec_dir: Path, only: Iterable[str], auth: tuple[str, str] | None
+REAL_SKIPS_FILE = Path(__file__).with_name("real_node_skips.yaml")
+
+
+def _story_exchanges(url: str, spec_dir: Path, only: Iterable[str], auth: tuple[str, str] | None,
+                     skips: Mapping[str, str] | None = None
                      ) -> tuple[dict[str, list[tuple[str, Exchange]]], dict[str, str]]:
     """Run the stories against ``url`` through a recording proxy; each story's exchanges, in order."""
     from kit.node.conformance import run_conformance
@@ -150,7 +154,8 @@ def _story_exchanges(url: str, spec_dir: Path, only: Iterable[str], auth: tuple[
             per_story[result.path] = [(f"{m} {p}", Exchange(st, resp)) for m, p, _, st, resp in proxy.take()]
             status[result.path] = result.line()
 
-        run_conformance(spec_dir=spec_dir, url=proxy.url, only=list(only), progress=progress, auth=auth)
+        run_conformance(spec_dir=spec_dir, url=proxy.url, only=list(only), progress=progress, auth=auth,
+                        skip_list=skips)
     return per_story, status
 
 
@@ -170,12 +175,19 @@ def compare_stories(a: Side, b: Side, spec_dir: Path, *, only: Iterable[str] = (
     import kit.node.conformance as conformance
 
     # what upstream CI sets on its cluster before the ml stories (the runner does it only for a fresh node)
-    settings = getattr(conformance, "UPSTREAM_ML_SETTINGS", None)
-    if settings:
-        for side in (a, b):
-            side.send("PUT", "/_cluster/settings", {}, {"persistent": settings})
-    ex_a, st_a = _story_exchanges(a.url, spec_dir, only, auth)
-    ex_b, st_b = _story_exchanges(b.url, spec_dir, only, auth)
+    settings = dict(getattr(conformance, "UPSTREAM_ML_SETTINGS", None) or {})
+    # the stories create connectors to public endpoints (ML Commons' default trusted list); a test node
+    # may trust only loopback: both sides get the plugin's defaults (read from the node) plus loopback
+    key = "plugins.ml_commons.trusted_connector_endpoints_regex"
+    defaults = b.send("GET", "/_cluster/settings", {"include_defaults": "true", "flat_settings": "true"}, None).body
+    trusted = (defaults or {}).get("defaults", {}).get(key) if isinstance(defaults, dict) else None
+    if isinstance(trusted, list):
+        settings[key] = trusted + [r"^http://127\.0\.0\.1:[0-9]+/.*$", r"^http://localhost:[0-9]+/.*$"]
+    for side in (a, b):
+        side.send("PUT", "/_cluster/settings", {}, {"persistent": settings})
+    skips = {**conformance.load_skip_list(), **conformance.load_skip_list(REAL_SKIPS_FILE)}
+    ex_a, st_a = _story_exchanges(a.url, spec_dir, only, auth, skips)
+    ex_b, st_b = _story_exchanges(b.url, spec_dir, only, auth, skips)
     report = Report((a.label, b.label), (a.url, b.url))
     results: dict[str, tuple[str, str]] = {}
     for story in sorted(set(st_a) | set(st_b)):
