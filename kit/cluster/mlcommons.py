@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -130,8 +131,17 @@ def deploy_model(client: Client, model_id: str, *, name: str, timeout: float) ->
     if resp.get("task_id"):
         # Even a COMPLETED answer (remote models) is confirmed through the task: it carries the error text.
         wait_for_task(client, str(resp["task_id"]), timeout=timeout, what=f"deploy {name}")
-    model = get_model(client, model_id) or {}
-    state = model.get("model_state")
+    # Real ML Commons writes the model's state after the task says COMPLETED: a GET right after may still
+    # say DEPLOYING for a moment, so wait for it (bounded) before judging.
+    deadline = time.monotonic() + min(timeout, 60.0)
+    delay = 0.05
+    while True:
+        model = get_model(client, model_id) or {}
+        state = model.get("model_state")
+        if state != "DEPLOYING" or time.monotonic() >= deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
     if state not in ("DEPLOYED", None):
         raise ModelError(f"model '{name}' is {state} after deploy", hint="check the cluster's ML Commons logs")
 

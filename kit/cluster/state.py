@@ -149,6 +149,13 @@ def read_state(client: Client, desired: Desired) -> LiveState:
             continue
         mk = parse_marker(src.get("description"))
         if mk and mk[0] == project and mk[1]:
+            # _search is near-real-time on a real cluster (refreshed each second) and ML Commons writes a
+            # model's state and description updates without a refresh: GET by id is real-time.
+            fresh = _get_or_empty(client, f"/_plugins/_ml/models/{hit['_id']}")
+            if not fresh:
+                continue  # deleted since the last refresh
+            src = fresh
+            mk = parse_marker(src.get("description")) or mk
             models.append(LiveModel(id=hit["_id"], name=str(src.get("name", "")),
                                     description=str(src.get("description")), project=mk[0], logical=mk[1],
                                     fingerprint=mk[2], raw=src, state=str(src.get("model_state", "UNKNOWN")),

@@ -63,6 +63,7 @@ def create_app(calls: list[str] | None = None) -> Starlette:
     return Starlette(routes=[Route("/clip/embed", clip_embed, methods=["POST"]), Route("/ocr", ocr, methods=["POST"]),
                              Route("/tags", tags, methods=["POST"]), Route("/captions", captions, methods=["POST"]),
                              Route("/embed-texts", embed_texts, methods=["POST"]),
+                             Route("/text/embed", embed_texts, methods=["POST"]),
                              Route("/health", health)])
 
 
