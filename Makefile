@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.oskit-installed
 TSTAMP := $(VENV)/.oskit-test-installed
 
-.PHONY: setup setup-test demo test real-node test-real bench oracle lint clean
+.PHONY: setup setup-test demo test real-node test-real test-real-cluster bench oracle lint clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ real-node: setup-test
 
 test-real: real-node
 	$(BIN)/python -m pytest -q tests/real
+
+# Three real nodes on loopback (512 MB heaps) with environments/real-cluster.yaml: shards, replicas, a node lost.
+test-real-cluster: real-node
+	$(BIN)/python -m pytest -q tests/real_cluster
 
 bench: setup
 	@echo "benchmarks are run by hand: see bench/README.md"
