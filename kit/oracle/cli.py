@@ -50,11 +50,10 @@ def run_compare(real_url: str, node_url: str | None = None, *, corpus: bool = Tr
                     raise NodeError(f"recording {seq.name} creates faiss k-NN fields: a real node built from Maven "
                                     "Central has no FAISS natives and exits on the first such document",
                                     hint="pass --rewrite faiss=lucene (or --allow-faiss for a cluster with the natives)")
-        sequences += replays
         variables: dict[str, Any] = {"model_server": (model_server or "").rstrip("/")}
         report = run_sequences(sequences, real, node, variables=variables, progress=progress)
         story_results: dict[str, tuple[str, str]] = {}
-        if stories:
+        if stories:  # before the replays, which leave the project's resources on both sides
             from kit.node.conformance import default_spec_dir
 
             spec = spec_dir or default_spec_dir()
@@ -66,4 +65,8 @@ def run_compare(real_url: str, node_url: str | None = None, *, corpus: bool = Tr
             if progress is not None:
                 for o in story_report.outcomes:
                     progress(o)
+        if replays:
+            replayed = run_sequences(replays, real, node, variables=variables, progress=progress)
+            report.outcomes.extend(replayed.outcomes)
+            report.skipped.extend(replayed.skipped)
         return report, story_results
