@@ -6,6 +6,7 @@ Each line is one exchange::
     {"seq": 3, "method": "PUT", "path": "/images", "params": {...}, "body": {...} | "ndjson text" | null,
      "status": 200, "response": {...} | null, "ms": 12.3}
 
+A body that is not UTF-8 text (a model chunk) is kept as ``{"__oskit_binary_base64__": "..."}``.
 Secrets never reach the file: connector ``credential`` values and anything under a key that names a
 secret (password, api_key, token, secret, authorization) are replaced by ``"<redacted>"``. Several
 processes may append to one file (each line is written under an exclusive lock).
@@ -19,10 +20,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REDACTED", "Recorder", "active_recorder", "redact", "start_recording", "stop_recording"]
+__all__ = ["BINARY", "REDACTED", "Recorder", "active_recorder", "redact", "start_recording", "stop_recording"]
 
 ENV_VAR = "OSKIT_RECORD_REQUESTS"
 REDACTED = "<redacted>"
+BINARY = "__oskit_binary_base64__"  # a request body that is not text
 _SECRET_KEYS = ("password", "api_key", "apikey", "token", "secret", "authorization", "access_key",
                 "session_key")
 
@@ -49,7 +51,12 @@ def _body_for_record(body: Any) -> Any:
     if body is None:
         return None
     if isinstance(body, (bytes, bytearray)):
-        body = bytes(body).decode("utf-8", "replace")
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:  # model chunks: kept exactly, replayed as the same bytes
+            import base64
+
+            return {BINARY: base64.b64encode(bytes(body)).decode("ascii")}
     if isinstance(body, str):
         # _bulk and other NDJSON bodies: redact line by line, keep the text form
         if "\n" in body.strip():

@@ -174,7 +174,10 @@ class Side:
 
         headers: dict[str, str] = {}
         content: bytes | None = None
-        if body is not None:
+        if isinstance(body, bytes):
+            content = body
+            headers["content-type"] = "application/octet-stream"
+        elif body is not None:
             if isinstance(body, str):
                 content = body.encode()
                 headers["content-type"] = "application/x-ndjson" if "_bulk" in path or "_msearch" in path \

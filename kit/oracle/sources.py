@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from kit.cluster.recording import BINARY
 from kit.errors import ConfigError
 from kit.oracle.normalise import normalise_text
 from kit.oracle.runner import Exchange, KnownDifference, Outcome, Report, Sequence, Side, Step, compare_exchanges
@@ -118,12 +120,18 @@ def load_recording(path: Path, *, rewrite: Mapping[str, str] | None = None, name
     steps: list[Step] = []
     n_var = 0
     for e in merged:
+        body = e.get("body")
+        if isinstance(body, dict) and set(body) == {BINARY}:
+            body = base64.b64decode(body[BINARY])  # bytes: sent as recorded, never substituted into
+        else:
+            body = _replace(body, table)
         step = Step(method=e["method"], path=_replace(e["path"], table), params=_replace(e.get("params") or {}, table),
-                    body=_replace(e.get("body"), table))
+                    body=body)
         resp = e.get("response")
-        if e.get("_polled") and isinstance(resp, dict):
+        # a task or model the kit read in a state it waits for: the other cluster may need longer to get there
+        if e["method"] == "GET" and e["path"].startswith("/_plugins/_ml/") and isinstance(resp, dict):
             for key, terminal in _TERMINAL.items():
-                if isinstance(resp.get(key), str):
+                if isinstance(resp.get(key), str) and (e.get("_polled") or resp[key] in terminal):
                     step.until = {key: [resp[key]] if resp[key] in terminal else terminal}
         for p, value in _ids_in(resp):
             if value in table:

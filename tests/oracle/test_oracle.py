@@ -288,3 +288,16 @@ def test_a_recording_with_faiss_fields_is_refused_unless_rewritten(two_nodes: tu
     assert err.value.hint == "pass --rewrite faiss=lucene (or --allow-faiss for a cluster with the natives)"
     report, _ = run_compare(two_nodes[0], two_nodes[1], corpus=False, recordings=[rec], rewrite={"faiss": "lucene"})
     assert [(o.request, o.state) for o in report.outcomes] == [("PUT /f", "equal")]
+
+
+def test_binary_bodies_are_recorded_and_replayed_byte_for_byte(tmp_path: Path) -> None:
+    from kit.cluster.recording import Recorder
+
+    chunk = bytes(range(256)) + b"${g} ${1}"  # not UTF-8, and text that looks like a variable
+    rec = Recorder(tmp_path / "r.jsonl")
+    rec.record("POST", "/_plugins/_ml/models/m/upload_chunk/0", {}, chunk, 200, {"status": "Uploaded"}, 1.0)
+    rec.record("GET", "/_plugins/_ml/tasks/Ab3dE6gH9jK2mN5pQ8sT", {}, None, 200,
+               {"state": "COMPLETED", "model_id": "Zy3dE6gH9jK2mN5pQ8sT"}, 1.0)
+    seq = load_recording(tmp_path / "r.jsonl")
+    assert seq.steps[0].body == chunk
+    assert seq.steps[1].until == {"state": ["COMPLETED"]}  # the other cluster may still be RUNNING
