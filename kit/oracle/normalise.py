@@ -57,11 +57,19 @@ def _is_hit_list(key: str, value: list[Any]) -> bool:
 
 
 def _sort_ties(hits: list[Any]) -> list[Any]:
-    """Equal scores come back in index order, which two clusters need not share: order ties by id."""
-    def key(h: Any) -> tuple[float, str]:
+    """Equal scores come back in index order, which two clusters need not share: order ties by id (or,
+    for generated ids, by content)."""
+    import json
+
+    def key(h: Any) -> tuple[float, str, str]:
         score = h.get("_score")
         s = -float(score) if isinstance(score, (int, float)) else 0.0
-        return (round(s, 5), str(h.get("_id")))
+        doc_id = str(h.get("_id"))
+        if normalise_text(doc_id) == ID:
+            doc_id = ""
+        return (round(s, 5), doc_id, json.dumps(h.get("_source"), sort_keys=True, default=str))
+    if any("sort" in h for h in hits):  # an explicit sort: the order is the answer
+        return hits
     return sorted(hits, key=key)
 
 
