@@ -282,12 +282,14 @@ def test_a_recording_with_faiss_fields_is_refused_unless_rewritten(two_nodes: tu
     body = {"settings": {"index.knn": True}, "mappings": {"properties": {"v": {
         "type": "knn_vector", "dimension": 2, "method": {"name": "hnsw", "engine": "faiss", "space_type": "l2"}}}}}
     rec.write_text(json.dumps({"method": "PUT", "path": "/f", "params": {}, "body": body, "status": 200,
-                               "response": {"acknowledged": True}}) + "\n")
+                               "response": {"acknowledged": True}}) + "\n"
+                   + json.dumps({"method": "POST", "path": "/f/_doc/1", "params": {},  # bytes are not looked into
+                                 "body": {"__oskit_binary_base64__": "AP8="}, "status": 400, "response": {}}) + "\n")
     with pytest.raises(NodeError, match="no FAISS natives") as err:
         run_compare(two_nodes[0], two_nodes[1], corpus=False, recordings=[rec])
     assert err.value.hint == "pass --rewrite faiss=lucene (or --allow-faiss for a cluster with the natives)"
     report, _ = run_compare(two_nodes[0], two_nodes[1], corpus=False, recordings=[rec], rewrite={"faiss": "lucene"})
-    assert [(o.request, o.state) for o in report.outcomes] == [("PUT /f", "equal")]
+    assert [(o.request, o.state) for o in report.outcomes] == [("PUT /f", "equal"), ("POST /f/_doc/1", "equal")]
 
 
 def test_binary_bodies_are_recorded_and_replayed_byte_for_byte(tmp_path: Path) -> None:
