@@ -174,9 +174,9 @@ class Side:
 
         headers: dict[str, str] = {}
         content: bytes | None = None
-        if isinstance(body, bytes):
+        if isinstance(body, bytes):  # as opensearch-py sends a model chunk
             content = body
-            headers["content-type"] = "application/octet-stream"
+            headers["content-type"] = "application/json"
         elif body is not None:
             if isinstance(body, str):
                 content = body.encode()
