@@ -26,7 +26,10 @@ NODES = 3
 @pytest.fixture(scope="module")
 def real_cluster() -> Iterator[list[Any]]:
     from kit.realnode import DEFAULT_VERSION, RealNode
+    from kit.realnode.assemble import assemble
 
+    # once, before the threads: concurrent first starts would each (re)build the shared cached home
+    assemble(VERSION or DEFAULT_VERSION)
     nodes = [RealNode(VERSION or DEFAULT_VERSION, heap=HEAP, start_timeout=420) for _ in range(NODES)]
     names = [f"n{i + 1}" for i in range(NODES)]
     seeds = [f"127.0.0.1:{n.transport_port}" for n in nodes]
