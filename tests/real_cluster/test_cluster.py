@@ -76,6 +76,27 @@ def model_server() -> Iterator[str]:
         server.stop()
 
 
+def _wait_for_master_key(client: Any, timeout: float = 180.0) -> None:
+    """The first connector of a fresh multi-node cluster makes ML Commons create its master key in
+    .plugins-ml-config; on a busy machine that can time out (500 "Fetching master key timed out.").
+    The kit does not retry creating a connector (no duplicates), so make the key first."""
+    from kit.errors import ClusterError
+
+    body = {"name": "master-key-probe", "protocol": "http", "version": 1, "credential": {"key": "x"},
+            "actions": [{"action_type": "predict", "method": "POST", "url": "http://127.0.0.1:1/probe",
+                         "request_body": "{}"}]}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            made = client.request("POST", "/_plugins/_ml/connectors/_create", body=body, retry=False)
+            client.request("DELETE", f"/_plugins/_ml/connectors/{made['connector_id']}")
+            return
+        except ClusterError as exc:
+            if "master key" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
 def test_default_project_on_a_three_node_cluster(real_cluster: list[Any], model_server: str, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import kit
@@ -89,6 +110,7 @@ def test_default_project_on_a_three_node_cluster(real_cluster: list[Any], model_
     first = real_cluster[0]
     client = connect(first.url, timeout=120.0)
     project = kit.load_project(ROOT, env=ENV)
+    _wait_for_master_key(client)
     kit.apply(kit.plan(project, client), client)
     assert kit.plan(project, client).changes == []
 
