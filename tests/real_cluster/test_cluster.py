@@ -103,6 +103,7 @@ def test_default_project_on_a_three_node_cluster(real_cluster: list[Any], model_
     from kit.cluster.client import connect
     from kit.cluster.recording import start_recording, stop_recording
     from kit.demo import write_samples
+    from kit.errors import TaskFailed
     from kit.ingest import ingest
     from kit.search import search
 
@@ -111,7 +112,12 @@ def test_default_project_on_a_three_node_cluster(real_cluster: list[Any], model_
     client = connect(first.url, timeout=120.0)
     project = kit.load_project(ROOT, env=ENV)
     _wait_for_master_key(client)
-    kit.apply(kit.plan(project, client), client)
+    try:
+        kit.apply(kit.plan(project, client), client)
+    except TaskFailed as exc:  # each node fetches the master key when it deploys; under load that can time out
+        if "master key" not in str(exc):
+            raise
+        kit.apply(kit.plan(project, client), client)  # apply is resumable: it redeploys what did not deploy
     assert kit.plan(project, client).changes == []
 
     # every remote model runs on every node (only_run_on_ml_node is false: all data nodes are eligible)
