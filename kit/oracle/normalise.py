@@ -67,7 +67,8 @@ def _sort_ties(hits: list[Any]) -> list[Any]:
         doc_id = str(h.get("_id"))
         if normalise_text(doc_id) == ID:
             doc_id = ""
-        return (round(s, 5), doc_id, json.dumps(h.get("_source"), sort_keys=True, default=str))
+        source = normalise(h.get("_source"), root=False)  # generated ids and times inside must not decide
+        return (round(s, 5), doc_id, json.dumps(source, sort_keys=True, default=str))
     if any("sort" in h for h in hits):  # an explicit sort: the order is the answer
         return hits
     return sorted(hits, key=key)
