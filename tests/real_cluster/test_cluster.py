@@ -63,7 +63,7 @@ def real_cluster() -> Iterator[list[Any]]:
 
 @pytest.fixture(scope="module")
 def model_server() -> Iterator[str]:
-    from kit.demo import ServerThread, _wait_healthy
+    from kit.job.demo import ServerThread, _wait_healthy
     from kit.serve.app import create_app
     from kit.serve.config import load_serve_config
 
@@ -102,10 +102,10 @@ def test_default_project_on_a_three_node_cluster(real_cluster: list[Any], model_
     import kit
     from kit.cluster.client import connect
     from kit.cluster.recording import start_recording, stop_recording
-    from kit.demo import write_samples
+    from kit.job.demo import write_samples
     from kit.errors import TaskFailed
-    from kit.ingest import ingest
-    from kit.search import search
+    from kit.job.ingest import ingest
+    from kit.job.search import search
 
     monkeypatch.setenv("OSKIT_MODEL_SERVER_URL", model_server)
     first = real_cluster[0]
