@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.oskit-installed
 TSTAMP := $(VENV)/.oskit-test-installed
 
-.PHONY: setup setup-test demo test real-node test-real bench lint clean
+.PHONY: setup setup-test demo test real-node test-real test-real-cluster bench oracle lint clean
 
 setup: $(STAMP)
 
@@ -46,8 +46,18 @@ real-node: setup-test
 test-real: real-node
 	$(BIN)/python -m pytest -q tests/real
 
+# Three real nodes on loopback (512 MB heaps) with environments/real-cluster.yaml: shards, replicas, a node lost.
+test-real-cluster: real-node
+	$(BIN)/python -m pytest -q tests/real_cluster
+
 bench: setup
 	@echo "benchmarks are run by hand: see bench/README.md"
+
+# The differential oracle: the request corpus on a real OpenSearch (REAL=URL) and a fresh embedded node.
+# MODEL_SERVER=URL (a model server both can reach) adds the ML Commons and neural sequences.
+oracle: setup
+	test -n "$(REAL)" || (echo "usage: make oracle REAL=http://127.0.0.1:9201 [MODEL_SERVER=http://127.0.0.1:8765]"; exit 2)
+	$(BIN)/oskit node compare --real $(REAL) $(if $(MODEL_SERVER),--model-server $(MODEL_SERVER)) --out oracle-report.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -103,8 +103,12 @@ def prepare_item(data: bytes, size: int, device_decode: bool) -> Any:
 
 def offline_throughput(engine: Any, jpegs: list[bytes], batch: int, threads: int, device_decode: bool,
                        streams: int = 1) -> float:
-    """Items prepared by ``threads`` threads; ``streams`` threads run ``embed_items`` batches."""
+    """Items prepared by ``threads`` threads; ``streams`` threads run ``embed_items`` batches
+    (``streams`` 0: the model engine's :class:`Pipeline` — decode of the next batch overlapped
+    with the model on this one — which is what the served engine runs on CUDA)."""
     size = engine.image_size
+    if streams == 0:
+        return pipelined_throughput(engine, jpegs, batch, threads, device_decode)
     with ThreadPoolExecutor(threads) as pool, ThreadPoolExecutor(streams) as runners:
         t0 = time.perf_counter()
         futures = [pool.submit(prepare_item, data, size, device_decode) for data in jpegs]
@@ -118,6 +122,30 @@ def offline_throughput(engine: Any, jpegs: list[bytes], batch: int, threads: int
         for f in [runners.submit(run, start) for start in range(0, len(futures), batch)]:
             f.result()
         _sync(engine)
+        return len(jpegs) / (time.perf_counter() - t0)
+
+
+def pipelined_throughput(engine: Any, jpegs: list[bytes], batch: int, threads: int, device_decode: bool) -> float:
+    """The engine's two-stage :class:`kit.serve.engine.Pipeline` over batches of ``batch`` items."""
+    from kit.serve.engine import Pipeline
+
+    size = engine.image_size
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        futures = [pool.submit(prepare_item, data, size, device_decode) for data in jpegs]
+        starts = iter(range(0, len(futures), batch))
+        bad: list[BaseException] = []
+
+        def take() -> tuple[int, list[Any]] | None:
+            start = next(starts, None)
+            return None if start is None else (start, [f.result() for f in futures[start:start + batch]])
+
+        def deliver(_: int, results: list[Any], __: float) -> None:
+            bad.extend(r for r in results if isinstance(r, BaseException))
+
+        Pipeline(engine).run(take, deliver)
+        if bad:
+            raise bad[0]
         return len(jpegs) / (time.perf_counter() - t0)
 
 
@@ -138,8 +166,9 @@ def best_offline(engine: Any, jpegs: list[bytes], batches: list[int], streams: l
         for st in streams:
             offline_throughput(engine, jpegs[: min(len(jpegs), 2 * b * st)], b, threads, device_decode, st)  # warm
             runs = [offline_throughput(engine, jpegs, b, threads, device_decode, st) for _ in range(repeat)]
-            tried[f"batch{b}_streams{st}"] = max(runs)
-            medians[f"batch{b}_streams{st}"] = statistics.median(runs)
+            key = f"batch{b}_pipeline" if st == 0 else f"batch{b}_streams{st}"
+            tried[key] = max(runs)
+            medians[key] = statistics.median(runs)
     return (max(tried.values()), {k: round(v, 1) for k, v in tried.items()},
             {k: round(v, 1) for k, v in medians.items()})
 
@@ -147,7 +176,7 @@ def best_offline(engine: Any, jpegs: list[bytes], batches: list[int], streams: l
 def offline_cpu_ms(engine: Any, jpegs: list[bytes], tried: dict[str, float], threads: int, device_decode: bool) -> float:
     """Process CPU ms per image of one more pass with the best offline configuration."""
     best = max(tried, key=lambda k: tried[k])
-    b, st = (int(x) for x in best.replace("batch", "").split("_streams"))
+    b, st = (int(x) for x in best.replace("batch", "").replace("_pipeline", "_streams0").split("_streams"))
     c0 = time.process_time()
     offline_throughput(engine, jpegs, b, threads, device_decode, st)
     return 1000 * (time.process_time() - c0) / len(jpegs)
@@ -168,7 +197,8 @@ def time_split_device(engine: Any, jpegs: list[bytes], batch: int) -> dict[str, 
             t0 = time.perf_counter()
             chunk = [jpeg_job(d, size) for d in jpegs[start:start + batch]]
             t1 = time.perf_counter()
-            imgs = decode_jpegs(chunk, engine.loaded.device)  # type: ignore[arg-type]
+            imgs = (engine.decoder.decode([j.data for j in chunk]) if engine.decoder is not None  # type: ignore[union-attr]
+                    else decode_jpegs(chunk, engine.loaded.device))  # type: ignore[arg-type]
             _sync(engine)
             t2 = time.perf_counter()
             x = tensor_preprocess(chunk, imgs, size)  # type: ignore[arg-type]
@@ -407,6 +437,14 @@ def served_multi(url: str, bodies: list[bytes], clients: int, procs: int, kind: 
     return total / wall, [x for r in results for x in r[2]], sum(r[3] for r in results)
 
 
+def _gpu_name(device: str) -> str | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    return str(torch.cuda.get_device_name())
+
+
 def _children_cpu() -> float:
     """CPU seconds of this process's finished children (the client processes, once joined)."""
     import resource
@@ -459,6 +497,37 @@ def _batch_stats(url: str) -> dict[str, float]:
     return out
 
 
+def _served_step(args: argparse.Namespace, server: Server, bodies: list[bytes], w_count: int, st_count: int,
+                 n_clients: int, offline: float) -> dict[str, Any]:
+    """One served measurement: ``n_clients`` clients send the image set ``--served-repeat`` times."""
+    asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
+    before = _batch_stats(server.url)
+    cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
+    sent = bodies * args.served_repeat
+    served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
+    server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
+    # the clients: child processes (joined by now), or this process when they ran in it
+    client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
+                         else (time.process_time() - own0)) / len(sent)
+    after = _batch_stats(server.url)
+    engine_on = bool(after["engine"])
+    batches = after["size_count"] - before["size_count"]
+    if w_count == 1 or engine_on:  # one worker, or the engine: every batch of the run
+        mean_batch = (after["size_sum"] - before["size_sum"]) / batches if batches > 0 else None
+    else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
+        mean_batch = after["size_sum"] / after["size_count"] if after["size_count"] else None
+    batch_ms = (1000 * (after["seconds_sum"] - before["seconds_sum"]) / batches
+                if engine_on and batches > 0 else None)
+    return {"workers": w_count, "clients": n_clients, "engine": engine_on,
+            "engine_streams": st_count if engine_on else None,
+            "engine_batch_ms": round(batch_ms, 2) if batch_ms else None,
+            "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
+            "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
+            "mean_batch": round(mean_batch, 2) if mean_batch else None,
+            "server_cpu_ms_per_image": round(server_cpu, 3),
+            "client_cpu_ms_per_image": round(client_cpu, 3)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gpu", action="store_true", help="ViT-B-32 shapes, random weights, CUDA, larger run")
@@ -476,7 +545,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--cuda-graphs", choices=["auto", "on", "off"], default="auto",
                    help="the image tower as CUDA graphs, served and offline alike (auto: on with CUDA)")
     p.add_argument("--offline-batches", default=None, help="batch sizes tried offline (default: CPU 8,16,32; GPU 128,256)")
-    p.add_argument("--offline-streams", default=None, help="concurrent batch threads tried offline (default: CPU 1; GPU 1,2)")
+    p.add_argument("--offline-streams", default=None,
+                   help="concurrent batch threads tried offline; 0 = the engine's decode/model pipeline "
+                        "(default: CPU 1; GPU 0,1,2,4)")
     p.add_argument("--served-repeat", type=int, default=None,
                    help="send the image set this many times in the served run (default 1; --gpu: 2)")
     p.add_argument("--no-lone", action="store_true", help="skip the batching-off server (lone-request latency)")
@@ -510,7 +581,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.client_procs = args.client_procs or 4
         args.offline_batches = args.offline_batches or "128,256"
         args.served_repeat = args.served_repeat or 2
-        args.offline_streams = args.offline_streams or "1,2,4"
+        args.offline_streams = args.offline_streams or "0,1,2,4"
     else:
         args.model = args.model or "oskit-clip-tiny"
         args.device = args.device or "cpu"
@@ -540,6 +611,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.cuda_graphs != "off" and args.device.startswith("cuda"):  # the served model's code path
         engine.enable_cuda_graphs(args.max_batch)
     device_decode = args.decode == "device" or (args.decode == "auto" and args.device.startswith("cuda"))
+    if device_decode and args.device.startswith("cuda"):  # what load_clip_engine gives the server
+        from kit.serve.clip import load_nvimgcodec
+
+        engine.decoder = load_nvimgcodec(args.device)
+    decoder = engine.decoder.describe() if engine.decoder is not None else (
+        {"library": "torchvision"} if device_decode else {"library": "pillow"})
     batches = [int(x) for x in args.offline_batches.split(",")]
     streams = [int(x) for x in args.offline_streams.split(",")]
     print(f"offline: batches {batches} × streams {streams} …", file=sys.stderr)
@@ -562,37 +639,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     client_counts = [int(x) for x in str(args.clients).split(",")]
     runs: list[dict[str, Any]] = []
     stream_counts = [int(x) for x in str(args.engine_streams).split(",")]
-    for w_count, st_count, n_clients in [(w, st, c) for w in worker_counts for st in stream_counts for c in client_counts]:
-        print(f"served: {w_count} worker(s), {n_clients} clients in {args.client_procs} process(es), engine "
-              f"{args.engine} ({st_count} streams) …", file=sys.stderr)
+    lone_runs: list[dict[str, Any]] = []
+    for w_count, st_count in [(w, st) for w in worker_counts for st in stream_counts]:
+        # one server for every client count (a start costs tens of seconds on a GPU machine)
         with Server(args, args.max_wait_ms, w_count, max(client_counts), st_count) as server:
-            asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
-            before = _batch_stats(server.url)
-            cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
-            sent = bodies * args.served_repeat
-            served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
-            server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
-            # the clients: child processes (joined by now), or this process when they ran in it
-            client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
-                                 else (time.process_time() - own0)) / len(sent)
-            after = _batch_stats(server.url)
-        engine_on = bool(after["engine"])
-        batches = after["size_count"] - before["size_count"]
-        if w_count == 1 or engine_on:  # one worker, or the engine: every batch of the run
-            mean_batch = (after["size_sum"] - before["size_sum"]) / batches if batches > 0 else None
-        else:  # /metrics answers from one worker: its whole-life mean (warm-up included) as a sample
-            mean_batch = after["size_sum"] / after["size_count"] if after["size_count"] else None
-        batch_ms = (1000 * (after["seconds_sum"] - before["seconds_sum"]) / batches
-                    if engine_on and batches > 0 else None)
-        runs.append({"workers": w_count, "clients": n_clients, "engine": engine_on,
-                     "engine_streams": st_count if engine_on else None,
-                     "engine_batch_ms": round(batch_ms, 2) if batch_ms else None,
-                     "images_per_s": round(served, 1), "ratio": round(served / offline, 3),
-                     "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
-                     "mean_batch": round(mean_batch, 2) if mean_batch else None,
-                     "server_cpu_ms_per_image": round(server_cpu, 3),
-                     "client_cpu_ms_per_image": round(client_cpu, 3)})
-        print(json.dumps(runs[-1]), file=sys.stderr)
+            for n_clients in client_counts:
+                print(f"served: {w_count} worker(s), {n_clients} clients in {args.client_procs} process(es), engine "
+                      f"{args.engine} ({st_count} streams) …", file=sys.stderr)
+                runs.append(_served_step(args, server, bodies, w_count, st_count, n_clients, offline))
+                print(json.dumps(runs[-1]), file=sys.stderr)
+            # a lone client on the same server: what one request costs end to end through it
+            lone = [x for body in bodies[: args.latency_requests]
+                    for x in asyncio.run(served_run(server.url, [body], 1, args.client))[1]]
+            lone_runs.append({"workers": w_count, "engine_streams": st_count, "p50_ms": round(1000 * pct(lone, 50), 2),
+                              "p95_ms": round(1000 * pct(lone, 95), 2)})
+            print(json.dumps({"lone": lone_runs[-1]}), file=sys.stderr)
     best = max(runs, key=lambda r: r["images_per_s"])
     seq_on: list[float] = []
     seq_off: list[float] = []
@@ -613,7 +674,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "max_wait_ms": args.max_wait_ms, "offline_threads": threads, "workers": best["workers"],
         "engine": best["engine"], "engine_streams": best["engine_streams"],
         "client_procs": args.client_procs, "client": args.client, "reuse_port": args.reuse_port,
-        "decode": "device" if device_decode else "cpu",
+        "decode": "device" if device_decode else "cpu", "decoder": decoder,
+        "gpu": _gpu_name(args.device),
         "cuda_graphs": engine_graphs,
         "offline_images_per_s": round(offline, 1),
         "offline_tried": offline_tried,
@@ -627,6 +689,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "served_mean_batch": best["mean_batch"],
         "served_runs": runs,
         "single_offline_p50_ms": round(1000 * pct(single, 50), 2),
+        "lone_runs": lone_runs,
         "lone_served_p50_ms_batching_on": round(1000 * pct(seq_on, 50), 2) if seq_on else None,
         "lone_served_p50_ms_batching_off": round(1000 * pct(seq_off, 50), 2) if seq_off else None,
         "batching_added_p50_ms": round(1000 * (pct(seq_on, 50) - pct(seq_off, 50)), 2) if seq_off else None,

@@ -13,6 +13,16 @@ SHARED = ROOT.parent / "shared"
 SPEC_DIR = SHARED / "opensearch-api-spec"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Recording the kit's requests for the differential oracle (kit/oracle) is instrumentation, not
+    # configuration: start it before the hermetic fixture clears OSKIT_* from the environment.
+    path = os.environ.get("OSKIT_RECORD_REQUESTS")
+    if path:
+        from kit.cluster.recording import start_recording
+
+        start_recording(path)
+
+
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in list(os.environ):

@@ -91,3 +91,68 @@ def start(data_dir: Path | None, host: str, port: int, user: str | None, os_vers
     data = data_dir or _default_data_dir()
     run_foreground(data, host, port, version=os_version, auth=auth, max_content_length=limit,
                    on_ready=lambda url: click.echo(url, nl=True) or sys.stdout.flush())
+
+
+@node.command("compare")
+@click.option("--real", "real_url", required=True, help="The reference cluster (a real OpenSearch), e.g. http://127.0.0.1:9201.")
+@click.option("--node", "node_url", default=None,
+              help="The node to check (default: a fresh embedded node reporting the real one's version).")
+@click.option("--corpus/--no-corpus", default=True, show_default=True,
+              help="Run the corpus of client-library requests (kit/oracle/corpus).")
+@click.option("--only", multiple=True, help="Only corpus files (or stories) whose name contains this text.")
+@click.option("--recording", "recordings", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay a recording of the kit's requests (OSKIT_RECORD_REQUESTS=FILE) on both sides.")
+@click.option("--rewrite", multiple=True, metavar="OLD=NEW",
+              help="Replace text in replayed requests (e.g. the model server URL at recording time).")
+@click.option("--allow-faiss", is_flag=True, help="Replay faiss k-NN fields as recorded (the real cluster has FAISS).")
+@click.option("--stories", is_flag=True, help="Also run the spec's test stories on both sides and compare each request.")
+@click.option("--model-server", default=None, envvar="OSKIT_MODEL_SERVER_URL",
+              help="Model server both clusters can reach (ML and neural corpus files need it).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the JSON report here.")
+def compare_cmd(real_url: str, node_url: str | None, corpus: bool, only: tuple[str, ...], recordings: tuple[Path, ...],
+                rewrite: tuple[str, ...], allow_faiss: bool, stories: bool, model_server: str | None, as_json: bool,
+                out: Path | None) -> None:
+    """Send the same requests to a real OpenSearch and to the node, and list every difference.
+
+    Ids, timings, uuids, versions and names are normalised first; differences listed in
+    kit/oracle/known_differences.yaml (the documented ones, see COMPATIBILITY.md) are counted apart.
+    Exit code 0 when no open difference is left, 3 otherwise.
+
+    \b
+    Example:
+      oskit node compare --real http://127.0.0.1:9201 --model-server http://127.0.0.1:8765
+      OSKIT_RECORD_REQUESTS=/tmp/kit.jsonl pytest tests/job/test_job_e2e.py -q
+      oskit node compare --real http://127.0.0.1:9201 --no-corpus --recording /tmp/kit.jsonl
+    """
+    import json
+    import sys
+
+    from kit.oracle.cli import run_compare
+
+    table = {}
+    for item in rewrite:
+        old, sep, new = item.partition("=")
+        if not sep or not old:
+            raise click.BadParameter(f"{item!r} is not OLD=NEW", param_hint="--rewrite")
+        table[old] = new
+    report, story_results = run_compare(
+        real_url, node_url, corpus=corpus, only=only, recordings=recordings, rewrite=table, stories=stories,
+        allow_faiss=allow_faiss,
+        model_server=model_server,
+        progress=None if as_json else lambda o: click.echo(f"{o.state:10} {o.source} {o.sequence} #{o.index} "
+                                                           f"{o.request}", err=True))
+    data = report.to_dict()
+    if story_results:
+        data["stories"] = {k: {"real": a, "node": b} for k, a, b in ((k, *v) for k, v in story_results.items())}
+    if out is not None:
+        out.write_text(json.dumps(data, indent=2, default=str))
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        for line in report.diff_lines():
+            click.echo(line)
+        for seq, why in report.skipped:
+            click.echo(f"skipped {seq}: {why}")
+        click.echo(report.summary())
+    sys.exit(3 if report.count("different") else 0)

@@ -2,8 +2,9 @@
 
 :func:`connect` builds a :class:`Client` over opensearch-py (basic auth, TLS, SigV4 for Amazon
 OpenSearch Service). :meth:`Client.request` is the single choke point: it logs method, path,
-status and milliseconds, and maps every opensearch-py exception to :mod:`kit.errors`, keeping the
-server's ``root_cause`` reason.
+status and milliseconds, records the exchange when ``OSKIT_RECORD_REQUESTS`` is set
+(:mod:`kit.cluster.recording`), and maps every opensearch-py exception to :mod:`kit.errors`, keeping
+the server's ``root_cause`` reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from kit.cluster.recording import active_recorder
 from kit.errors import AuthError, ClusterError, Conflict, NotFound, Unreachable
 
 log = logging.getLogger("kit.cluster")
@@ -154,6 +156,7 @@ class Client:
 
         start = time.perf_counter()
         status: Any = "ERR"
+        response: Any = None
         try:
             transport = self.os.transport
             if retry:
@@ -167,16 +170,22 @@ class Client:
                     finally:
                         transport.max_retries = saved
             status = 200
+            response = result
             return result
         except ose.TransportError as exc:
             status = exc.status_code
+            response = exc.info
             if isinstance(exc.status_code, int) and exc.status_code in ignore:
                 return None
             raise map_error(exc, method, path, self.url, self.user) from None
         except ose.OpenSearchException as exc:
             raise map_error(exc, method, path, self.url, self.user) from None
         finally:
-            log.info("%s %s -> %s (%.0f ms)", method, path, status, (time.perf_counter() - start) * 1000)
+            ms = (time.perf_counter() - start) * 1000
+            log.info("%s %s -> %s (%.0f ms)", method, path, status, ms)
+            recorder = active_recorder()
+            if recorder is not None:
+                recorder.record(method, path, params, body, status, response, ms)
 
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self.request("GET", "/")

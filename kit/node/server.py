@@ -119,6 +119,8 @@ class NodeServer:
 class NodeProcess:
     """The node as a child process (``python -m kit.node``); ``kill()`` sends SIGKILL (crash tests)."""
 
+    TAIL_BYTES = 64 * 1024
+
     def __init__(self, data_dir: Path | str, host: str = "127.0.0.1", port: int = 0, version: str = "3.3.0",
                  auth: tuple[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
@@ -128,6 +130,8 @@ class NodeProcess:
         self.auth = auth
         self.url = ""
         self.proc: subprocess.Popen[bytes] | None = None
+        self._tail = bytearray()
+        self._reader: threading.Thread | None = None
 
     def start(self, timeout: float = 60.0) -> str:
         port = self.port or free_port(self.host)
@@ -139,16 +143,27 @@ class NodeProcess:
             cmd += ["--user", self.auth[0]]
             env["OSKIT_NODE_PASSWORD"] = self.auth[1]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Drained all the time: a pipe nobody reads blocks the node once 64 KB of logs are written.
+        self._tail = bytearray()
+        self._reader = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True,
+                                        name="node-stderr")
+        self._reader.start()
         self.url = f"http://{self.host}:{port}"
         try:
             wait_until_up(self.url, timeout, self.auth, self.proc)
         except NodeError:
-            err = b""
-            if self.proc.poll() is not None and self.proc.stderr is not None:
-                err = self.proc.stderr.read()
             self.kill()
-            raise NodeError(f"the node process did not start: {err.decode(errors='replace')[-2000:]}") from None
+            raise NodeError(f"the node process did not start: {self.stderr_tail()[-2000:]}") from None
         return self.url
+
+    def _drain(self, pipe: Any) -> None:
+        for chunk in iter(lambda: pipe.read1(65536), b""):
+            self._tail += chunk
+            del self._tail[:-self.TAIL_BYTES]
+
+    def stderr_tail(self) -> str:
+        """The last ``TAIL_BYTES`` the node wrote to stderr (all of it once the process has ended)."""
+        return bytes(self._tail).decode(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM and wait: a clean shutdown."""
@@ -172,6 +187,8 @@ class NodeProcess:
         self._close_pipes()
 
     def _close_pipes(self) -> None:
+        if self._reader is not None:
+            self._reader.join(5)  # the process has ended: the pipe reaches EOF
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
 
@@ -193,6 +210,10 @@ def run_foreground(data_dir: Path, host: str, port: int, *, version: str = "3.3.
 
     from kit.node.app import MAX_CONTENT_LENGTH, create_app
 
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # httpx logs each connector call at INFO: a line per document and processor during an ingest
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if auth is None and not is_loopback(host):
         logging.getLogger("kit.node").warning(
             "the node listens on %s WITHOUT authentication: anyone who can reach this machine can read, change "

@@ -17,7 +17,7 @@ import numpy as np
 from kit.errors import ModelError
 from kit.serve.images import DEFAULT_MAX_PIXELS, JpegJob, decode_jpegs, jpeg_job, preprocess, tensor_preprocess
 
-__all__ = ["ClipEngine", "LoadedClip", "check_device_decode", "describe_clip", "load_clip_engine", "load_open_clip",
+__all__ = ["ClipEngine", "LoadedClip", "Prepared", "check_device_decode", "describe_clip", "load_clip_engine", "load_open_clip",
            "resolve_device", "warm_up_clip"]
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,16 @@ def load_open_clip(model_name: str, pretrained: str | None, *, device: str = "cp
                       dim=dim, dtype=dtype)
 
 
+@dataclass
+class Prepared:
+    """A batch decoded and preprocessed on the device, waiting for the model (:meth:`ClipEngine.prepare`):
+    ``x`` holds the images in ``order`` (item indices); ``results`` the answers known already."""
+
+    x: Any
+    order: list[int]
+    results: list[Any]
+
+
 class ClipEngine:
     """Thread-safe batched inference on a :class:`LoadedClip` (one forward pass at a time)."""
 
@@ -132,6 +142,7 @@ class ClipEngine:
         self._mean = torch.tensor(loaded.mean, device=loaded.device).view(1, 3, 1, 1)
         self._std = torch.tensor(loaded.std, device=loaded.device).view(1, 3, 1, 1)
         self.graphs: CudaGraphTower | None = None
+        self.decoder: Any = None  # kit.serve.nvdecode.NvJpegDecoder when nvImageCodec decodes the JPEGs
 
     @property
     def dim(self) -> int:
@@ -192,22 +203,42 @@ class ClipEngine:
     def decode_jobs(self, jobs: Sequence[JpegJob]) -> tuple[Any, list[int], list[BaseException | np.ndarray]]:
         """Tensor path for ``jobs``: ``(uint8 [k, 3, S, S] on device, indices of those k, fallbacks)``.
 
-        One batched decode; if it fails, each JPEG alone, and any that still fails goes through the
-        reference :func:`preprocess` — which either reads it (an array in ``fallbacks``) or says
-        exactly why not (a :class:`BadImage` there); ``fallbacks`` follows the failed indices in
-        ascending order."""
+        One batched decode: nvImageCodec when :attr:`decoder` is set (a JPEG it cannot take goes
+        to the reference path), else torchvision's nvJPEG / libjpeg-turbo (if the batch fails, each
+        JPEG alone); any JPEG still undecoded goes through the reference :func:`preprocess` — which either reads it (an array
+        in ``fallbacks``) or says exactly why not (a :class:`BadImage` there); ``fallbacks``
+        follows the failed indices in ascending order. Runs on the current (torch) CUDA stream."""
         device = self.loaded.device
-        try:
-            images = decode_jpegs(jobs, device)
-            ok = list(range(len(jobs)))
-        except Exception:  # torchvision raises RuntimeError subclasses; find the bad member(s)
-            images, ok = [], []
-            for i, job in enumerate(jobs):
-                try:
-                    images.extend(decode_jpegs([job], device))
-                    ok.append(i)
-                except Exception:
-                    log.debug("tensor decode failed for item %d; using the reference path", i)
+        images: list[Any] = []
+        ok: list[int] = []
+        todo = list(range(len(jobs)))
+        if self.decoder is not None:
+            try:
+                decoded = self.decoder.decode([job.data for job in jobs])
+            except Exception:  # the whole call failed: every image takes the reference path
+                log.warning("nvImageCodec failed on a batch of %d; decoding it with Pillow", len(jobs),
+                            exc_info=True)
+                decoded = [None] * len(jobs)
+            ok = [i for i, img in enumerate(decoded) if img is not None]
+            images = [decoded[i] for i in ok]
+            # What nvImageCodec refuses goes straight to Pillow: its backends cover what nvJPEG
+            # decodes, and torchvision's CUDA decode of a corrupt JPEG crashed the process (H100,
+            # 2026-12-07: a segfault in decode_jpegs on headers without scan data).
+            todo = []
+        elif todo:
+            try:
+                images, ok, todo = decode_jpegs(jobs, device), todo, []
+            except Exception:  # torchvision raises RuntimeError subclasses; find the bad member(s)
+                pass
+        for i in todo:  # one by one (progressive on the hardware path, odd subsampling, corrupt data …)
+            try:
+                images.extend(decode_jpegs([jobs[i]], device))
+                ok.append(i)
+            except Exception:
+                log.debug("tensor decode failed for item %d; using the reference path", i)
+        if ok != sorted(ok):  # one-by-one successes were appended after the batch's: restore the order
+            pairs = sorted(zip(ok, images), key=lambda p: p[0])
+            ok, images = [p[0] for p in pairs], [p[1] for p in pairs]
         fallbacks: list[BaseException | np.ndarray] = []
         for i in sorted(set(range(len(jobs))) - set(ok)):
             try:
@@ -216,9 +247,10 @@ class ClipEngine:
                 fallbacks.append(exc)
         return tensor_preprocess([jobs[i] for i in ok], images, self.image_size), ok, fallbacks
 
-    def embed_items(self, items: Sequence[Any]) -> list[Any]:
-        """The image batcher's function: arrays and :class:`JpegJob` s → one vector (or the exception
-        that image raised) per item, in order. Both kinds share one model batch."""
+    def prepare(self, items: Sequence[Any]) -> "Prepared":
+        """The first half of :meth:`embed_items`: decode and preprocess every item into one
+        ``uint8 [n, 3, S, S]`` batch on the model's device (queued on the current CUDA stream),
+        plus the per-item answers already known (a bad image's exception)."""
         import torch
 
         items = list(items)
@@ -242,12 +274,24 @@ class ClipEngine:
             batch = torch.from_numpy(np.stack([items[i] for i in pix_idx]))
             parts.append(batch.to(self.loaded.device, non_blocking=True).permute(0, 3, 1, 2))
             order.extend(pix_idx)
+        x = None
         if order:
             x = parts[0] if len(parts) == 1 else torch.cat([p.to(self.loaded.device) for p in parts])
-            vectors = self.embed_uint8(x)
-            for i, vec in zip(order, vectors):
+        return Prepared(x=x, order=order, results=results)
+
+    def run_prepared(self, prepared: "Prepared") -> list[Any]:
+        """The second half of :meth:`embed_items`: the model on a prepared batch (current stream)."""
+        results = prepared.results
+        if prepared.x is not None:
+            vectors = self.embed_uint8(prepared.x)
+            for i, vec in zip(prepared.order, vectors):
                 results[i] = vec
         return results
+
+    def embed_items(self, items: Sequence[Any]) -> list[Any]:
+        """The image batcher's function: arrays and :class:`JpegJob` s → one vector (or the exception
+        that image raised) per item, in order. Both kinds share one model batch."""
+        return self.run_prepared(self.prepare(items))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts → L2-normalised vectors (open_clip's tokenizer: 77 tokens, truncated)."""
@@ -363,6 +407,25 @@ def check_device_decode(device: str) -> None:
         raise ModelError("decode: device on CUDA but no GPU is visible", hint="set decode: cpu")
 
 
+def load_nvimgcodec(device: str) -> Any:
+    """nvImageCodec's decoder for the tensor path on ``device``, or ``None`` (not installed, turned
+    off with ``OSKIT_NVIMGCODEC_BACKENDS=off``, or it failed to start: then torchvision's nvJPEG)."""
+    from kit.serve.nvdecode import NvJpegDecoder, nvimgcodec_available, wanted_backends
+
+    backends = wanted_backends()  # a misspelt backend is an error at start, installed or not
+    if not backends:
+        return None
+    if not nvimgcodec_available():
+        log.info("nvImageCodec is not installed: JPEGs are decoded with torchvision's nvJPEG "
+                 "(pip install nvidia-nvimgcodec-cu13 nvidia-nvjpeg for the GPU's JPEG engines)")
+        return None
+    try:
+        return NvJpegDecoder(device, backends)
+    except Exception as exc:
+        log.warning("nvImageCodec could not start (%s); JPEGs are decoded with torchvision's nvJPEG", exc)
+        return None
+
+
 def load_clip_engine(clip: Any, device: str) -> tuple["ClipEngine", bool]:
     """The configured CLIP (a ``ClipConfig``) on ``device`` (auto/cpu/cuda) → (engine, whether JPEGs
     are decoded on the model's device). ``precision: auto`` is fp16 on CUDA, fp32 on CPU."""
@@ -378,6 +441,8 @@ def load_clip_engine(clip: Any, device: str) -> tuple["ClipEngine", bool]:
     device_decode = clip.decode == "device" or (clip.decode == "auto" and device.startswith("cuda"))
     if device_decode:
         check_device_decode(device)
+        if device.startswith("cuda"):
+            engine.decoder = load_nvimgcodec(device)
     if graphs != "off" and device.startswith("cuda"):
         try:
             engine.enable_cuda_graphs(clip.batching.max_batch)
@@ -404,6 +469,8 @@ def warm_up_clip(engine: Any, device_decode: bool) -> None:
         job = jpeg_job(buf.getvalue(), size)
         if job is not None:
             engine.embed_items([job])
+            if engine.decoder is not None:  # the fallback decoder's handles too
+                decode_jpegs([job], engine.loaded.device)
     engine.embed_texts(["warm up sentence"])
 
 
@@ -418,5 +485,7 @@ def describe_clip(engine: ClipEngine, *, device_decode: bool, batching: dict[str
         "dimension": loaded.dim, "image_size": loaded.image_size, "device": loaded.device,
         "dtype": str(loaded.dtype).replace("torch.", ""), "preprocess": PREPROCESS_VERSION,
         "decode": "device" if device_decode else "cpu", "batching": batching,
+        "decoder": (engine.decoder.describe() if engine.decoder is not None
+                    else {"library": "torchvision"} if device_decode else {"library": "pillow"}),
         "cuda_graphs": graphs.buckets if graphs is not None else None,
     }

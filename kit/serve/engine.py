@@ -56,7 +56,9 @@ from kit.serve.errors import ApiError, _as_api_error  # the one mapping from exc
 from kit.serve.images import JpegJob
 from kit.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics, label_key
 
-__all__ = ["Engine", "EngineClient", "RemoteBatcher", "RemoteClip", "connect_engine"]
+__all__ = ["Engine", "EngineClient", "Pipeline", "RemoteBatcher", "RemoteClip", "connect_engine"]
+
+PIPELINE_ENV = "OSKIT_ENGINE_PIPELINE"  # "1": decode of the next batch overlaps the model (CUDA only)
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +406,16 @@ class Engine:
                          f"{'JPEG jobs and ' if self.device_decode else ''}{size}×{size}×3 pixels")
 
     def _image_loop(self) -> None:
+        # decode overlapped with the model: opt-in until measured faster served on a GPU (bench/README.md)
+        if str(self.clip.loaded.device).startswith("cuda") and os.environ.get(PIPELINE_ENV) == "1":
+            q = self.images
+
+            def take() -> tuple[Any, list[Any]] | None:
+                batch = q.take()
+                return None if batch is None else (batch, [item for _, _, item in batch])
+
+            Pipeline(self.clip).run(take, lambda batch, results, seconds: self._deliver(q, batch, results, seconds))
+            return
         while (batch := self.images.take()) is not None:
             self._run(self.images, batch, self.clip.embed_items)
 
@@ -414,7 +426,10 @@ class Engine:
     def _run(self, q: _Queue, batch: list[tuple[_Conn, int, Any]], fn: Any) -> None:
         started = time.perf_counter()
         results = call_batch(f"engine {q.name}", fn, [item for _, _, item in batch])
-        elapsed = time.perf_counter() - started
+        self._deliver(q, batch, results, time.perf_counter() - started)
+
+    def _deliver(self, q: _Queue, batch: list[tuple[_Conn, int, Any]], results: list[Any], elapsed: float) -> None:
+        """Answer every item of a batch: one write per worker."""
         q.batch_seconds = 0.8 * q.batch_seconds + 0.2 * elapsed
         self.metrics.observe_key("oskit_engine_batch_size", len(batch), q.labels)
         self.metrics.observe_key("oskit_engine_batch_seconds", elapsed, q.labels)
@@ -432,6 +447,82 @@ class Engine:
         q.done(len(batch))
         for conn, parts in frames.items():  # one write per worker per batch
             conn.send(b"".join(parts))
+
+
+class Pipeline:
+    """JPEG decode of the next batch overlapped with the model on this one (CUDA).
+
+    Two threads, each with a CUDA stream of its own: the decode thread takes a batch and runs
+    :meth:`ClipEngine.prepare` on its stream (nvImageCodec or nvJPEG, crop and resize), then hands
+    the batch over with an event; the model thread (the caller of :meth:`run`) makes its stream wait
+    for that event, runs the image tower and copies the vectors out. The hand-off holds at most
+    ``depth`` prepared batches: while both stages are busy new items queue, so batches stay full
+    under load, and a lone item goes straight through. The prepared tensors live until the model
+    thread has its vectors (the GPU is done with them), so no stream reads freed memory."""
+
+    def __init__(self, clip: Any, depth: int = 1) -> None:
+        import torch
+
+        self.clip = clip
+        self.device = torch.device(clip.loaded.device)
+        self._handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.decode_seconds = 0.0  # totals, for benchmarks: time in each stage
+        self.model_seconds = 0.0
+
+    def run(self, take: Any, deliver: Any) -> None:
+        """``take()`` → ``(context, items)``, or ``None`` to stop; ``deliver(context, results,
+        seconds)`` once per batch, on this thread, with one vector or exception per item and the
+        batch's time from the start of its decode. Returns when ``take`` said stop and every batch
+        taken was delivered; an unexpected failure of the decode thread is raised here."""
+        failed: list[BaseException] = []
+        decoder = threading.Thread(target=self._decode_loop, args=(take, failed), name="engine-decode", daemon=True)
+        decoder.start()
+        self._model_loop(deliver)
+        decoder.join()
+        if failed:
+            raise failed[0]
+
+    def _decode_loop(self, take: Any, failed: list[BaseException]) -> None:
+        import torch
+
+        stream = torch.cuda.Stream(self.device)
+        try:
+            while (got := take()) is not None:
+                context, items = got
+                started = time.perf_counter()
+                error: BaseException | None = None
+                prepared = None
+                with torch.cuda.stream(stream):
+                    try:
+                        prepared = self.clip.prepare(items)
+                    except Exception as exc:  # per-image errors are results; this is the whole batch
+                        log.exception("engine: decoding a batch of %d failed", len(items))
+                        error = exc
+                    ready = torch.cuda.Event()
+                    ready.record(stream)
+                self.decode_seconds += time.perf_counter() - started
+                self._handoff.put((context, items, prepared, error, ready, started))
+        except BaseException as exc:
+            failed.append(exc)
+        finally:
+            self._handoff.put(None)
+
+    def _model_loop(self, deliver: Any) -> None:
+        import torch
+
+        stream = torch.cuda.Stream(self.device)
+        while (entry := self._handoff.get()) is not None:
+            context, items, prepared, error, ready, started = entry
+            t0 = time.perf_counter()
+            if error is not None:
+                results: list[Any] = [error] * len(items)
+            else:
+                with torch.cuda.stream(stream):
+                    stream.wait_event(ready)
+                    results = call_batch("engine clip-image", lambda _: self.clip.run_prepared(prepared), items)
+            self.model_seconds += time.perf_counter() - t0
+            del prepared, entry
+            deliver(context, results, time.perf_counter() - started)
 
 
 # --- the worker's side ---------------------------------------------------------------------------

@@ -76,3 +76,44 @@ def test_cli_node_start_prints_url_and_stops_on_sigterm(tmp_path: Path) -> None:
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=20)
     assert p.returncode == 0, err
+
+
+def test_remote_model_calls_do_not_log_a_line_each(tmp_path: Path) -> None:
+    """Each connector call logged a line at INFO (httpx's "HTTP Request: POST …"): a terminal flooded
+    during an ingest, and a NodeProcess whose stderr pipe nobody read blocked once 64 KB were written
+    (found by bench/reliability.py: an ingest stalled after a model-server restart)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from kit.job.demo import ServerThread
+
+    async def embed(request: object) -> JSONResponse:
+        return JSONResponse({"embedding": [0.6, 0.8]})
+
+    remote = ServerThread(Starlette(routes=[Route("/embed", embed, methods=["POST"])]), name="remote")
+    remote.start()
+    proc = NodeProcess(tmp_path / "data")
+    proc.start()
+    try:
+        with httpx.Client(base_url=proc.url, timeout=30) as c:
+            assert c.put("/_cluster/settings", json={"persistent": {
+                "plugins.ml_commons.trusted_connector_endpoints_regex": [".*"],
+                "plugins.ml_commons.connector.private_ip_enabled": True}}).status_code == 200
+            r = c.post("/_plugins/_ml/connectors/_create", json={
+                "name": "e", "version": "1", "protocol": "http", "parameters": {}, "credential": {"k": "v"},
+                "actions": [{"action_type": "predict", "method": "POST", "url": remote.url + "/embed",
+                             "request_body": '{"inputText": "${parameters.inputText}"}'}]})
+            assert r.status_code == 200, r.text
+            r = c.post("/_plugins/_ml/models/_register", json={"name": "e", "function_name": "remote",
+                                                               "connector_id": r.json()["connector_id"]})
+            model_id = r.json()["model_id"]
+            for _ in range(5):
+                r = c.post(f"/_plugins/_ml/models/{model_id}/_predict", json={"parameters": {"inputText": "hi"}})
+                assert r.status_code == 200, r.text
+    finally:
+        assert proc.stop() == 0
+        remote.stop()
+    err = proc.stderr_tail()
+    assert "oskit node listening" in err  # the node's own INFO lines stay
+    assert "HTTP Request" not in err

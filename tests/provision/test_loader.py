@@ -129,7 +129,7 @@ def test_environment_overlay(project_dir: Path) -> None:
     project = load_project(project_dir, env="prod")
     assert project.indices["images"].settings["index.number_of_replicas"] == 1
     assert project.cluster.settings["plugins.ml_commons.only_run_on_ml_node"] is True
-    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(known: dev, prod, real\)"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(known: dev, prod, real, real-cluster\)"):
         load_project(project_dir, env="qa")
     (project_dir / "environments/bad.yaml").write_text("models:\n  nope: {dimension: 3}\nmapings: {}\n")
     assert _problems(project_dir, env="bad") == [
