@@ -71,8 +71,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from kit.demo import start_stack
-    from kit.ingest import ingest
+    from kit.job.demo import start_stack
+    from kit.job.ingest import ingest
 
     tmp = Path(tempfile.mkdtemp(prefix="oskit-bench-ingest-"))
     paths = make_images(tmp / "images", args.n, args.size)

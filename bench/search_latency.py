@@ -1,4 +1,4 @@
-"""Search latency over a large index: ``kit.search.search`` (what ``oskit search`` runs, minus interpreter
+"""Search latency over a large index: ``kit.job.search.search`` (what ``oskit search`` runs, minus interpreter
 start-up) p50/p90, the same in hybrid mode, a raw ``neural`` query through the node p50/p90, and the
 ``oskit search`` command end to end.
 
@@ -183,9 +183,9 @@ def main() -> None:
     load_start = load()
 
     from bench.ingest_throughput import make_images
-    from kit.demo import start_stack
-    from kit.ingest import ingest
-    from kit.search import search
+    from kit.job.demo import start_stack
+    from kit.job.ingest import ingest
+    from kit.job.search import search
 
     tmp = Path(tempfile.mkdtemp(prefix="oskit-bench-search-"))
     phase(f"generating {args.real} images")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from kit import _moved
+
 __all__ = [
     "ApplyResult",
     "KitError",
@@ -61,3 +63,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# the module paths from before kit/cli/ and kit/job/ (one release, with a DeprecationWarning)
+_moved.install()

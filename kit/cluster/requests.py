@@ -164,7 +164,7 @@ def validate_project(project: Project, spec_dir: Path | None = None, *, use_spec
             checked += 1
             for p in _validate_cached(spec, req):
                 problems.append((req.source, "", f"request does not fit the OpenSearch API spec: {p}",
-                                 "fix the field, or report a spec gap (kit/spec.py ALLOW_LIST)"))
+                                 "fix the field, or report a spec gap (kit/spec/allow_list.py ALLOW_LIST)"))
     if problems:
         cls = SpecError if all("OpenSearch API spec" in p[2] for p in problems) else ConfigError
         raise cls(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the project", problems=problems)

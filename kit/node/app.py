@@ -21,9 +21,11 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import State
 from starlette.responses import Response
 
-from kit.node.engine import INDEX_SETTING_DEFAULTS, Engine, nest
+from kit.node.engine import Engine
 from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required, parsing_error
+from kit.node.index_state import INDEX_SETTING_DEFAULTS
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
+from kit.node.settings import nest
 
 __all__ = ["PLUGINS", "NodeApp", "build_router", "create_app"]
 

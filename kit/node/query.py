@@ -16,7 +16,7 @@ from kit.node.errors import ApiError, bad_request, parsing_error, unsupported
 from kit.node.mapping import NUMERIC, convert_number, parse_date
 
 if TYPE_CHECKING:
-    from kit.node.engine import IndexState
+    from kit.node.index_state import IndexState
 
 __all__ = ["Query", "parse_query"]
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Union
 from urllib.parse import unquote
 
 from kit.node.errors import ApiError, SimpleApiError, json_parse_error
+from kit.node.jsonutil import RawJSON, dumps, loads
 
 if TYPE_CHECKING:
     from starlette.responses import Response
@@ -26,79 +27,6 @@ HandlerResult = Union["Response", dict[str, Any], list[Any]]
 Handler = Callable[["NodeRequest"], Union[Awaitable[HandlerResult], HandlerResult]]
 
 _PARAM = re.compile(r"^\{(\w+)\}$")
-
-
-class RawJSON(str):
-    """Already-serialised JSON (e.g. a stored ``_source``) spliced into a response without re-encoding."""
-
-
-try:  # orjson parses and writes JSON 3-5x faster (it matters for _bulk with vectors); json is the fallback
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is in the node extra
-    _orjson = None  # type: ignore[assignment]
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON (orjson when present); raises ``json.JSONDecodeError`` like :func:`json.loads`."""
-    if _orjson is not None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass  # re-parse with json for its error message (and its tolerance of huge integers)
-    return json.loads(data)
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, RawJSON):
-        return _orjson.Fragment(str(o))
-    if isinstance(o, str):
-        return str(o)
-    if isinstance(o, dict):
-        return dict(o)
-    if isinstance(o, (list, tuple, set, frozenset)):
-        return list(o)
-    if isinstance(o, float):
-        return float(o)
-    if isinstance(o, int):
-        return int(o)
-    if hasattr(o, "tolist"):  # numpy scalars/arrays
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON; RawJSON values are inserted verbatim (stored sources are never re-encoded)."""
-    if _orjson is not None:
-        return _orjson.dumps(obj, default=_default, option=_orjson.OPT_PASSTHROUGH_SUBCLASS
-                             | _orjson.OPT_NON_STR_KEYS | _orjson.OPT_SERIALIZE_NUMPY)
-    return _dumps_std(obj)
-
-
-def _dumps_std(obj: Any) -> bytes:
-    raws: list[str] = []
-
-    def default(o: Any) -> Any:
-        if isinstance(o, (set, frozenset, tuple)):
-            return list(o)
-        if hasattr(o, "tolist"):  # numpy scalars/arrays
-            return o.tolist()
-        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-    def swap(o: Any) -> Any:
-        if isinstance(o, RawJSON):
-            raws.append(str(o))
-            return f"\x00RAW{len(raws) - 1}\x00"
-        if isinstance(o, dict):
-            return {k: swap(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [swap(v) for v in o]
-        return o
-
-    text = json.dumps(swap(obj), separators=(",", ":"), ensure_ascii=False, default=default)
-    if raws:
-        for i, raw in enumerate(raws):
-            text = text.replace(f'"\\u0000RAW{i}\\u0000"', raw, 1)
-    return text.encode("utf-8")
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> "Response":

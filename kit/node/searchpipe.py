@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import abc
 import copy
-import fnmatch
 import logging
 import math
 from decimal import ROUND_HALF_UP, Decimal
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from kit.node.pipeline_rest import PipelineRest
+from kit.node.pipeline_rest import PipelineRest, PipelineStore, java_class
 from kit.node.errors import ApiError, bad_request, unsupported
 
 if TYPE_CHECKING:
@@ -90,21 +89,6 @@ def _java_floats(values: Sequence[float]) -> str:
     return "[" + ", ".join(java_float_str(v) for v in values) + "]"
 
 
-def _java_class(value: Any) -> str:
-    if isinstance(value, bool):
-        return "java.lang.Boolean"
-    if isinstance(value, int):
-        return "java.lang.Integer" if -(2**31) <= value < 2**31 else "java.lang.Long"
-    if isinstance(value, float):
-        return "java.lang.Double"
-    if isinstance(value, str):
-        return "java.lang.String"
-    if isinstance(value, list):
-        return "java.util.ArrayList"
-    if isinstance(value, dict):
-        return "java.util.HashMap"
-    return type(value).__name__
-
 
 def _parse_error(reason: str, **meta: Any) -> ApiError:
     return ApiError(400, "parse_exception", reason, **{k: v for k, v in meta.items() if v is not None})
@@ -123,7 +107,7 @@ def _read_str(ptype: str | None, tag: str | None, cfg: dict[str, Any], prop: str
             raise _config_error(ptype, tag, prop, "required property is missing")
         return default
     if not isinstance(v, str):
-        raise _config_error(ptype, tag, prop, f"property isn't a string, but of type [{_java_class(v)}]")
+        raise _config_error(ptype, tag, prop, f"property isn't a string, but of type [{java_class(v)}]")
     return v
 
 
@@ -132,7 +116,7 @@ def _read_bool(ptype: str | None, tag: str | None, cfg: dict[str, Any], prop: st
     if v is None:
         return default
     if not isinstance(v, bool):
-        raise _config_error(ptype, tag, prop, f"property isn't a boolean, but of type [{_java_class(v)}]")
+        raise _config_error(ptype, tag, prop, f"property isn't a boolean, but of type [{java_class(v)}]")
     return v
 
 
@@ -141,7 +125,7 @@ def _read_map(ptype: str | None, tag: str | None, cfg: dict[str, Any], prop: str
     if v is None:
         return None
     if not isinstance(v, dict):
-        raise _config_error(ptype, tag, prop, f"property isn't a map, but of type [{_java_class(v)}]")
+        raise _config_error(ptype, tag, prop, f"property isn't a map, but of type [{java_class(v)}]")
     return v
 
 
@@ -150,7 +134,7 @@ def _read_list(ptype: str | None, tag: str | None, cfg: dict[str, Any], prop: st
     if v is None:
         return None
     if not isinstance(v, list):
-        raise _config_error(ptype, tag, prop, f"property isn't a list, but of type [{_java_class(v)}]")
+        raise _config_error(ptype, tag, prop, f"property isn't a list, but of type [{java_class(v)}]")
     return v
 
 
@@ -698,7 +682,7 @@ class FilterQuery(RequestProcessor):
         if query is None:
             raise _config_error(self.type, tag, "query", "required property is missing")
         if not isinstance(query, dict):
-            raise _config_error(self.type, tag, "query", f"property isn't a map, but of type [{_java_class(query)}]")
+            raise _config_error(self.type, tag, "query", f"property isn't a map, but of type [{java_class(query)}]")
         self.query = query
 
     def process(self, body: dict[str, Any], index: str | None) -> dict[str, Any]:
@@ -821,13 +805,13 @@ class SearchPipeline:
         out: list[tuple[str, dict[str, Any]]] = []
         for item in items or []:
             if not isinstance(item, dict):
-                raise _parse_error(f"[{key}] property isn't a map, but of type [{_java_class(item)}]")
+                raise _parse_error(f"[{key}] property isn't a map, but of type [{java_class(item)}]")
             for type_, pcfg in item.items():
                 if pcfg is None:
                     pcfg = {}
                 if not isinstance(pcfg, dict):
                     raise _config_error(type_, None, None,
-                                        f"property isn't a map, but of type [{_java_class(pcfg)}]")
+                                        f"property isn't a map, but of type [{java_class(pcfg)}]")
                 out.append((type_, pcfg))
         return out
 
@@ -895,66 +879,6 @@ class SearchPipeline:
 # --------------------------------------------------------------------------------------------
 # Persistence + REST
 
-
-class PipelineStore:
-    """Pipeline bodies kept as documents in a hidden system index, cached in memory.
-
-    Each document is ``{"body": "<the PUT body as JSON text>"}`` so arbitrary processor configs
-    never meet dynamic mapping. Without an engine (unit tests) it is memory only.
-    """
-
-    def __init__(self, engine: "Engine | None", index: str) -> None:
-        self.engine = engine
-        self.index = index
-        self._cache: dict[str, dict[str, Any]] | None = None
-
-    def _load(self) -> dict[str, dict[str, Any]]:
-        if self._cache is not None:
-            return self._cache
-        import json
-
-        cache: dict[str, dict[str, Any]] = {}
-        if self.engine is not None and self.engine.index_exists(self.index):
-            resp = self.engine.search(self.index, {"size": 10000, "query": {"match_all": {}}})
-            for hit in resp.get("hits", {}).get("hits", []):
-                try:
-                    cache[hit["_id"]] = json.loads(hit["_source"]["body"])
-                except (KeyError, ValueError, TypeError):
-                    log.warning("skipping unreadable stored pipeline %s in %s", hit.get("_id"), self.index)
-        self._cache = cache
-        return cache
-
-    def all(self) -> dict[str, dict[str, Any]]:
-        return dict(self._load())
-
-    def get(self, pipeline_id: str) -> dict[str, Any] | None:
-        return self._load().get(pipeline_id)
-
-    def put(self, pipeline_id: str, body: dict[str, Any]) -> None:
-        import json
-
-        cache = self._load()
-        if self.engine is not None:
-            self.engine.ensure_system_index(self.index, {"dynamic": False, "properties": {}})
-            self.engine.index_doc(self.index, pipeline_id, {"body": json.dumps(body)}, refresh=True)
-        cache[pipeline_id] = copy.deepcopy(body)
-
-    def delete(self, pipeline_id: str) -> None:
-        cache = self._load()
-        if self.engine is not None and self.engine.index_exists(self.index):
-            self.engine.delete_doc(self.index, pipeline_id, refresh=True)
-        cache.pop(pipeline_id, None)
-
-    def match(self, expr: str) -> list[str]:
-        """Ids matching a comma list of names / wildcards, in stored order."""
-        ids = list(self._load())
-        out: list[str] = []
-        for part in expr.split(","):
-            part = part.strip()
-            for pid in ids:
-                if (fnmatch.fnmatchcase(pid, part) if "*" in part else pid == part) and pid not in out:
-                    out.append(pid)
-        return out
 
 
 def _setting(settings: Mapping[str, Any] | None, key: str) -> Any:

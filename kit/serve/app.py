@@ -36,10 +36,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from kit.errors import KitError, ModelError, ServeError
-from kit.serve.batching import Batcher, QueueFull
-from kit.serve.captions import Captioner, CaptionsUnavailable, UpstreamError
+from kit.errors import ServeError
+from kit.serve.batching import Batcher
+from kit.serve.captions import Captioner, CaptionsUnavailable
 from kit.serve.config import ServeConfig
+from kit.serve.errors import ApiError, _as_api_error, _error_body, error_response
 from kit.serve.images import (PREPROCESS_VERSION, BadImage, decode_b64, decode_b64_buffer, jpeg_job, open_image,
                               preprocess)
 from kit.serve.metrics import BATCH_BUCKETS, CONTENT_TYPE, LATENCY_BUCKETS, Metrics, label_key
@@ -50,47 +51,6 @@ log = logging.getLogger(__name__)
 
 # ``oskit serve --workers N`` hands the config to each uvicorn worker process through this variable.
 CONFIG_ENV = "OSKIT_SERVE_CONFIG_JSON"
-
-
-class ApiError(ServeError):
-    """An error with an HTTP status and a stable ``code`` for the JSON error shape."""
-
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.headers = headers or {}
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message, "status": status}}, status_code=status,
-                        headers=headers)
-
-
-def _error_body(err: "ApiError") -> bytes:
-    """The bytes :func:`error_response` sends (Starlette's JSONResponse: compact, non-ASCII kept)."""
-    content = {"error": {"code": err.code, "message": err.message, "status": err.status}}
-    try:
-        return orjson.dumps(content)
-    except TypeError:  # a lone surrogate in a message: the stdlib writes it, as JSONResponse did
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _as_api_error(exc: BaseException) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, BadImage):
-        return ApiError(exc.status, exc.code, exc.message)
-    if isinstance(exc, QueueFull):
-        return ApiError(429, "overloaded", exc.message, headers={"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, CaptionsUnavailable):
-        return ApiError(503, "captions_not_configured", exc.message)
-    if isinstance(exc, UpstreamError):
-        return ApiError(502, "upstream_error", exc.message)
-    if isinstance(exc, KitError):
-        return ApiError(500, "model_error" if isinstance(exc, ModelError) else "server_error", exc.message)
-    log.exception("unexpected error", exc_info=exc)
-    return ApiError(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
 class Runtime:

@@ -5,21 +5,17 @@
 HTTP, JSON, base64, the JPEG header check, Pillow for images that nvJPEG cannot take, OCR, tags and
 captions — and sends each image to the engine over a Unix socket; the engine runs the batches.
 
-What it buys: one copy of the model in memory (N workers otherwise load N copies: a large CLIP on
-one GPU may not fit N times); batches across all workers (mean 127 images on the H100 with 256
-clients, against 14–18 per worker) at a third of the server CPU per image; and no GIL shared
-between HTTP and the model. H100, 8 workers, same runs: 5,796 and 6,904 images/s served through
-the engine against 5,027 and 4,966 with per-worker models (256 clients), about 2× at 32 clients.
-On the 2-core VM with one worker: served/offline median 1.053 against 0.903. Numbers and the
-variants that measured worse: docs/model-server.md ("The model engine"), bench/README.md.
+Why: one copy of the model in memory (N workers otherwise load N copies: a large CLIP on one GPU may
+not fit N times), batches across all workers at a fraction of the server CPU per image, and no GIL
+shared between HTTP and the model. The measurements, and the variants that measured worse:
+docs/model-server.md ("The model engine") and bench/README.md.
 
 Batching in the engine: a batch thread takes the first waiting item and every item queued behind it
 (up to ``max_batch``) and runs at once — it never waits for more. While the model is busy, items
 queue; under load batches are therefore full, and a lone request runs immediately (``max_wait_ms``
 only applies to a worker's own batcher). Admission: the engine holds at most ``max_queue × N``
-images (``N`` workers) and answers more with the same 429 + ``Retry-After`` as a worker. More
-than one batch thread (``streams``) made batches slower on the H100 (34 → 57 → 109 ms for 1, 2, 4
-threads): the default is one.
+images (``N`` workers) and answers more with the same 429 + ``Retry-After`` as a worker. One batch
+thread (``streams``) is the default: more made each batch slower (bench/README.md).
 
 Wire protocol (little-endian), both directions one frame per message::
 
@@ -56,6 +52,7 @@ import orjson
 from kit.errors import ServeError
 from kit.serve.batching import QueueFull, _Slot, call_batch, refuse, retry_after
 from kit.serve.config import ServeConfig
+from kit.serve.errors import ApiError, _as_api_error  # the one mapping from exceptions to HTTP errors
 from kit.serve.images import JpegJob
 from kit.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, Metrics, label_key
 
@@ -71,8 +68,6 @@ ST_VECTOR, ST_JSON, ST_ERROR = 0, 1, 2
 
 
 def _error_record(exc: BaseException) -> bytes:
-    from kit.serve.app import _as_api_error  # the one mapping from exceptions to HTTP errors
-
     err = _as_api_error(exc)
     return orjson.dumps({"status": err.status, "code": err.code, "message": err.message, "headers": err.headers})
 
@@ -507,14 +502,10 @@ class EngineClient(asyncio.Protocol):
 
 
 def _unavailable(why: str) -> Exception:
-    from kit.serve.app import ApiError
-
     return ApiError(503, "engine_unavailable", f"{why}; the server is shutting down or the engine failed (see its log)")
 
 
 def _api_error(record: dict[str, Any]) -> Exception:
-    from kit.serve.app import ApiError
-
     return ApiError(int(record["status"]), str(record["code"]), str(record["message"]),
                     headers=dict(record.get("headers") or {}))
 

@@ -16,7 +16,7 @@ N_SAMPLES = 16
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from kit.demo import start_stack
+    from kit.job.demo import start_stack
 
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(("OSKIT_", "OPENSEARCH_"))}
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -34,8 +34,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A generated set (images, metadata.jsonl, queries.yaml, phone photos) loaded as a QuerySet."""
-    from kit.demo import write_samples
-    from kit.evaluate import load_queries
+    from kit.job.demo import write_samples
+    from kit.job.evaluate import load_queries
 
     folder = write_samples(tmp_path_factory.mktemp("samples"), N_SAMPLES, seed=3)
     return load_queries(folder / "queries.yaml")
@@ -44,7 +44,7 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="session")
 def indexed(stack: Any, samples: Any) -> Any:
     """The sample set ingested into ``images`` (once per session)."""
-    from kit.evaluate import ingest_eval_set
+    from kit.job.evaluate import ingest_eval_set
 
     result = ingest_eval_set(stack.client, samples, index="images", batch=8)
     assert result.failed == 0, result.failures

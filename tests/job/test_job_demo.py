@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_every_step(stack: Any, tmp_path: Path) -> None:
-    from kit.demo import run_demo
+    from kit.job.demo import run_demo
 
     extra = tmp_path / "mine"
     extra.mkdir()

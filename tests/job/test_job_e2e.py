@@ -55,7 +55,7 @@ def test_ingest_indexes_documents_as_the_contract_says(stack: Any, samples: Any,
 
 
 def test_rerun_skips_everything(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.evaluate import ingest_eval_set
+    from kit.job.evaluate import ingest_eval_set
 
     again = ingest_eval_set(stack.client, samples, index="images")
     assert (again.indexed, again.skipped, again.failed) == (0, indexed.indexed, 0)
@@ -104,7 +104,7 @@ def test_ingest_of_a_missing_index_is_a_clear_error(stack: Any, tmp_path: Path) 
 
 
 def test_text_search_modes(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.search import search
+    from kit.job.search import search
 
     cap = next(q for q in samples.queries if q.kind == "caption")
     vec = search(stack.client, cap.text, k=5)
@@ -119,7 +119,7 @@ def test_text_search_modes(stack: Any, samples: Any, indexed: Any) -> None:
 
 
 def test_ocr_field_search_finds_the_serial(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.search import search
+    from kit.job.search import search
 
     q = next(q for q in samples.queries if q.type == "ocr")
     for mode in ("vector", "hybrid"):
@@ -155,7 +155,7 @@ def test_search_cli_table(stack: Any, indexed: Any) -> None:
 
 
 def test_phone_photo_finds_its_source(stack: Any, samples: Any, indexed: Any) -> None:
-    from kit.similar import similar
+    from kit.job.similar import similar
 
     photos = [q for q in samples.queries if q.type == "image"]
     top1 = [_stems(similar(stack.client, q.image, k=3).hits)[:1] == q.relevant for q in photos]

@@ -1,4 +1,4 @@
-"""``kit.evaluate.evaluate`` over a recording client: every mode's request shape, groups, per-query kinds."""
+"""``kit.job.evaluate.evaluate`` over a recording client: every mode's request shape, groups, per-query kinds."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from kit.evaluate import default_configs, evaluate, load_queries
-from kit.search import forget_index_info
+from kit.job.evaluate import default_configs, evaluate, load_queries
+from kit.job.search import forget_index_info
 
 PIPELINE = {"request_processors": [{"neural_query_enricher": {"default_model_id": "m"}}],
             "phase_results_processors": [{"normalization-processor": {"normalization": {"technique": "min_max"}}}]}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kit.errors import KitError
-from kit.search import HYBRID_WEIGHTS, build_search, forget_index_info, search, weighted_pipeline
+from kit.job.search import HYBRID_WEIGHTS, build_search, forget_index_info, search, weighted_pipeline
 
 ENRICHER = {"neural_query_enricher": {"default_model_id": "text-id",
                                       "neural_field_default_id": {"image_embedding": "clip-id"}}}
@@ -19,7 +19,7 @@ STORED = {"description": "images", "request_processors": [ENRICHER],
 
 
 class Recorder:
-    """Answers the three calls ``kit.search.search`` makes and keeps the search requests."""
+    """Answers the three calls ``kit.job.search.search`` makes and keeps the search requests."""
 
     def __init__(self, pipeline: dict[str, Any]) -> None:
         self.pipeline = pipeline
@@ -152,7 +152,7 @@ def test_node_combines_hybrid_scores_by_the_inline_weights(fresh_node: Any) -> N
 
 def test_stored_pipeline_is_reread_after_its_ttl(recorder: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     """The temporary pipeline copies model ids: a changed stored pipeline is picked up, not cached forever."""
-    import kit.search as ks
+    import kit.job.search as ks
 
     search(recorder, "STOP", mode="hybrid")
     recorder.pipeline = copy.deepcopy(STORED)
@@ -183,10 +183,10 @@ def test_cli_hybrid_weights_reach_the_request(recorder: Recorder, monkeypatch: p
 
     from click.testing import CliRunner
 
-    import kit.cli_job
+    import kit.cli.job
     from kit.cli import cli
 
-    monkeypatch.setattr(kit.cli_job, "_client", lambda conn: contextlib.nullcontext(recorder))
+    monkeypatch.setattr(kit.cli.job, "_client", lambda conn: contextlib.nullcontext(recorder))
     r = CliRunner().invoke(cli, ["search", "red", "--mode", "hybrid", "--hybrid-weights", "0.2,0.8", "--json"])
     assert r.exit_code == 0, r.output
     (body, _), = recorder.searches

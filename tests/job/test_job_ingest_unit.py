@@ -14,7 +14,7 @@ from PIL import Image
 
 from kit.cluster.client import Client
 from kit.errors import ClusterError, IngestError
-from kit.ingest import (
+from kit.job.ingest import (
     ImageDoc,
     bulk_index,
     discover_files,

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from kit.errors import EvalError, ThresholdMissed
-from kit.evaluate import (
+from kit.job.evaluate import (
     EvalReport,
     EvalRow,
     average_precision,

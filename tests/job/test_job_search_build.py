@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from kit.errors import EvalError, KitError
-from kit.gallery import render_gallery
-from kit.search import Hit, apply_template, build_search, filter_clauses, parse_filters
-from kit.similar import Bands, calibrate_bands, encode_query_image, shares_nothing, shares_object
+from kit.job.gallery import render_gallery
+from kit.job.search import Hit, apply_template, build_search, filter_clauses, parse_filters
+from kit.job.similar import Bands, calibrate_bands, encode_query_image, shares_nothing, shares_object
 
 EXCLUDES = ["image", "image_embedding", "ocr_embedding", "caption_embedding", "thumbnail"]
 
@@ -172,8 +172,8 @@ def test_gallery_html() -> None:
 
 def test_cli_defaults_are_the_seeds_text_to_image_search() -> None:
     """`oskit search WORD` = top 30 by CLIP, a single word wrapped as "a picture of a {term}"."""
-    from kit.cli_job import search as search_cmd
-    from kit.search import DEFAULT_PROMPT_TEMPLATE
+    from kit.cli.job import search as search_cmd
+    from kit.job.search import DEFAULT_PROMPT_TEMPLATE
 
     defaults = {p.name: p.default for p in search_cmd.params}
     assert defaults["k"] == 30 and defaults["mode"] == "vector" and defaults["field_"] == "image"

@@ -31,7 +31,7 @@ def _call(app: Any, method: str, url: str, **kw: Any) -> httpx.Response:
 
 @pytest.fixture(scope="module")
 def ui_app(stack: Any, indexed: Any) -> Any:
-    from kit.ui.app import create_app
+    from kit.job.ui.app import create_app
 
     return create_app(stack.client, index="images")
 
@@ -78,8 +78,8 @@ def test_api_errors_have_one_shape(ui_app: Any, method: str, url: str, kw: dict,
 
 @pytest.fixture(scope="module")
 def page_url(stack: Any, indexed: Any) -> Iterator[str]:
-    from kit.demo import ServerThread
-    from kit.ui.app import create_app
+    from kit.job.demo import ServerThread
+    from kit.job.ui.app import create_app
 
     server = ServerThread(create_app(stack.client, index="images"), name="search page")
     yield server.start()

@@ -111,7 +111,7 @@ def test_train_needs_a_budget(tmp_path: Path) -> None:
 def test_train_clip_cli_writes_loadable_weights_and_report(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from kit.cli_clip import train_clip
+    from kit.cli.train_clip import train_clip
 
     out = tmp_path / "w"
     result = CliRunner().invoke(train_clip, ["--out", str(out), "--steps", "1", "--batch-size", "8",

@@ -1,5 +1,9 @@
 """``MLCommons``: the node's ``/_plugins/_ml`` API (model groups, models, chunks, tasks, connectors, predict).
 
+Size: one object over one shared state (the model/task locks, loaded models, task threads) that the
+register → task → deploy → predict state machine runs through; connectors, templating, local models
+and the mirror are already their own modules (``connector``, ``templating``, ``local``, ``mirror``).
+
 Everything lives as documents in ML Commons' system indices through the Engine API, so ``_search``
 on them is a plain search, as in the real plugin. Local models are registered/deployed by background
 threads with the real task state machine; remote models are synchronous. Messages, statuses and

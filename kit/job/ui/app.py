@@ -1,8 +1,8 @@
 """The search page's server: static files plus a JSON API that calls the library.
 
 ``create_app(conn, index=...)`` returns an ASGI app; ``oskit ui`` hands it to uvicorn. The browser
-never talks to the cluster: every request goes through :func:`kit.search.search` /
-:func:`kit.similar.similar` and so through :mod:`kit.cluster.client`.
+never talks to the cluster: every request goes through :func:`kit.job.search.search` /
+:func:`kit.job.similar.similar` and so through :mod:`kit.cluster.client`.
 
 API (errors: ``{"error": {"message", "hint", "status"}}``):
 
@@ -24,7 +24,7 @@ from kit.errors import ClusterError, KitError, Unreachable
 
 __all__ = ["MAX_UPLOAD_BYTES", "create_app"]
 
-log = logging.getLogger("kit.ui")
+log = logging.getLogger("kit.job.ui")
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -47,10 +47,10 @@ def create_app(conn: Mapping[str, Any] | Any, *, index: str = "images", bands: A
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    from kit.search import FIELDS, MODES
-    from kit.search import search as run_search
-    from kit.similar import Bands
-    from kit.similar import similar as run_similar
+    from kit.job.search import FIELDS, MODES
+    from kit.job.search import search as run_search
+    from kit.job.similar import Bands
+    from kit.job.similar import similar as run_similar
 
     if isinstance(conn, Mapping):
         from kit.cluster.client import connect

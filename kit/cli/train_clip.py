@@ -1,7 +1,7 @@
 """``oskit models train-clip``: train the project's small CLIP on generated images.
 
 A thin layer over :func:`kit.models.train_clip.train`; registered under ``oskit models`` by
-:mod:`kit.cli_models`.
+:mod:`kit.cli.models`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from kit.cli_common import json_option, verbose_option
+from kit.cli.common import json_option, verbose_option
 
 __all__ = ["train_clip"]
 

@@ -2,7 +2,8 @@
 
 Each command parses its arguments, calls one library function, renders the result and lets
 :class:`kit.errors.KitError` reach :func:`main`, the one place that turns it into an exit code.
-Command groups live in ``kit/cli_*.py`` and are imported lazily so ``oskit --help`` starts fast.
+Command groups live beside this module (``kit/cli/provision.py``, ``node.py``, ``models.py``, ``job.py``;
+shared options in ``common.py``) and are imported lazily so ``oskit --help`` starts fast.
 """
 
 from __future__ import annotations
@@ -12,30 +13,30 @@ from typing import Any
 
 import click
 
-from kit.cli_common import fail
+from kit.cli.common import fail
 from kit.errors import KitError
 
 # name -> "module:attribute"; modules are imported only when the command runs or help is shown.
 COMMANDS: dict[str, str] = {
     # provisioning core
-    "validate": "kit.cli_provision:validate",
-    "plan": "kit.cli_provision:plan",
-    "apply": "kit.cli_provision:apply",
-    "diff": "kit.cli_provision:diff",
-    "status": "kit.cli_provision:status",
-    "destroy": "kit.cli_provision:destroy",
+    "validate": "kit.cli.provision:validate",
+    "plan": "kit.cli.provision:plan",
+    "apply": "kit.cli.provision:apply",
+    "diff": "kit.cli.provision:diff",
+    "status": "kit.cli.provision:status",
+    "destroy": "kit.cli.provision:destroy",
     # embedded node
-    "node": "kit.cli_node:node",
+    "node": "kit.cli.node:node",
     # models and the model server
-    "models": "kit.cli_models:models",
-    "serve": "kit.cli_models:serve",
+    "models": "kit.cli.models:models",
+    "serve": "kit.cli.models:serve",
     # the main job
-    "ingest": "kit.cli_job:ingest",
-    "search": "kit.cli_job:search",
-    "similar": "kit.cli_job:similar",
-    "eval": "kit.cli_job:eval_cmd",
-    "ui": "kit.cli_job:ui",
-    "demo": "kit.cli_job:demo",
+    "ingest": "kit.cli.job:ingest",
+    "search": "kit.cli.job:search",
+    "similar": "kit.cli.job:similar",
+    "eval": "kit.cli.job:eval_cmd",
+    "ui": "kit.cli.job:ui",
+    "demo": "kit.cli.job:demo",
 }
 
 

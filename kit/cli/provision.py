@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kit.cli_common import connection_options, json_option, project_option, verbose_option
+from kit.cli.common import connection_options, json_option, project_option, verbose_option
 
 __all__ = ["apply", "destroy", "diff", "plan", "status", "validate"]
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from kit.search import Hit
+from kit.job.search import Hit
 
 __all__ = ["render_gallery", "write_gallery"]
 

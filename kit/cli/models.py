@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from kit.cli_common import json_option, verbose_option
+from kit.cli.common import json_option, verbose_option
 
 __all__ = ["models", "serve"]
 
 # Lazily loaded sub-commands owned by other modules: name -> "module:attribute".
-_LAZY: dict[str, str] = {"train-clip": "kit.cli_clip:train_clip"}
+_LAZY: dict[str, str] = {"train-clip": "kit.cli.train_clip:train_clip"}
 
 
 class _ModelsGroup(click.Group):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from kit.errors import EvalError, KitError, ThresholdMissed
-from kit.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, search
+from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, search
 
 __all__ = [
     "EvalConfig",
@@ -51,7 +51,7 @@ __all__ = [
     "recall_at_k",
 ]
 
-log = logging.getLogger("kit.evaluate")
+log = logging.getLogger("kit.job.evaluate")
 
 GROUPS = ("text", "ocr", "image")
 #: the aggregate row: the queries every mode answers (photo queries are vector-only, so they stay apart)
@@ -306,7 +306,7 @@ def evaluate(
     ``search_pipeline`` evaluates another search pipeline than the index's default (e.g. other
     hybrid weights); it must carry the neural_query_enricher too.
     """
-    from kit.similar import similar
+    from kit.job.similar import similar
 
     ks = sorted({int(k) for k in ks})
     for k in ks:
@@ -541,7 +541,7 @@ def _set_images(queryset: QuerySet) -> Path:
 
 def ingest_eval_set(client: Any, queryset: QuerySet, *, index: str = "images", **kwargs: Any) -> Any:
     """Ingest the set's ``images/`` with its ``metadata.jsonl`` (ids are content hashes: reruns skip)."""
-    from kit.ingest import ingest
+    from kit.job.ingest import ingest
 
     meta = queryset.base_dir / "metadata.jsonl"
     return ingest(client, [_set_images(queryset)], index=index, metadata=meta if meta.is_file() else None, **kwargs)
@@ -549,7 +549,7 @@ def ingest_eval_set(client: Any, queryset: QuerySet, *, index: str = "images", *
 
 def calibrate_from_queries(client: Any, queryset: QuerySet, *, index: str = "images", limit: int = 100) -> Any:
     """Calibrate the similar-photo bands on the set's image queries (see docs/similar-bands.md)."""
-    from kit.similar import calibrate_bands, collect_band_samples
+    from kit.job.similar import calibrate_bands, collect_band_samples
 
     folder = _set_images(queryset)
     pairs: list[tuple[bytes, bytes, str]] = []

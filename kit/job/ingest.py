@@ -50,7 +50,7 @@ __all__ = [
     "with_retries",
 ]
 
-log = logging.getLogger("kit.ingest")
+log = logging.getLogger("kit.job.ingest")
 
 SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # Pillow format names we accept; MPO is what many phones write for JPEG.

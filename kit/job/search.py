@@ -8,16 +8,7 @@ and its ``normalization-processor`` combines the sub-query scores of a hybrid qu
     >>> result = search(connect(), "red dress", k=30)  # doctest: +SKIP
     >>> [(h.score, h.source["file_name"]) for h in result.hits]  # doctest: +SKIP
 
-How hybrid was tuned (mAP@30, text queries of the shipped set ``data/eval``, seed 1). With BM25 over
-tags + OCR + caption and equal min-max weights, hybrid scored 0.679 against vector's 0.709: on
-caption queries CLIP ranks the one right image first (AP 1.0), but the zero-shot tags match most
-images on some colour or shape word, min-max lifts the best of those matches to 1.0, and it
-outranks the right image, which the tags missed (AP 0.5). Object queries ("purple square") lost
-the same way. The fields and weights were then chosen on a second generated set
-(``kit.models.synth.make_eval_set(300, 2)``, same generator, other seed) and only checked on the
-shipped one: without tags, text 0.722 (dev) / 0.733 (shipped) ≥ vector 0.703 / 0.709; with the
-image-field weights 0.4/0.6, 0.736 / 0.740, and every query kind (caption, word, object, sign) at
-or above vector on both sets; OCR queries 0.962 / 0.967 against vector 0.732 / 0.750.
+Which fields the hybrid BM25 half reads and its default weights were measured: docs/search-tuning.md.
 """
 
 from __future__ import annotations
@@ -49,7 +40,7 @@ __all__ = [
     "weighted_pipeline",
 ]
 
-log = logging.getLogger("kit.search")
+log = logging.getLogger("kit.job.search")
 
 DEFAULT_PROMPT_TEMPLATE = "a picture of a {term}"
 MODES = ("vector", "hybrid", "tags")
@@ -57,23 +48,15 @@ FIELDS = ("image", "ocr_text", "caption")
 #: the k-NN field searched for each ``--field``
 VECTOR_FIELDS: dict[str, str] = {"image": "image_embedding", "ocr_text": "ocr_embedding", "caption": "caption_embedding"}
 #: the text fields of the BM25 half of ``hybrid`` for each ``--field`` (``tags`` mode matches ``tags`` alone).
-#: ``tags`` is left out of hybrid on purpose: the zero-shot tags are CLIP's own image vector
-#: thresholded into words (colour and shape unbound, so "purple square" matches any purple thing
-#: and any square), so they add no evidence the vector half lacks, only its quantisation noise.
-#: With min-max normalisation the best BM25 match always scores 1.0, so that noise outranked
-#: CLIP's correct top hit (text queries: hybrid mAP@30 0.679 < vector 0.709; see the module
-#: docstring). OCR text and captions carry what the image vector cannot: printed words and a
-#: describer's view.
+#: Not ``tags``: they are CLIP's image vector turned into words, so they add only noise, which min-max
+#: lifts above CLIP's right answer (docs/search-tuning.md).
 LEXICAL_FIELDS: dict[str, tuple[str, ...]] = {
     "image": ("ocr_text", "caption"),
     "ocr_text": ("ocr_text",),
     "caption": ("caption",),
 }
 #: ``normalization-processor`` weights ``[BM25, vector]`` of a hybrid query, per ``--field``, used when
-#: the index's search pipeline sets none. On ``--field image`` the BM25 half only knows printed words
-#: and captions, which few queries are about, so the picture's vector leads; on ``--field ocr_text``
-#: both halves read the same text and weigh the same. Chosen on a second generated set (seed 2) and
-#: checked on the shipped one (see the module docstring).
+#: the index's search pipeline sets none; measured in docs/search-tuning.md.
 HYBRID_WEIGHTS: dict[str, tuple[float, float]] = {"image": (0.4, 0.6), "ocr_text": (0.5, 0.5),
                                                   "caption": (0.5, 0.5)}
 #: never sent back to the user: vectors and image bytes

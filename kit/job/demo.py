@@ -25,7 +25,7 @@ from kit.errors import KitError, NodeError, ServeError
 
 __all__ = ["LocalStack", "ServerThread", "apply_project", "free_port", "run_demo", "start_stack", "write_samples"]
 
-log = logging.getLogger("kit.demo")
+log = logging.getLogger("kit.job.demo")
 
 Events = Callable[[str, dict[str, Any]], None]
 
@@ -239,11 +239,11 @@ def run_demo(
     ``stack`` (project already applied) is used as it is and left running; otherwise one is started
     and stopped at the end.
     """
-    from kit.evaluate import default_configs, evaluate, ingest_eval_set, load_queries
-    from kit.ingest import ingest
-    from kit.search import search
-    from kit.similar import Bands, similar
-    from kit.ui.app import create_app as create_ui_app
+    from kit.job.evaluate import default_configs, evaluate, ingest_eval_set, load_queries
+    from kit.job.ingest import ingest
+    from kit.job.search import search
+    from kit.job.similar import Bands, similar
+    from kit.job.ui.app import create_app as create_ui_app
 
     emit = events or (lambda kind, data: None)
     project = Path(project_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from kit.errors import EvalError, KitError
-from kit.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, filter_clauses, parse_filters, run_query
+from kit.job.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, filter_clauses, parse_filters, run_query
 
 __all__ = [
     "BAND_LABELS",
@@ -31,7 +31,7 @@ __all__ = [
     "similar",
 ]
 
-log = logging.getLogger("kit.similar")
+log = logging.getLogger("kit.job.similar")
 
 BAND_LABELS = ("identical", "near-identical", "similar", "unrelated")
 DEFAULT_BANDS_FILE = Path("data") / "similar-bands.json"

@@ -1,7 +1,7 @@
 """The main job's commands: ``ingest``, ``search``, ``similar``, ``eval``, ``ui``, ``demo``.
 
-Each command calls one library function (kit.ingest, kit.search, kit.similar, kit.evaluate, kit.ui,
-kit.demo) and renders its result: data on stdout (tables, ``--json``), progress and summaries on stderr.
+Each command calls one library function (:mod:`kit.job`: ingest, search, similar, evaluate, ui, demo)
+and renders its result: data on stdout (tables, ``--json``), progress and summaries on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import click
 
-from kit.cli_common import connection_options, json_option, project_option, verbose_option
+from kit.cli.common import connection_options, json_option, project_option, verbose_option
 
 __all__ = ["demo", "eval_cmd", "ingest", "search", "similar", "ui"]
 
@@ -88,8 +88,8 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
     Example:
       oskit ingest photos/ 'more/**/*.jpg' --metadata photos.csv --index images
     """
-    from kit.ingest import IngestProgress
-    from kit.ingest import ingest as run_ingest
+    from kit.job.ingest import IngestProgress
+    from kit.job.ingest import ingest as run_ingest
 
     err = _stderr()
     progress_cb = None
@@ -145,7 +145,7 @@ def ingest(paths: tuple[str, ...], index: str, metadata_file: Path | None, worke
 def _render_hits(result: Any, *, labels: bool = False) -> None:
     from rich.table import Table
 
-    from kit.search import short_metadata
+    from kit.job.search import short_metadata
 
     table = Table(show_lines=False, pad_edge=False, box=None, header_style="bold")
     # fixed columns never shrink; only the metadata cell is cut (with an ellipsis) to fit
@@ -172,7 +172,7 @@ def _render_hits(result: Any, *, labels: bool = False) -> None:
 def _write_html(path: Path | None, result: Any, title: str, subtitle: str) -> None:
     if path is None:
         return
-    from kit.gallery import write_gallery
+    from kit.job.gallery import write_gallery
 
     write_gallery(path, result.hits, title=title, subtitle=subtitle)
     click.echo(f"wrote {path} ({len(result.hits)} results)", err=True)
@@ -212,7 +212,7 @@ def search(query: str, k: int, mode: str, field_: str, filters: tuple[str, ...],
       oskit search "striped star" --filter format=png --json
       oskit search "red heart" --mode hybrid --hybrid-weights 0.3,0.7
     """
-    from kit.search import search as run_search
+    from kit.job.search import search as run_search
 
     with _client(conn) as client:
         result = run_search(client, query, index=index, k=k, mode=mode, field=field_, filters=list(filters),
@@ -247,8 +247,8 @@ def similar(photo: Path, k: int, filters: tuple[str, ...], bands_file: Path | No
     Example:
       oskit similar phone_photo.jpg -k 10 --html similar.html
     """
-    from kit.similar import Bands
-    from kit.similar import similar as run_similar
+    from kit.job.similar import Bands
+    from kit.job.similar import similar as run_similar
 
     bands = Bands.load(bands_file) if bands_file else Bands.default(project_dir)
     with _client(conn) as client:
@@ -314,7 +314,7 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
       oskit eval data/eval/queries.yaml
       oskit eval data/eval/queries.yaml --mode vector -k 10,30 --fail-under map=0.5 --fail-under image:r@1=0.95
     """
-    from kit.evaluate import check_thresholds, default_configs, evaluate, ks_from, load_queries, modes_from, \
+    from kit.job.evaluate import check_thresholds, default_configs, evaluate, ks_from, load_queries, modes_from, \
         parse_thresholds
 
     kk = ks_from(ks)
@@ -324,7 +324,7 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
     with _client(conn) as client:
         idx = index or qs.index or "images"
         if do_ingest:
-            from kit.evaluate import ingest_eval_set
+            from kit.job.evaluate import ingest_eval_set
 
             res = ingest_eval_set(client, qs, index=idx)
             click.echo(f"ingested the evaluation images: {res.indexed} new, {res.skipped} already indexed, "
@@ -339,7 +339,7 @@ def eval_cmd(queries_file: Path, modes: tuple[str, ...], ks: str, fail_under: tu
         else:
             _stdout().print(render_report(report))
         if bands_out:
-            from kit.evaluate import calibrate_from_queries
+            from kit.job.evaluate import calibrate_from_queries
 
             bands = calibrate_from_queries(client, qs, index=idx)
             bands.save(bands_out)
@@ -368,8 +368,8 @@ def ui(index: str, host: str, port: int, project_dir: Path, conn: dict[str, Any]
     """
     import uvicorn
 
-    from kit.similar import Bands
-    from kit.ui.app import create_app
+    from kit.job.similar import Bands
+    from kit.job.ui.app import create_app
 
     app = create_app(conn, index=index, bands=Bands.default(project_dir))
     click.echo(f"search page: http://{host}:{port}/  (index '{index}' at {conn['url']}; Ctrl-C stops)", err=True)
@@ -398,7 +398,7 @@ def demo(no_serve: bool, image_dirs: tuple[Path, ...], n_images: int, port: int,
     Example:
       oskit demo --no-serve --n 60
     """
-    from kit.demo import run_demo
+    from kit.job.demo import run_demo
 
     out, err = _stdout(), _stderr()
 

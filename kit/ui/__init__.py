@@ -1,5 +1,0 @@
-"""The search page: a small Starlette app (:func:`kit.ui.app.create_app`) plus static HTML/JS/CSS."""
-
-from __future__ import annotations
-
-__all__: list[str] = []
