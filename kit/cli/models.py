@@ -119,7 +119,7 @@ def serve(models_path: Path, host: str, port: int, device: str, workers: int, en
     \b
     Example:
       oskit serve --models models/ --port 8765
-      oskit serve --env real        # + MiniLM on /text/embed, for a real node (docs/real-node.md)
+      oskit serve --env NAME        # with environments/NAME.yaml's model patches (e.g. a serve: block)
       curl -s localhost:8765/health
     """
     from kit.serve.config import load_serve_config

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kit.cluster.client import connect
-from kit.demo import ServerThread
+from kit.job.demo import ServerThread
 
 WARNING = ('299 OpenSearch-2.19.6-97d3c13 "this request accesses system indices: [.plugins-ml-config], but in a '
            'future major version, direct access to system indices will be prevented by default"')

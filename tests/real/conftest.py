@@ -75,7 +75,7 @@ def real_node() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def model_server() -> Iterator[str]:
     """`oskit serve --env real` in a thread on a free port: CLIP, OCR, tags and MiniLM (/text/embed)."""
-    from kit.demo import ServerThread, _wait_healthy
+    from kit.job.demo import ServerThread, _wait_healthy
     from kit.serve.app import create_app
     from kit.serve.config import load_serve_config
 

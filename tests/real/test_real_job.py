@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from kit.search import FIELDS, MODES
+from kit.job.search import FIELDS, MODES
 from tests.conftest import ROOT
 # The main-job tests themselves, collected here again with this module's fixtures (a real stack).
 from tests.job.test_job_e2e import (  # noqa: F401
@@ -74,8 +74,8 @@ def stack(real_node: Any, model_server: str, oskit_data: Path) -> Iterator[RealS
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from kit.demo import write_samples
-    from kit.evaluate import load_queries
+    from kit.job.demo import write_samples
+    from kit.job.evaluate import load_queries
 
     folder = write_samples(tmp_path_factory.mktemp("samples"), N_SAMPLES, seed=3)
     return load_queries(folder / "queries.yaml")
@@ -83,7 +83,7 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def indexed(stack: RealStack, samples: Any) -> Any:
-    from kit.evaluate import ingest_eval_set
+    from kit.job.evaluate import ingest_eval_set
 
     result = ingest_eval_set(stack.client, samples, index="images", batch=8)
     assert result.failed == 0, result.failures
@@ -91,7 +91,7 @@ def indexed(stack: RealStack, samples: Any) -> Any:
 
 
 def test_every_mode_and_field_answers(stack: RealStack, samples: Any, indexed: Any) -> None:
-    from kit.search import search
+    from kit.job.search import search
 
     text = {"image": next(q for q in samples.queries if q.kind == "word").text,
             "ocr_text": next(q for q in samples.queries if q.type == "ocr").text,
