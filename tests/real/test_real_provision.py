@@ -66,8 +66,8 @@ EDITS = [
       ("update", "search-pipeline", "images-search")]),
     ("models/ocr.yaml", "description: OCR text lines of an image (oskit serve /ocr)", "description: OCR v2",
      [("update", "model", "ocr")]),
-    ("models/text.yaml", "version: 1.0.0", "version: 1.0.1",  # the local MiniLM package, deployed in the JVM
-     [("replace", "model", "text"), ("update", "ingest-pipeline", "images-ingest"),
+    ("environments/real.yaml", "read_timeout: 60", "read_timeout: 61",  # the overlay's MiniLM connector
+     [("replace", "connector", "text"), ("replace", "model", "text"), ("update", "ingest-pipeline", "images-ingest"),
       ("update", "search-pipeline", "images-search")]),
     ("pipelines/images-ingest.yaml", "tag: drop-image", "tag: drop-base64-image",
      [("update", "ingest-pipeline", "images-ingest")]),
