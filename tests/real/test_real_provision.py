@@ -90,8 +90,12 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
     res = oskit("plan", *common, "--detailed-exitcode")
     assert res.exit_code == 3, res.stdout + res.stderr
     res = oskit("plan", *common, "--json")
-    assert json.loads(res.stdout)["summary"] == {"create": 13, "update": 0, "replace": 0, "redeploy": 0,
-                                                "reindex": 0, "destroy": 0}
+    assert [(c["action"], c["kind"], c["name"]) for c in json.loads(res.stdout)["changes"]] == [
+        ("create", "cluster-settings", "persistent"), ("create", "model-group", "oskit-models"),
+        *[("create", "connector", m) for m in ("clip", "ocr", "tags", "text")],
+        *[("create", "model", m) for m in ("clip", "ocr", "tags", "text")],
+        ("create", "ingest-pipeline", "images-ingest"), ("create", "search-pipeline", "images-search"),
+        ("create", "index", "images")]
     res = oskit("apply", "--yes", *common)
     assert res.exit_code == 0, res.stderr
     assert "Applied 13 changes" in res.stdout
