@@ -19,7 +19,7 @@ assemble = importlib.import_module("kit.realnode.assemble")
 def test_cache_root_follows_the_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("OSKIT_REAL_CACHE", str(tmp_path / "c"))
     assert assemble.cache_root() == tmp_path / "c"
-    assert assemble.home_dir("2.19.6") == tmp_path / "c" / "2.19.6" / "home"
+    assert assemble.home_dir("2.19.6") == tmp_path / "c" / "2.19.6" / f"home-{assemble._RECIPE_ID}"
 
 
 def _jar(path: Path, *classes: str) -> None:
