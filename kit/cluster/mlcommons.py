@@ -143,6 +143,11 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
             # labelled JSON, as opensearch-py-ml sends them: a real cluster refuses octet-stream (406).
             client.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", body=chunk,
                            headers={"Content-Type": "application/json"})
+    # Real ML Commons 2.19 keeps no description from _register_meta, and the description carries the
+    # kit's ownership marker: without it the model looks foreign and every plan registers it again.
+    stored = get_model(client, model_id) or {}
+    if body.get("description") and stored.get("description") != body["description"]:
+        client.request("PUT", f"{ML}/models/{model_id}", body={"description": body["description"]})
     return model_id
 
 
