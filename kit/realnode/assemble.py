@@ -23,7 +23,7 @@ from kit.errors import RealNodeError
 from kit.realnode import recipe
 
 _MVN_DEP = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
-_RECIPE_ID = "oskit-realnode-3"  # bump when the assembled home's content changes (a new home folder)
+_RECIPE_ID = "oskit-realnode-4"  # bump when the assembled home's content changes (a new home folder)
 
 
 def cache_root() -> Path:
@@ -133,7 +133,7 @@ def fetch(version: str) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- assemble
-_FETCH_ID = "oskit-realnode-2"  # what dl/ holds (the DJL natives came with 2)
+_FETCH_ID = "oskit-realnode-4"  # what dl/ holds (DJL natives since 2, reindex since 4)
 
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
