@@ -37,9 +37,10 @@ def test_readme_opens_with_the_two_setup_commands() -> None:
     assert [line.split("#")[0].strip() for line in first_block.strip().splitlines()] == ["make demo", "make test"]
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_ci_runs_the_readme_test_commands() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^make test$", ci, re.M)
+    assert re.search(r"^make test( |$)", ci, re.M)  # the whole suite, then the real-cluster suite
+    assert re.search(r"^make test-real( |$)", ci, re.M) and "make test-real" in README
 
 
 def test_linked_docs_exist() -> None:

@@ -32,8 +32,27 @@ def register_group(client: Client, name: str, description: str) -> str:
     return str(resp["model_group_id"])
 
 
+def _delete_once_models_are_gone(client: Client, path: str, *, timeout: float = 30.0) -> None:
+    """DELETE a group or connector, waiting out ML Commons' near-real-time view of its models.
+
+    ML Commons refuses (409) while a search still finds models of the group or connector, and a real
+    cluster refreshes that search each second: right after the models went, the refusal is stale.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            client.request("DELETE", path, ignore=(404,))
+            return
+        except Conflict:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 def delete_group(client: Client, group_id: str) -> None:
-    client.request("DELETE", f"{ML}/model_groups/{group_id}", ignore=(404,))
+    _delete_once_models_are_gone(client, f"{ML}/model_groups/{group_id}")
 
 
 def create_connector(client: Client, body: dict[str, Any]) -> str:
@@ -42,7 +61,7 @@ def create_connector(client: Client, body: dict[str, Any]) -> str:
 
 
 def delete_connector(client: Client, connector_id: str) -> None:
-    client.request("DELETE", f"{ML}/connectors/{connector_id}", ignore=(404,))
+    _delete_once_models_are_gone(client, f"{ML}/connectors/{connector_id}")
 
 
 def get_model(client: Client, model_id: str) -> dict[str, Any] | None:
@@ -124,6 +143,11 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
             # labelled JSON, as opensearch-py-ml sends them: a real cluster refuses octet-stream (406).
             client.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", body=chunk,
                            headers={"Content-Type": "application/json"})
+    # Real ML Commons 2.19 keeps no description from _register_meta, and the description carries the
+    # kit's ownership marker: without it the model looks foreign and every plan registers it again.
+    stored = get_model(client, model_id) or {}
+    if body.get("description") and stored.get("description") != body["description"]:
+        client.request("PUT", f"{ML}/models/{model_id}", body={"description": body["description"]})
     return model_id
 
 

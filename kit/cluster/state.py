@@ -12,7 +12,7 @@ from typing import Any
 
 from kit.cluster.client import Client
 from kit.cluster.desired import Desired, canonical_json, parse_marker
-from kit.errors import ClusterError, NotFound
+from kit.errors import ClusterError, NotFound, Unreachable
 
 log = logging.getLogger("kit.cluster")
 
@@ -132,8 +132,26 @@ def _get_or_empty(client: Client, path: str, params: dict[str, Any] | None = Non
     return resp if isinstance(resp, dict) else {}
 
 
+ML_INDICES = ".plugins-ml-model-group,.plugins-ml-connector,.plugins-ml-model"
+
+
+def _refresh_ml_indices(client: Client) -> None:
+    """ML Commons' _search APIs are near-real-time and it does not refresh after every write (a model
+    registered by _register_meta, an update), so a plan right after an apply would miss what the apply
+    made. A refresh changes no data; a cluster that refuses it (security, a managed service) is read as is.
+    """
+    try:
+        client.request("POST", f"/{ML_INDICES}/_refresh",
+                       params={"ignore_unavailable": "true", "expand_wildcards": "all"})
+    except Unreachable:
+        raise
+    except ClusterError as exc:
+        log.info("could not refresh ML Commons' indices (%s); reading them as they are", exc)
+
+
 def read_state(client: Client, desired: Desired) -> LiveState:
     project = desired.project.name
+    _refresh_ml_indices(client)
     raw_settings = _get_or_empty(client, "/_cluster/settings", {"flat_settings": "true"})
     settings = flatten_settings(raw_settings.get("persistent") or {})
 

@@ -46,9 +46,10 @@ def assemble_cmd(version: str) -> None:
 @click.option("--version", "version", default=recipe.DEFAULT_VERSION, show_default=True)
 @click.option("--port", type=int, default=None, help="HTTP port (default: a free one)")
 @click.option("--heap", default=None, help="JVM heap, e.g. 1g (default OSKIT_REAL_HEAP or 1g)")
-def start_cmd(version: str, port: int | None, heap: str | None) -> None:
+@click.option("--local-models", is_flag=True, help="let ML Commons deploy local TorchScript models (DJL natives)")
+def start_cmd(version: str, port: int | None, heap: str | None, local_models: bool) -> None:
     """Start a node in the background; prints its URL."""
-    node = RealNode(version, port=port, heap=heap, keep=True).start()
+    node = RealNode(version, port=port, heap=heap, keep=True, local_models=local_models).start()
     assert node.run_dir is not None
     _running().mkdir(parents=True, exist_ok=True)
     (_running() / f"{node.port}.json").write_text((node.run_dir / "state.json").read_text())

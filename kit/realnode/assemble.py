@@ -11,6 +11,7 @@ Each step leaves a marker, so a second call does nothing. Nothing here starts a 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from kit.errors import RealNodeError
 from kit.realnode import recipe
 
 _MVN_DEP = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
-_RECIPE_ID = "oskit-realnode-2"  # bump when the assembled home's content changes
+_RECIPE_ID = "oskit-realnode-4"  # bump when the assembled home's content changes (a new home folder)
 
 
 def cache_root() -> Path:
@@ -45,7 +46,9 @@ def version_dir(version: str) -> Path:
 
 
 def home_dir(version: str) -> Path:
-    return version_dir(version) / "home"
+    """One home per recipe: branches with another recipe share the cache without pulling it from under
+    each other's running nodes."""
+    return version_dir(version) / f"home-{_RECIPE_ID}"
 
 
 def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, what: str) -> str:
@@ -90,7 +93,7 @@ def fetch(version: str) -> Path:
     """Download the server archive, the four plugin zips and the module jars into the cache."""
     dl = version_dir(version) / "dl"
     marker = dl / ".fetched"
-    if marker.exists() and marker.read_text().strip() == _RECIPE_ID:
+    if marker.exists() and marker.read_text().strip() >= _FETCH_ID:
         return dl
     if shutil.which("mvn") is None:
         raise RealNodeError("mvn (Apache Maven) is not installed; the real node is fetched with it",
@@ -125,11 +128,13 @@ def fetch(version: str) -> Path:
     if missing:
         raise RealNodeError(f"Maven left out {', '.join(p.name for p in missing)}")
     shutil.rmtree(work, ignore_errors=True)
-    marker.write_text(_RECIPE_ID + "\n")
+    marker.write_text(_FETCH_ID + "\n")
     return dl
 
 
 # --------------------------------------------------------------------------------------------- assemble
+_FETCH_ID = "oskit-realnode-4"  # what dl/ holds (DJL natives since 2, reindex since 4)
+
 _JAR_NAME = re.compile(r"^(?P<artifact>.+?)-\d[\w.\-]*\.jar$")
 
 
@@ -198,11 +203,20 @@ def assemble(version: str = recipe.DEFAULT_VERSION) -> Path:
     marker = home / ".oskit-assembled"
     if marker.exists() and marker.read_text().strip() == _RECIPE_ID:
         return home
+    version_dir(version).mkdir(parents=True, exist_ok=True)
+    with open(version_dir(version) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one assembly at a time per version (others wait, then reuse it)
+        if marker.exists() and marker.read_text().strip() == _RECIPE_ID:
+            return home
+        return _assemble(version, home)
+
+
+def _assemble(version: str, home: Path) -> Path:
     dl = fetch(version)
     env = java_env(version)
-    build = version_dir(version) / "home.building"
+    build = version_dir(version) / f"home-{_RECIPE_ID}.building"
     shutil.rmtree(build, ignore_errors=True)
-    unpack = version_dir(version) / "unpack"
+    unpack = version_dir(version) / f"unpack-{_RECIPE_ID}"
     shutil.rmtree(unpack, ignore_errors=True)
     _run(["unzip", "-q", str(dl / f"opensearch-{version}.zip"), "-d", str(unpack)], what="unzipping the server")
     (unpack / f"opensearch-{version}").rename(build)

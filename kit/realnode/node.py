@@ -73,12 +73,14 @@ class RealNode:
     """A real OpenSearch node for the duration of a ``with`` block (or start()/stop()).
 
     ``url`` is http://127.0.0.1:<port>; ``settings`` are added to (and override) DEV_SETTINGS.
+    ``local_models=True`` lets ML Commons deploy local TorchScript models offline (DJL's PyTorch natives
+    from Maven Central, docs/real-node.md); off by default: under heavy load libtorch once aborted the JVM.
     """
 
     def __init__(self, version: str = recipe.DEFAULT_VERSION, *, heap: str | None = None,
                  port: int | None = None, settings: dict[str, Any] | None = None,
                  run_dir: Path | None = None, keep: bool = False, start_timeout: float = 240.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, local_models: bool = False) -> None:
         self.version = version
         self.heap = heap or os.environ.get("OSKIT_REAL_HEAP", DEFAULT_HEAP)
         self.port = port or free_port()
@@ -86,6 +88,7 @@ class RealNode:
         self.settings = {**DEV_SETTINGS, **(settings or {})}
         self.keep = keep
         self.extra_env = dict(env or {})
+        self.local_models = local_models
         self.start_timeout = start_timeout
         self._run_dir = run_dir
         self.run_dir: Path | None = None
@@ -108,7 +111,8 @@ class RealNode:
         shutil.copytree(home / "config", conf)
         for sub in ("data", "logs"):
             (run / sub).mkdir(exist_ok=True)
-        _seed_torch(home, run / "data")
+        if self.local_models:
+            _seed_torch(home, run / "data")
         lines = {
             "cluster.name": f"oskit-real-{self.port}",
             "node.name": "real-1",
@@ -128,9 +132,10 @@ class RealNode:
             for path in [run, *run.rglob("*")]:
                 os.chown(path, *owner)
         env = java_env(self.version)
-        env.update(OPENSEARCH_PATH_CONF=str(conf), OPENSEARCH_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}",
-                   PYTORCH_LIBRARY_PATH=str(home / "djl" / "libtorch"), PYTORCH_VERSION=recipe.TORCH_VERSION,
-                   PYTORCH_FLAVOR=recipe.TORCH_FLAVOR)
+        env.update(OPENSEARCH_PATH_CONF=str(conf), OPENSEARCH_JAVA_OPTS=f"-Xms{self.heap} -Xmx{self.heap}")
+        if self.local_models:  # ML Commons' DJL takes libtorch from here instead of downloading it
+            env.update(PYTORCH_LIBRARY_PATH=str(home / "djl" / "libtorch"), PYTORCH_VERSION=recipe.TORCH_VERSION,
+                       PYTORCH_FLAVOR=recipe.TORCH_FLAVOR)
         env.update({k: v.replace("{run}", str(run)) for k, v in self.extra_env.items()})
         cmd = [str(home / "bin" / "opensearch"), "-p", str(run / "opensearch.pid")]
         if owner is not None:

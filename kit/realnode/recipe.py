@@ -49,7 +49,8 @@ _PAINLESS_POLICY = """grant {
 
 # Why each: k-NN extends lang-painless; the default mapping's `english` analyzer is analysis-common's;
 # the ingest pipeline's `remove` processor is ingest-common's; rank_features (neural_sparse) is
-# mapper-extras'; search-pipeline-common has the generic search processors.
+# mapper-extras'; reindex's delete_by_query is how ML Commons deletes a local model's chunks;
+# search-pipeline-common has the generic search processors.
 MODULES = (
     Module("lang-painless", "org.opensearch.plugin:lang-painless",
            ("org.opensearch.painless.PainlessModulePlugin", "org.opensearch.painless.PainlessPlugin"),
@@ -66,6 +67,9 @@ MODULES = (
     Module("mapper-extras", "org.opensearch.plugin:mapper-extras-client",
            ("org.opensearch.index.mapper.MapperExtrasModulePlugin", "org.opensearch.index.mapper.MapperExtrasPlugin"),
            "Adds advanced field mappers"),
+    Module("reindex", "org.opensearch.plugin:reindex-client",
+           ("org.opensearch.index.reindex.ReindexModulePlugin", "org.opensearch.index.reindex.ReindexPlugin"),
+           "The Reindex module adds APIs to reindex from one index to another or update documents in place."),
     Module("search-pipeline-common", "org.opensearch.plugin:search-pipeline-common",
            ("org.opensearch.search.pipeline.common.SearchPipelineCommonModulePlugin",),
            "Modules for search pipeline processors"),

@@ -56,7 +56,12 @@ class OcrEngine:
         self._lock = threading.Lock()
 
     def read(self, data: bytes) -> dict[str, Any]:
-        """Image bytes → ``{"text", "lines": [{"text", "box", "confidence"}]}`` (reading order)."""
+        """Image bytes → ``{"text", "lines": [{"text", "box", "confidence"}]}`` (reading order).
+
+        ``text`` is null when nothing was read: ml_inference copies it into the document, and a real
+        cluster's text_embedding refuses an empty string ("map type field [ocr_text] has empty string
+        value, cannot process it", failing the document) but skips a null.
+        """
         img = pad_to_aspect(to_rgb(open_image(data, max_pixels=self.max_pixels).image))
         try:
             with self._lock:
@@ -73,7 +78,8 @@ class OcrEngine:
                 "box": [[round(float(x), 1), round(float(y), 1)] for x, y in box],
                 "confidence": round(float(score), 4),
             })
-        return {"text": "\n".join(line["text"] for line in lines), "lines": lines}
+        text = "\n".join(line["text"] for line in lines).strip()
+        return {"text": text or None, "lines": lines}
 
     def read_batch(self, items: list[bytes]) -> list[dict[str, Any] | Exception]:
         """Batch entry point for :class:`kit.serve.batching.Batcher`: per-item errors stay per item."""

@@ -74,8 +74,8 @@ class Faults:
         self.writes = 0
 
     def writes_only(self, method: str, path: str) -> bool:
-        return method in ("PUT", "POST", "DELETE") and not path.endswith("/_search") and "_predict" not in path \
-            and "/_count" not in path
+        return method in ("PUT", "POST", "DELETE") and not path.endswith(("/_search", "/_refresh")) \
+            and "_predict" not in path and "/_count" not in path
 
 
 def faulty_client(url: str, faults: Faults) -> Any:

@@ -37,3 +37,29 @@ def test_model_chunks_are_sent_as_json_content(tmp_path: Path, project_dir: Path
     with NodeServer(tmp_path / "node") as node, connect(node.url, connection_class=Recording) as client:
         cluster.apply(cluster.plan(load_project(project_dir), client), client)
     assert sent and set(sent) == {"application/json"}
+
+
+def test_a_description_dropped_by_register_meta_is_set_again(tmp_path: Path, project_dir: Path,
+                                                            serve_env: str) -> None:
+    """Real ML Commons 2.19.6 stores no description from _register_meta: the kit's ownership marker was
+    lost, the model looked foreign and every plan planned it again. The kit sets it with an update."""
+    import json
+    import shutil
+
+    from opensearchpy import RequestsHttpConnection
+
+    from provision_helpers import ROOT
+
+    class DropsDescription(RequestsHttpConnection):  # type: ignore[misc]
+        def perform_request(self, method: str, url: str, params: Any = None, body: Any = None, timeout: Any = None,
+                            ignore: Any = (), headers: Any = None) -> Any:
+            if url.split("?")[0].endswith("/_register_meta"):
+                sent = json.loads(body)
+                sent.pop("description", None)
+                body = json.dumps(sent)
+            return super().perform_request(method, url, params, body, timeout=timeout, ignore=ignore, headers=headers)
+
+    shutil.copy(ROOT / "models" / "text.yaml", project_dir / "models" / "text.yaml")
+    with NodeServer(tmp_path / "node") as node, connect(node.url, connection_class=DropsDescription) as client:
+        cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        assert cluster.plan(load_project(project_dir), client).in_sync

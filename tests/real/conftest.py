@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 # Read at import: the autouse fixture of tests/conftest.py clears OSKIT_* inside each test.
 VERSION = os.environ.get("OSKIT_REAL_VERSION") or None
 HEAP = os.environ.get("OSKIT_REAL_HEAP") or None
+KEEP = bool(os.environ.get("OSKIT_REAL_KEEP"))  # keep the node's run dir (data, config) after the suite
 ENV = "real"
 
 
@@ -55,12 +56,20 @@ def real_node() -> Iterator[Any]:
     """One real node per session (no skip: a node that cannot start fails every test that needs it)."""
     from kit.realnode import DEFAULT_VERSION, RealNode
 
-    node = RealNode(VERSION or DEFAULT_VERSION, heap=HEAP)
-    node.start()
+    node = RealNode(VERSION or DEFAULT_VERSION, heap=HEAP, keep=True)
     try:
+        node.start()
         yield node
     finally:
         node.stop()
+        # The node's logs go to tests/artifacts (CI keeps them); the rest of its run dir is removed.
+        if node.run_dir is not None:
+            logs = ROOT / "tests" / "artifacts" / "real-node-logs"
+            shutil.rmtree(logs, ignore_errors=True)
+            shutil.copytree(node.run_dir / "logs", logs, ignore=shutil.ignore_patterns("gc.log*"))
+            shutil.copy2(node.run_dir / "console.log", logs / "console.log")
+            if not KEEP:
+                shutil.rmtree(node.run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def test_ocr_reads_text_with_boxes_and_confidences(serve_client: Any) -> None:
             assert len(line["box"]) == 4 and all(len(p) == 2 for p in line["box"])
             assert 0.5 <= line["confidence"] <= 1
             blank = await c.post("/ocr", json={"inputImage": b64(text_image(""))})
-            assert blank.json() == {"text": "", "lines": []}
+            assert blank.json() == {"text": None, "lines": []}  # null, not "": see OcrEngine.read
             bad = await c.post("/ocr", json={"inputImage": b64(b"garbage")})
             assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_image"
 
