@@ -548,7 +548,8 @@ def refresh(req: NodeRequest) -> dict[str, Any]:
     # Writes are visible as soon as they are acknowledged; refresh only validates the target.
     targets = req.engine.resolve(req.path_params.get("index"), ignore_unavailable=req.flag("ignore_unavailable"))
     n = len(targets)
-    return {"_shards": {"total": 2 * n, "successful": n, "failed": 0}}
+    total = sum(1 + int(ix.settings.get("index.number_of_replicas", "1")) for ix in targets)
+    return {"_shards": {"total": total, "successful": n, "failed": 0}}
 
 
 def put_alias(req: NodeRequest) -> dict[str, Any]:
@@ -713,6 +714,15 @@ def _stripped(line: bytes) -> bytes:
     return line.strip()
 
 
+def _empty_source(line: bytes) -> ApiError:
+    """An index/create source line with no JSON: an item failure, as the shard's DocumentParser says."""
+    if not line:
+        return ApiError(400, "mapper_parsing_exception", "failed to parse, document is empty")
+    return ApiError(400, "mapper_parsing_exception", "failed to parse", caused_by={
+        "type": "not_x_content_exception",
+        "reason": "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes"})
+
+
 def bulk(req: NodeRequest) -> dict[str, Any]:
     body = req.body
     if not body or body.isspace():  # = not body.strip(), without copying a multi-MB body
@@ -745,11 +755,15 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
         if kind == "delete":
             lines.append((action, None, None))
             continue
-        src_line = _stripped(raw_lines[i]) if i < n else b""
-        if not src_line:
-            raise bad_request(f"Validation Failed: 1: source is missing;" if kind != "update" else
-                              "Validation Failed: 1: script or doc is missing;")
+        if i >= n - 1:  # no newline after the action line: BulkRequestParser stops, the item is not added
+            break
+        src_line = _stripped(raw_lines[i])
         i += 1
+        if not src_line and kind != "update":
+            lines.append((action, _empty_source(raw_lines[i - 1]), None))
+            continue
+        if not src_line:
+            raise bad_request("Validation Failed: 1: script or doc is missing;")
         try:
             source = loads(src_line)
             raw = src_line.decode("utf-8")
@@ -759,6 +773,8 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
             lines.append((action, err, None))
             continue
         lines.append((action, source, raw))
+    if not lines:
+        raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
     return req.engine.bulk(lines, default_index=req.path_params.get("index"),
                                    default_pipeline=req.query.get("pipeline"), refresh=_refresh(req))
 

@@ -109,10 +109,10 @@ def json_parse_error(reason: str) -> ApiError:
     return ApiError(400, "json_parse_exception", reason)
 
 
-def version_conflict(index: str, doc_id: str, reason: str) -> ApiError:
+def version_conflict(index: str, doc_id: str, reason: str, index_uuid: str = "_na_") -> ApiError:
     return ApiError(
         409, "version_conflict_engine_exception", f"[{doc_id}]: {reason}",
-        index=index, shard="0", index_uuid="_na_",
+        index=index, shard="0", index_uuid=index_uuid,
     )
 
 

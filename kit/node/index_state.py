@@ -108,6 +108,7 @@ class IndexState:
         self.aliases: dict[str, dict[str, Any]] = meta.get("aliases", {})
         self.mapping = Mapping(meta.get("mappings"), version=engine.version, knn_enabled=self.knn_enabled)
         self.legacy_bm25 = version_tuple(engine.version)[0] < 3  # OpenSearch 2.x: LegacyBM25Similarity
+        self.tombstones: dict[str, tuple[int, float]] = {}  # deleted id → (version, monotonic time of the delete)
         self.mapping.depth_limit = int(self.settings.get("index.mapping.depth.limit", 20))
         self.docs: dict[str, tuple[int, int, int]] = {}  # id → (rid, version, seq_no)
         self.rid_to_id: dict[int, str] = {}

@@ -1,0 +1,113 @@
+"""Differences the oracle found between the embedded node and OpenSearch 2.19.6 (coord NODE_DIFFS.md):
+each test pins the real node's answer (values taken from a real 2.19.6 node)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.node._asgi import AsgiNode
+
+
+@pytest.fixture()
+def n(tmp_path: Path) -> Iterator[AsgiNode]:
+    node = AsgiNode(tmp_path / "data", version="2.19.6")
+    node.ok("PUT", "/r0", {"settings": {"number_of_replicas": 0},
+                           "mappings": {"properties": {"n": {"type": "integer"}, "t": {"type": "text"}}}})
+    yield node
+    node.close()
+
+
+# ------------------------------------------------------------------ writes
+def test_shards_total_is_one_plus_replicas(n: AsgiNode) -> None:
+    assert n.ok("PUT", "/r0/_doc/1", {"n": 1})["_shards"] == {"total": 1, "successful": 1, "failed": 0}
+    assert n.ok("POST", "/r0/_refresh")["_shards"] == {"total": 1, "successful": 1, "failed": 0}
+    n.ok("PUT", "/r2", {"settings": {"number_of_replicas": 2}})
+    assert n.ok("PUT", "/r2/_doc/1", {"n": 1})["_shards"] == {"total": 3, "successful": 1, "failed": 0}
+    assert n.ok("DELETE", "/r2/_doc/1")["_shards"]["total"] == 3
+    n.ok("PUT", "/r1/_doc/1", {"n": 1})  # auto-created: 1 replica
+    assert n.ok("POST", "/r1/_refresh")["_shards"] == {"total": 2, "successful": 1, "failed": 0}
+    assert n.ok("POST", "/r0,r1/_refresh")["_shards"] == {"total": 3, "successful": 2, "failed": 0}
+
+
+def test_knn_warmup_counts_replicas(n: AsgiNode) -> None:
+    n.ok("PUT", "/kv", {"settings": {"index.knn": True, "number_of_replicas": 1},
+                        "mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 2}}}})
+    assert n.ok("GET", "/_plugins/_knn/warmup/kv")["_shards"] == {"total": 2, "successful": 1, "failed": 0}
+
+
+def test_refresh_true_answers_forced_refresh_after_result(n: AsgiNode) -> None:
+    res = n.ok("PUT", "/r0/_doc/1?refresh=true", {"n": 1})
+    assert list(res)[:5] == ["_index", "_id", "_version", "result", "forced_refresh"]
+    assert res["forced_refresh"] is True
+    assert n.ok("POST", "/r0/_update/1?refresh=true", {"doc": {"n": 2}})["forced_refresh"] is True
+    assert n.ok("POST", "/r0/_update/9?refresh=true", {"doc": {"n": 2}, "doc_as_upsert": True})["forced_refresh"]
+    assert n.ok("DELETE", "/r0/_doc/1?refresh=true")["forced_refresh"] is True
+    assert "forced_refresh" not in n.ok("PUT", "/r0/_doc/2?refresh=wait_for", {"n": 1})
+    assert "forced_refresh" not in n.ok("PUT", "/r0/_doc/3", {"n": 1})
+    bulk = ('{"index":{"_index":"r0","_id":"5"}}\n{"n":5}\n{"delete":{"_index":"r0","_id":"5"}}\n'
+            '{"update":{"_index":"r0","_id":"2"}}\n{"doc":{"n":7}}\n')
+    items = n.ok("POST", "/_bulk?refresh=true", raw=bulk)["items"]
+    assert [next(iter(it.values()))["forced_refresh"] for it in items] == [True, True, True]
+    items = n.ok("POST", "/_bulk", raw=bulk)["items"]
+    assert all("forced_refresh" not in next(iter(it.values())) for it in items)
+
+
+def test_delete_versions_continue_past_the_tombstone(n: AsgiNode) -> None:
+    n.ok("PUT", "/r0/_doc/2", {"n": 2})
+    assert n.ok("DELETE", "/r0/_doc/2")["_version"] == 2
+    r = n.request("DELETE", "/r0/_doc/2")
+    assert (r.status_code, r.json()["result"], r.json()["_version"]) == (404, "not_found", 3)
+    assert n.request("DELETE", "/r0/_doc/2").json()["_version"] == 4
+    assert n.ok("PUT", "/r0/_doc/2", {"n": 2})["_version"] == 5  # indexing again continues too
+    # an id never seen: the not_found delete itself leaves a tombstone
+    assert n.request("DELETE", "/r0/_doc/9").json()["_version"] == 1
+    assert n.request("DELETE", "/r0/_doc/9").json()["_version"] == 2
+
+
+def test_version_tombstones_expire_after_gc_deletes(n: AsgiNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kit.node.documents as documents
+
+    n.request("DELETE", "/r0/_doc/7")
+    monkeypatch.setattr(documents, "GC_DELETES_S", -1.0)
+    assert n.ok("PUT", "/r0/_doc/7", {"n": 7})["_version"] == 1
+
+
+def test_version_conflicts_name_the_index_uuid(n: AsgiNode) -> None:
+    uuid = n.ok("GET", "/r0/_settings")["r0"]["settings"]["index"]["uuid"]
+    n.ok("PUT", "/r0/_doc/1", {"n": 1})
+    for method, path, body in (("PUT", "/r0/_create/1", {"n": 1}), ("PUT", "/r0/_doc/1?op_type=create", {"n": 1}),
+                               ("PUT", "/r0/_doc/1?if_seq_no=9&if_primary_term=1", {"n": 1}),
+                               ("DELETE", "/r0/_doc/1?if_seq_no=9&if_primary_term=1", None),
+                               ("POST", "/r0/_update/1?if_seq_no=9&if_primary_term=1", {"doc": {"n": 3}})):
+        r = n.request(method, path, body)
+        assert r.status_code == 409, (path, r.text)
+        assert r.json()["error"]["index_uuid"] == uuid
+        assert r.json()["error"]["root_cause"][0]["index_uuid"] == uuid
+
+
+def test_bulk_action_without_a_source_line_is_not_added(n: AsgiNode) -> None:
+    r = n.request("POST", "/_bulk", raw='{"index":{"_index":"r0","_id":"3"}}\n')
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "action_request_validation_exception"
+    assert r.json()["error"]["reason"] == "Validation Failed: 1: no requests added;"
+    # after other items the trailing action is dropped silently, as BulkRequestParser stops there
+    res = n.ok("POST", "/_bulk", raw='{"delete":{"_index":"r0","_id":"4"}}\n{"index":{"_index":"r0","_id":"3"}}\n')
+    assert [list(it) for it in res["items"]] == [["delete"]]
+    # an empty source line is the item's own failure
+    res = n.ok("POST", "/_bulk", raw='{"index":{"_index":"r0","_id":"3"}}\n\n{"index":{"_index":"r0","_id":"4"}}\n'
+                                     '{"n":4}\n')
+    assert res["errors"] is True
+    assert res["items"][0]["index"]["error"] == {"type": "mapper_parsing_exception",
+                                                  "reason": "failed to parse, document is empty"}
+    assert res["items"][1]["index"]["status"] == 201
+
+
+def test_bulk_through_a_pipeline_answers_ingest_took(n: AsgiNode) -> None:
+    n.ok("PUT", "/_ingest/pipeline/p", {"processors": [{"set": {"field": "s", "value": "x"}}]})
+    res = n.ok("POST", "/_bulk?pipeline=p", raw='{"index":{"_index":"r0","_id":"1"}}\n{"n":1}\n')
+    assert list(res)[:3] == ["took", "ingest_took", "errors"]
+    assert isinstance(res["ingest_took"], int) and res["ingest_took"] >= 0
+    assert "ingest_took" not in n.ok("POST", "/_bulk", raw='{"index":{"_index":"r0","_id":"2"}}\n{"n":1}\n')
