@@ -24,6 +24,7 @@ from starlette.responses import Response
 from kit.node.engine import Engine
 from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required, parsing_error
 from kit.node.index_state import INDEX_SETTING_DEFAULTS
+from kit.node.params import COUNT_PARAMS, SEARCH_PARAMS, check_params
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
 from kit.node.settings import nest
 
@@ -786,10 +787,12 @@ def mget(req: NodeRequest) -> dict[str, Any]:
 
 
 def search(req: NodeRequest) -> dict[str, Any]:
+    check_params(req.path, req.query, SEARCH_PARAMS)
     return req.engine.search(req.path_params.get("index"), _body_obj(req), req.query, raw_source=True)
 
 
 def count(req: NodeRequest) -> dict[str, Any]:
+    check_params(req.path, req.query, COUNT_PARAMS)
     return req.engine.count(req.path_params.get("index"), _body_obj(req), req.query)
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "json_parse_error",
     "mapper_parsing",
     "not_found_index",
+    "on_shard",
     "parsing_error",
     "shard_failure",
     "status_exception",
@@ -130,9 +131,27 @@ def shard_failure(status: int, type: str, reason: str, *, index: str | None, nod
                     root_cause=cause)
 
 
+def on_shard(exc: ApiError, *, index: str, node: str | None) -> ApiError:
+    """An error raised while the (one) shard builds or runs the query, as the search action answers it:
+    ``search_phase_execution_exception`` "all shards failed" around it. Request-level errors (already
+    wrapped, or outside the node's subset) pass through."""
+    if exc.type == "search_phase_execution_exception" or exc.status != 400 or getattr(exc, "outside_subset", False) \
+            or "is not supported by the oskit embedded node" in exc.reason:
+        return exc
+    if exc.type != "query_shard_exception":
+        return shard_failure(exc.status, exc.type, exc.reason, index=index, node=node)
+    shard: dict[str, Any] = {"type": exc.type, "reason": exc.reason, **exc.extra}
+    full = {**shard, "caused_by": exc.caused_by} if exc.caused_by is not None else shard
+    return ApiError(exc.status, "search_phase_execution_exception", "all shards failed", phase="query", grouped=True,
+                    failed_shards=[{"shard": 0, "index": index, **({"node": node} if node else {}), "reason": full}],
+                    caused_by=full, root_cause=shard)
+
+
 def unsupported(feature: str) -> ApiError:
     """Anything outside the node's subset: name the feature, never answer wrongly."""
-    return ApiError(
+    err = ApiError(
         400, "illegal_argument_exception",
         f"[{feature}] is not supported by the oskit embedded node (see COMPATIBILITY.md)",
     )
+    err.outside_subset = True  # type: ignore[attr-defined]
+    return err

@@ -4,7 +4,7 @@ each test pins the real node's answer (values taken from a real 2.19.6 node)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -111,3 +111,83 @@ def test_bulk_through_a_pipeline_answers_ingest_took(n: AsgiNode) -> None:
     assert list(res)[:3] == ["took", "ingest_took", "errors"]
     assert isinstance(res["ingest_took"], int) and res["ingest_took"] >= 0
     assert "ingest_took" not in n.ok("POST", "/_bulk", raw='{"index":{"_index":"r0","_id":"2"}}\n{"n":1}\n')
+
+
+# ------------------------------------------------------------------ search
+@pytest.fixture()
+def s(n: AsgiNode) -> AsgiNode:
+    n.ok("PUT", "/s1", {"settings": {"index.knn": True, "number_of_replicas": 0},
+                        "mappings": {"properties": {"n": {"type": "integer"}, "t": {"type": "text"},
+                                                    "v": {"type": "knn_vector", "dimension": 4}}}})
+    n.ok("PUT", "/s1/_doc/1", {"n": 1, "t": "quick fox", "v": [1, 2, 3, 4]})
+    return n
+
+
+def test_unrecognized_search_parameters_are_refused(s: AsgiNode) -> None:
+    r = s.request("POST", "/s1/_search?nosuchparam=1", {})
+    assert r.status_code == 400
+    assert r.json()["error"] == {
+        "root_cause": [{"type": "illegal_argument_exception",
+                        "reason": "request [/s1/_search] contains unrecognized parameter: [nosuchparam]"}],
+        "type": "illegal_argument_exception",
+        "reason": "request [/s1/_search] contains unrecognized parameter: [nosuchparam]"}
+    r = s.request("POST", "/s1/_search?zzz=1&aaa=2", {})
+    assert r.json()["error"]["reason"] == "request [/s1/_search] contains unrecognized parameters: [aaa], [zzz]"
+    r = s.request("POST", "/s1/_search?routin=x", {})
+    assert r.json()["error"]["reason"] == ("request [/s1/_search] contains unrecognized parameter: [routin] -> "
+                                           "did you mean [routing]?")
+    r = s.request("POST", "/s1/_count?nosuchparam=1", {})
+    assert r.json()["error"]["reason"] == "request [/s1/_count] contains unrecognized parameter: [nosuchparam]"
+    # what OpenSearch reads is still fine
+    s.ok("POST", "/s1/_search?size=1&from=0&track_total_hits=true&rest_total_hits_as_int=true&typed_keys=true"
+                 "&filter_path=hits&pretty=true&ignore_unavailable=true&preference=_local&routing=a", {})
+
+
+def _shard_failure(r: Any, root_type: str, reason: str) -> dict[str, Any]:
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert (err["type"], err["reason"], err["phase"], err["grouped"]) == (
+        "search_phase_execution_exception", "all shards failed", "query", True)
+    assert err["root_cause"][0]["type"] == root_type
+    assert err["root_cause"][0]["reason"] == reason
+    assert err["failed_shards"][0]["shard"] == 0 and err["failed_shards"][0]["index"] == "s1"
+    assert err["failed_shards"][0]["reason"]["type"] == root_type
+    return err
+
+
+def test_sort_on_an_unmapped_field_fails_on_the_shard(s: AsgiNode) -> None:
+    err = _shard_failure(s.request("POST", "/s1/_search", {"sort": [{"nosuchfield": "asc"}]}),
+                         "query_shard_exception", "No mapping found for [nosuchfield] in order to sort on")
+    assert err["root_cause"][0]["index"] == "s1" and "index_uuid" in err["root_cause"][0]
+    # also with no hits at all, and unmapped_type still sorts
+    _shard_failure(s.request("POST", "/s1/_search", {"query": {"term": {"n": 9}}, "sort": ["nosuchfield"]}),
+                   "query_shard_exception", "No mapping found for [nosuchfield] in order to sort on")
+    s.ok("POST", "/s1/_search", {"sort": [{"nosuchfield": {"order": "asc", "unmapped_type": "long"}}]})
+
+
+def test_query_time_errors_are_shard_failures(s: AsgiNode) -> None:
+    err = _shard_failure(s.request("POST", "/s1/_search", {"query": {"term": {"n": "abc"}}}),
+                         "query_shard_exception", 'failed to create query: For input string: "abc"')
+    assert err["caused_by"]["caused_by"] == {"type": "number_format_exception", "reason": 'For input string: "abc"'}
+    _shard_failure(s.request("POST", "/s1/_count", {"query": {"term": {"n": "abc"}}}),
+                   "query_shard_exception", 'failed to create query: For input string: "abc"')
+    _shard_failure(s.request("POST", "/s1/_search", {"query": {"knn": {"t": {"vector": [1, 2], "k": 2}}}}),
+                   "query_shard_exception", "failed to create query: Field 't' is not knn_vector type.")
+    err = _shard_failure(s.request("POST", "/s1/_search", {"query": {"knn": {"v": {"vector": [1, 2, 3], "k": 2}}}}),
+                         "query_shard_exception",
+                         "failed to create query: Query vector has invalid dimension: 3. Dimension should be: 4")
+    assert err["root_cause"][0]["index"] == "s1"
+    _shard_failure(s.request("POST", "/s1/_search", {"from": 10001}), "illegal_argument_exception",
+                   "Result window is too large, from + size must be less than or equal to: [10000] but was [10011]. "
+                   "See the scroll api for a more efficient way to request large data sets. This limit can be set "
+                   "by changing the [index.max_result_window] index level setting.")
+
+
+def test_search_body_parse_errors_say_what_opensearch_says(s: AsgiNode) -> None:
+    r = s.request("POST", "/s1/_search", {"query": {"match_all": {}}, "nosuchkey": 1})
+    assert r.json()["error"]["reason"] == "Unknown key for a VALUE_NUMBER in [nosuchkey]."
+    r = s.request("POST", "/s1/_search", {"query": {"match_all": {}}, "nosuchkey": [1]})
+    assert r.json()["error"]["reason"] == "Unknown key for a START_ARRAY in [nosuchkey]."
+    r = s.request("POST", "/s1/_search", {"query": {"match": {}}})
+    assert (r.status_code, r.json()["error"]["type"], r.json()["error"]["reason"]) == (
+        400, "parsing_exception", "No text specified for text query")

@@ -110,7 +110,7 @@ def test_sort_paging_source_and_total(n: AsgiNode) -> None:
     r = n.request("POST", "/p/_search", {"sort": [{"k.keyword": "asc"}, {"n": "desc"}], "size": 2})
     assert _ids(r.json()) == ["24", "21"]
     r = n.request("POST", "/p/_search", {"from": 9999, "size": 2})
-    assert r.status_code == 400 and "Result window is too large" in r.json()["error"]["reason"]
+    assert r.status_code == 400 and "Result window is too large" in r.json()["error"]["root_cause"][0]["reason"]
 
 
 def test_unsupported_features_are_named(n: AsgiNode) -> None:
