@@ -549,7 +549,7 @@ def refresh(req: NodeRequest) -> dict[str, Any]:
     # Writes are visible as soon as they are acknowledged; refresh only validates the target.
     targets = req.engine.resolve(req.path_params.get("index"), ignore_unavailable=req.flag("ignore_unavailable"))
     n = len(targets)
-    total = sum(1 + int(ix.settings.get("index.number_of_replicas", "1")) for ix in targets)
+    total = sum(1 + ix.replicas() for ix in targets)
     return {"_shards": {"total": total, "successful": n, "failed": 0}}
 
 

@@ -40,7 +40,7 @@ GC_DELETES_S = 60.0  # index.gc_deletes: how long a delete's version outlives th
 
 def write_shards(ix: IndexState) -> dict[str, int]:
     """A write's ``_shards``: the primary and its replicas (unassigned on one node, so never successful)."""
-    return {"total": 1 + int(ix.settings.get("index.number_of_replicas", "1")), "successful": 1, "failed": 0}
+    return {"total": 1 + ix.replicas(), "successful": 1, "failed": 0}
 
 
 def with_forced_refresh(result: dict[str, Any]) -> dict[str, Any]:

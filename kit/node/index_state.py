@@ -120,6 +120,17 @@ class IndexState:
         self.loaded = False
 
     # ------------------------------------------------------------------ metadata
+    def replicas(self) -> int:
+        """Replica copies OpenSearch keeps on a one-node cluster: auto_expand_replicas "lo-hi" expands
+        to ``lo`` there (no second node), else number_of_replicas."""
+        auto = str(self.settings.get("index.auto_expand_replicas", "false"))
+        if auto != "false" and "-" in auto:
+            try:
+                return int(auto.split("-", 1)[0])
+            except ValueError:
+                pass
+        return int(self.settings.get("index.number_of_replicas", "1"))
+
     @property
     def knn_enabled(self) -> bool:
         return str(self.settings.get("index.knn", "false")).lower() == "true"

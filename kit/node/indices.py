@@ -214,7 +214,9 @@ class Indices:
         """Create a hidden system index (``.plugins-ml-*``) or add missing fields to its mapping."""
         with self.lock:
             if name not in self.indices:
-                self.create_index(name, {"mappings": mappings}, system=True)
+                # ML Commons' system indices: one shard, auto_expand_replicas 0-1 (no replica on one node)
+                self.create_index(name, {"mappings": mappings, "settings": {
+                    "index.auto_expand_replicas": "0-1", "index.number_of_replicas": "0"}}, system=True)
             else:
                 ix = self.indices[name]
                 props = (mappings or {}).get("properties") or {}

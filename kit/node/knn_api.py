@@ -31,7 +31,7 @@ def warmup(req: "NodeRequest") -> dict[str, Any]:
         for path in ix.mapping.vector_fields():
             ix.vectors(path).wait_for_graph()
     n = len(targets)
-    total = sum(1 + int(ix.settings.get("index.number_of_replicas", "1")) for ix in targets)
+    total = sum(1 + ix.replicas() for ix in targets)
     return {"_shards": {"total": total, "successful": n, "failed": 0}}
 
 

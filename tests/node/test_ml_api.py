@@ -190,7 +190,7 @@ def test_register_remote_model_is_synchronous_and_versions_count_up(c: httpx.Cli
     assert reason == "Model cannot be deleted in deploying or deployed state. Try undeploy model first then delete"
     und = c.post(f"{ML}/models/{body['model_id']}/_undeploy").json()
     (node_id, stats), = und.items()
-    assert stats == {"stats": {body["model_id"]: "UNDEPLOYED"}}
+    assert stats == {"stats": {body["model_id"]: "undeployed"}}
     assert c.get(f"{ML}/models/{body['model_id']}").json()["model_state"] == "UNDEPLOYED"
     assert c.delete(f"{ML}/models/{body['model_id']}").json()["result"] == "deleted"
     assert c.post(f"{ML}/models/_undeploy", json={"model_ids": [second["model_id"]]}).json() == {

@@ -191,3 +191,78 @@ def test_search_body_parse_errors_say_what_opensearch_says(s: AsgiNode) -> None:
     r = s.request("POST", "/s1/_search", {"query": {"match": {}}})
     assert (r.status_code, r.json()["error"]["type"], r.json()["error"]["reason"]) == (
         400, "parsing_exception", "No text specified for text query")
+
+
+# ------------------------------------------------------------------ ML Commons
+ML = "/_plugins/_ml"
+CONNECTOR = {"name": "c", "description": "d", "version": 1, "protocol": "http",
+             "parameters": {"endpoint": "127.0.0.1:9"}, "credential": {"key": "secret"},
+             "actions": [{"action_type": "predict", "method": "POST", "url": "http://127.0.0.1:9/embed",
+                          "request_body": '{"x": 1}'}]}
+
+
+@pytest.fixture()
+def ml(n: AsgiNode) -> AsgiNode:
+    n.ok("PUT", "/_cluster/settings", {"persistent": {"plugins.ml_commons.trusted_connector_endpoints_regex": [".*"],
+                                                      "plugins.ml_commons.only_run_on_ml_node": False}})
+    return n
+
+
+def test_connector_action_type_is_upper_case_and_client_config_shows_defaults(ml: AsgiNode) -> None:
+    cid = ml.ok("POST", f"{ML}/connectors/_create", CONNECTOR)["connector_id"]
+    got = ml.ok("GET", f"{ML}/connectors/{cid}")
+    assert got["actions"][0]["action_type"] == "PREDICT"
+    assert "client_config" not in got and "credential" not in got
+    upd = ml.ok("PUT", f"{ML}/connectors/{cid}", {"client_config": {"max_connection": 5}})
+    assert "forced_refresh" not in upd and upd["_shards"] == {"total": 1, "successful": 1, "failed": 0}
+    assert ml.ok("GET", f"{ML}/connectors/{cid}")["client_config"] == {
+        "max_connection": 5, "connection_timeout": 30000, "read_timeout": 30000, "retry_backoff_millis": 200,
+        "retry_timeout_seconds": 30, "max_retry_times": 0, "retry_backoff_policy": "constant"}
+    cid2 = ml.ok("POST", f"{ML}/connectors/_create",
+                 {**CONNECTOR, "client_config": {"read_timeout": 5, "retry_backoff_policy": "exponential_full_jitter"}}
+                 )["connector_id"]
+    cc = ml.ok("GET", f"{ML}/connectors/{cid2}")["client_config"]
+    assert (cc["read_timeout"], cc["retry_backoff_policy"], cc["max_connection"]) == (5, "exponential_full_jitter", 30)
+
+
+def test_remote_model_fields_through_deploy_and_undeploy(ml: AsgiNode) -> None:
+    cid = ml.ok("POST", f"{ML}/connectors/_create", CONNECTOR)["connector_id"]
+    mid = ml.ok("POST", f"{ML}/models/_register", {"name": "m", "function_name": "remote",
+                                                     "connector_id": cid})["model_id"]
+    assert "last_registered_time" not in ml.ok("GET", f"{ML}/models/{mid}")
+    ml.ok("POST", f"{ML}/models/{mid}/_deploy")
+    deployed = ml.ok("GET", f"{ML}/models/{mid}")
+    assert deployed["auto_redeploy_retry_times"] == 0 and deployed["deploy_to_all_nodes"] is True
+    und = ml.ok("POST", f"{ML}/models/{mid}/_undeploy")
+    assert list(und.values()) == [{"stats": {mid: "undeployed"}}]
+    model = ml.ok("GET", f"{ML}/models/{mid}")
+    assert model["model_state"] == "UNDEPLOYED"
+    assert "planning_worker_nodes" not in model and "last_undeployed_time" not in model
+    assert (model["planning_worker_node_count"], model["current_worker_node_count"]) == (0, 0)
+    assert model["deploy_to_all_nodes"] is True
+    assert model["last_updated_time"] == deployed["last_updated_time"]
+
+
+def test_ml_writes_and_missing_ids_as_ml_commons_2_19(ml: AsgiNode) -> None:
+    r = ml.request("POST", f"{ML}/models/_register", {"name": "m", "function_name": "remote",
+                                                        "connector_id": "doesnotexist123456789"})
+    assert (r.status_code, r.json()["error"]["reason"]) == (404, "Failed to find connector:doesnotexist123456789")
+    for path, index in ((f"{ML}/connectors/doesnotexist1", ".plugins-ml-connector"),
+                        (f"{ML}/model_groups/doesnotexist1", ".plugins-ml-model-group")):
+        r = ml.request("DELETE", path)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"_index": index, "_id": "doesnotexist1", "_version": 1, "result": "not_found",
+                            "forced_refresh": True, "_shards": {"total": 1, "successful": 1, "failed": 0},
+                            "_seq_no": r.json()["_seq_no"], "_primary_term": 1}
+    gid = ml.ok("POST", f"{ML}/model_groups/_register", {"name": "g1"})["model_group_id"]
+    res = ml.ok("DELETE", f"{ML}/model_groups/{gid}")
+    assert (res["result"], res["forced_refresh"], res["_shards"]["total"]) == ("deleted", True, 1)
+
+
+def test_ml_missing_ids_stay_404_on_3x(tmp_path: Path) -> None:
+    node = AsgiNode(tmp_path / "d3", version="3.1.0")
+    try:
+        assert node.request("DELETE", f"{ML}/connectors/doesnotexist1").status_code == 404
+        assert node.request("DELETE", f"{ML}/model_groups/doesnotexist1").status_code == 404
+    finally:
+        node.close()
