@@ -135,7 +135,7 @@ def _standard_type(tok: str) -> str:
     return "<NUM>" if any(c.isdigit() for c in tok) and not any(c.isalpha() for c in tok) else "<ALPHANUM>"
 
 
-def _standard_stream(text: str) -> list[Token]:
+def _standard_stream(text: str, types: bool = True) -> list[Token]:
     out: list[Token] = []
     for m in _WORD.finditer(text):
         tok, start = m.group(0), m.start()
@@ -152,13 +152,13 @@ def _standard_stream(text: str) -> list[Token]:
             pieces = [(tok, start)]
         for part, s in pieces:
             part = part[:_MAX_TOKEN]
-            out.append((part, s, s + len(part), _standard_type(part)))
+            out.append((part, s, s + len(part), _standard_type(part) if types else ""))
     return out
 
 
-def _tokenize(name: str, text: str) -> list[Token]:
+def _tokenize(name: str, text: str, types: bool = True) -> list[Token]:
     if name == "standard":
-        return _standard_stream(text)
+        return _standard_stream(text, types)
     if name in ("letter", "lowercase"):
         toks = [(m.group(0), m.start(), m.end(), "word") for m in _LETTERS.finditer(text)]
         return [(t.lower(), s, e, ty) for t, s, e, ty in toks] if name == "lowercase" else toks
@@ -223,3 +223,14 @@ def analyze_text(texts: list[str], *, analyzer_name: str | None = None, tokenize
                         "position": position})
         offset += len(text) + 1
     return out
+
+
+def token_offsets(analyzer_name: str, text: str) -> list[tuple[str, int, int]]:
+    """(term, start, end) of each token a built-in analyzer keeps (what the highlighters re-analyse)."""
+    found = _CHAINS.get(analyzer_name or "standard")
+    if found is None:
+        raise ApiError(400, "illegal_argument_exception", f"failed to find global analyzer [{analyzer_name}]")
+    tokens = _tokenize(found[0], text, types=False)
+    for f in found[1]:
+        tokens = _filter(f, tokens)
+    return [(t, s, e) for t, s, e, _ty in tokens if t != _STOPPED]

@@ -269,10 +269,9 @@ def _html_encode(s: str) -> str:
 
 
 def _tokens(analyzer_name: str, text: str) -> list[tuple[str, int, int]]:
-    from kit.node.analysis import analyze_text
+    from kit.node.analysis import token_offsets
 
-    return [(str(t["token"]), int(t["start_offset"]), int(t["end_offset"]))  # type: ignore[call-overload]
-            for t in analyze_text([text], analyzer_name=analyzer_name)]
+    return token_offsets(analyzer_name, text)
 
 
 # ------------------------------------------------------------------------------------------ java.text.BreakIterator
@@ -282,6 +281,7 @@ _PERIOD = set(".\u2024")
 _SPACE = set(" \t\n\r\x0b\x0c\x85\u2028\u00a0\u1680\u180e\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
              "\u2008\u2009\u200a\u202f\u205f\u3000")
 _QUOTES = set("\"'")
+_BREAK_CANDIDATE = re.compile("[" + re.escape("".join(sorted(_TERM | _PERIOD))) + "\u2029]")
 
 
 def _is_end(c: str) -> bool:
@@ -297,8 +297,11 @@ def sentence_breaks(text: str) -> list[int]:
     2.19.6 on JDK 17): after ``!``/``?`` (and following closing punctuation and spaces); after a period
     only when spaces follow and then an upper-case letter or an opening quote/bracket; after U+2029."""
     out = [0]
-    n, i = len(text), 0
-    while i < n:
+    n = len(text)
+    for m in _BREAK_CANDIDATE.finditer(text):
+        i = m.start()
+        if i < out[-1]:
+            continue  # inside a run already consumed
         c = text[i]
         if c in _TERM or c in _PERIOD:
             j = i + 1
@@ -310,17 +313,14 @@ def sentence_breaks(text: str) -> list[int]:
             if c in _TERM or any(text[x] in _TERM for x in range(i, j)):
                 if k < n:
                     out.append(k)
-                i = max(k, i + 1)
                 continue
             if k > j and k < n:
                 nxt = text[k]
                 if _is_start(nxt) or (nxt.isalpha() and not nxt.islower()):
                     out.append(k)
-            i = max(j, i + 1)
             continue
-        if c == "\u2029" and i + 1 < n:
+        if i + 1 < n:  # U+2029
             out.append(i + 1)
-        i += 1
     out.append(n)
     return sorted(set(out))
 

@@ -162,7 +162,7 @@ class Indices:
             else:  # no composable template matched: the legacy ones (MetadataCreateIndexService, V1 path)
                 hidden = str(flatten(settings_in).get("index.hidden", flatten(settings_in).get("hidden"))).lower()
                 settings_in, mappings_in, aliases_in = _apply_legacy_templates(
-                    name, self._matching_legacy_templates(name, hidden=hidden == "true"),
+                    name, self._matching_legacy_templates(name, hidden=system or hidden == "true"),
                     settings_in, mappings_in, aliases_in)
             settings = {**INDEX_DEFAULTS, **{k: v for k, v in normalise_index_settings(settings_in).items()
                                              if v is not None}}

@@ -27,6 +27,8 @@ def parse_sort(param: str | None, spec: Any) -> list[tuple[str, str, dict[str, A
             out.append((it, "desc" if it == "_score" else "asc", {}))
         elif isinstance(it, dict) and len(it) == 1:
             f, v = next(iter(it.items()))
+            if f == "_script":
+                raise unsupported("_script sort (Painless scripts)")
             if isinstance(v, str):
                 order, opts = v, {}
             elif isinstance(v, dict):

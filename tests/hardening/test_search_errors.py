@@ -25,6 +25,7 @@ def test_search_with_the_model_server_down_names_model_endpoint_and_fix(applied:
     res = oskit("search", "red circle", "--url", fresh_node.url)
     assert res.exit_code == 1
     assert "Error communicating with remote model" in res.stderr
-    assert (f"hint: model 'clip' calls {serve.url}/clip/embed (connection refused); model 'ocr' calls "
-            f"{serve.url}/ocr (connection refused)") in res.stderr
+    assert f"hint: model 'clip' calls {serve.url}/clip/embed (connection refused); " in res.stderr
+    for model, path in (("hash", "hash"), ("ocr", "ocr"), ("tags", "tags")):
+        assert f"model '{model}' calls {serve.url}/{path} (connection refused)" in res.stderr
     assert res.stderr.rstrip().endswith("start `oskit serve` or set OSKIT_MODEL_SERVER_URL (then `oskit apply`)")

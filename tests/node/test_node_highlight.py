@@ -97,3 +97,31 @@ def test_intro_sort_keeps_lucenes_order_of_ties() -> None:
     intro_sort(items, lambda a, b: b[0] - a[0])
     assert [x[0] for x in items] == sorted((x[0] for x in items), reverse=True)
     assert len({x[1] for x in items}) == 40
+
+
+H3 = CASES["h3"]
+
+
+@pytest.fixture(scope="module")
+def n3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiNode]:
+    node = AsgiNode(tmp_path_factory.mktemp("h3") / "data", version="2.19.6")
+    node.ok("PUT", "/h3", {"mappings": H3["mappings"]})
+    for i, d in H3["docs"].items():
+        node.ok("PUT", f"/h3/_doc/{i}", d)
+    yield node
+    node.close()
+
+
+@pytest.mark.parametrize("name", sorted(H3["cases"]))
+def test_queries_fields_and_paths_as_opensearch(n3: AsgiNode, name: str) -> None:
+    # multi_match, terms, term on text, boosts, object paths (nested objects, dotted keys), multi-fields,
+    # wildcard field names, numbers in text fields, _source filtering, no_match_size, script_score's inner query
+    case = H3["cases"][name]
+    r = n3.request("POST", "/h3/_search", {"query": case["query"], "highlight": case["highlight"],
+                                          "_source": case["source"]})
+    expected = case["result"]
+    if isinstance(expected, dict):
+        assert r.json()["error"]["root_cause"][0]["reason"] == expected["error"]["root_cause"][0]["reason"]
+        return
+    got = {h["_id"]: [h.get("highlight"), h.get("_source")] for h in r.json()["hits"]["hits"]}
+    assert got == {i: [hl, src] for i, hl, src in expected}

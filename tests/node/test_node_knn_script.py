@@ -172,3 +172,38 @@ def test_cosine_before_2_19_is_one_plus_cos(tmp_path: Path) -> None:
             [("1", 2.0), ("2", 0.0)]
     finally:
         node.close()
+
+
+def test_script_sort_is_refused_naming_painless(n: AsgiNode) -> None:
+    r = n.request("POST", "/kv/_search", {"sort": [{"_script": {"type": "number", "order": "asc",
+                                                                "script": {"source": "doc['n'].value"}}}]})
+    assert r.status_code == 400
+    assert r.json()["error"]["reason"].startswith("[_script sort (Painless scripts)] is not supported")
+
+
+def test_object_path_case_insensitive_space_and_zero_cosine(tmp_path: Path) -> None:
+    # OpenSearch 2.19.6 on an index without index.knn: [["0", 0.6666667], ["2", 0.0]], "L2" is l2
+    node = AsgiNode(tmp_path / "kf", version="2.19.6")
+    try:
+        node.ok("PUT", "/kf", {"mappings": {"properties": {"o": {"properties": {"v": {"type": "knn_vector", "dimension": 2}}},
+                                                           "g": {"type": "keyword"}}}})
+        for i, d in enumerate([{"o": {"v": [1, 1]}, "g": "a"}, {"o": {"v": [2, -1]}, "g": "b"}, {"g": "a"}]):
+            node.ok("PUT", f"/kf/_doc/{i}", d)
+        only_a = {"bool": {"filter": [{"term": {"g": "a"}}]}}
+        got = _hits(_search(node, "kf", only_a, _script("o.v", [0.5, 0.5], "l2")))
+        assert [(i, np.float32(s)) for i, s in got] == [("0", np.float32(0.6666667)), ("2", np.float32(0.0))]
+        assert _hits(_search(node, "kf", only_a, _script("o.v", [1, 0], "L2"))) == [("0", 0.5), ("2", 0.0)]
+        r = _search(node, "kf", only_a, _script("o.v", [0, 0], "cosinesimil"))
+        assert _error(r)[3] == "failed to create query: zero vector is not supported when space type is [cosinesimil]"
+    finally:
+        node.close()
+
+
+def test_cosine_above_the_source_limit_stays_within_float_rounding(n: AsgiNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kit.node.knn_script as ks
+
+    monkeypatch.setattr(ks, "EXACT_COSINE_SOURCE_LIMIT", 2)  # 6 documents: the normalised-vector path
+    got = _hits(_search(n, "kc", {"match_all": {}}, _script("v", REAL["kc"]["q"], "cosinesimil")))
+    expected = REAL["kc"]["res"]["cosinesimil"]
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert all(abs(s - e) < 1e-6 for (_, s), (_, e) in zip(got, expected))

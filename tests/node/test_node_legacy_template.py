@@ -117,3 +117,12 @@ def test_survives_restart(tmp_path: Path) -> None:
         assert node.ok("GET", "/_template/t1")["t1"]["order"] == 1
     finally:
         node.close()
+
+
+def test_a_global_pattern_skips_hidden_indices(n: AsgiNode) -> None:
+    # findV1Templates: a hidden index takes no template whose patterns include "*"
+    n.ok("PUT", "/_template/all", {"index_patterns": ["*"], "order": 9, "settings": {"number_of_replicas": 3}})
+    n.ok("PUT", "/visible")
+    n.ok("PUT", "/hidden", {"settings": {"index.hidden": True}})
+    assert n.ok("GET", "/visible")["visible"]["settings"]["index"]["number_of_replicas"] == "3"
+    assert n.ok("GET", "/hidden")["hidden"]["settings"]["index"]["number_of_replicas"] != "3"

@@ -117,7 +117,8 @@ def test_unsupported_features_are_named(n: AsgiNode) -> None:
     n.ok("PUT", "/u/_doc/1", {"a": "b"})
     for body, feature in [({"aggs": {"x": {"percentiles": {"field": "a"}}}}, "percentiles"),
                           ({"query": {"fuzzy": {"a": "c"}}}, "fuzzy"),
-                          ({"highlight": {"fields": {"a": {}}}}, "highlight")]:
+                          ({"collapse": {"field": "a"}}, "collapse"),
+                          ({"script_fields": {"x": {"script": "1"}}}, "Painless")]:
         r = n.request("POST", "/u/_search", body)
         assert r.status_code == 400 and feature in r.json()["error"]["reason"]
     r = n.request("POST", "/u/_search", {"query": {"no_such_query": {}}})
