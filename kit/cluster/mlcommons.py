@@ -120,8 +120,10 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
             if progress:
                 progress(f"uploading {md.name}: chunk {n + 1}/{body['total_chunks']} ({len(chunk)} bytes)")
             # Chunks are idempotent (doc <model_id>_<n>), so a transport retry is harmless here.
+            # the raw bytes go as application/json: OpenSearch answers 406 to application/octet-stream
+            # (RestController accepts only x-content media types); the handler reads the bytes as they are
             client.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", body=chunk,
-                           headers={"Content-Type": "application/octet-stream"})
+                           headers={"Content-Type": "application/json"})
     return model_id
 
 

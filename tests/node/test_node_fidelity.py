@@ -266,3 +266,16 @@ def test_ml_missing_ids_stay_404_on_3x(tmp_path: Path) -> None:
         assert node.request("DELETE", f"{ML}/model_groups/doesnotexist1").status_code == 404
     finally:
         node.close()
+
+
+# ------------------------------------------------------------------ REST layer
+def test_a_body_of_a_media_type_opensearch_does_not_parse_is_406(n: AsgiNode) -> None:
+    for ct in ("application/octet-stream", "text/plain", "text/json", "*/*"):
+        r = n.request("POST", "/r0/_count", raw=b"{}", headers={"content-type": ct})
+        assert (r.status_code, r.json()) == (406, {"error": f"Content-Type header [{ct}] is not supported",
+                                                   "status": 406})
+    for ct in ("application/json; charset=UTF-8", "APPLICATION/JSON", "application/x-ndjson", "application/*",
+               "application/vnd.opensearch+json;compatible-with=7"):
+        assert n.request("POST", "/r0/_count", raw=b"{}", headers={"content-type": ct}).status_code == 200, ct
+    # no body: the media type does not matter
+    assert n.request("POST", "/r0/_count", headers={"content-type": "text/plain"}).status_code == 200
