@@ -108,6 +108,15 @@ class Documents(Indices):
                            f"index [{ix.name}] blocked by: [FORBIDDEN/8/index write (api)];")
         return ix
 
+    def _doc_index(self, name: str) -> IndexState:
+        """The index of a single-document read or delete: a missing one is an ``index_expression``."""
+        try:
+            return self.index(name)
+        except ApiError as exc:
+            if exc.type == "index_not_found_exception":
+                exc.extra["resource.type"] = "index_expression"
+            raise
+
     def _run_pipelines(self, ix: IndexState, doc_id: str | None, source: dict[str, Any],
                        pipeline: str | None) -> dict[str, Any] | None:
         """Request pipeline (or the index default) then the final pipeline; None when dropped."""
@@ -150,7 +159,8 @@ class Documents(Indices):
             try:
                 vecs[path] = vf.prepare(raw, path)
             except ApiError as exc:
-                preview = str(raw)[:40] + ("..." if len(str(raw)) > 40 else "")
+                # KNNVectorFieldMapper previews the parser's current text: null on an array's start token
+                preview = "null" if isinstance(raw, list) else str(raw)[:40] + ("..." if len(str(raw)) > 40 else "")
                 raise ApiError(400, "mapper_parsing_exception",
                                f"failed to parse field [{path}] of type [{fd.type}] in document with id '{doc_id}'. "
                                f"Preview of field's value: '{preview}'",
@@ -256,7 +266,7 @@ class Documents(Indices):
     def get_doc(self, index: str, doc_id: str, *, source_includes: Any = None, source_excludes: Any = None,
                 fetch_source: bool = True) -> dict[str, Any]:
         with self.lock:
-            ix = self.index(index)
+            ix = self._doc_index(index)
             cur = ix.docs.get(doc_id)
             row = self.store.get_doc(ix.uuid, doc_id) if cur is not None else None
         if row is None:
@@ -279,7 +289,7 @@ class Documents(Indices):
     def delete_doc_status(self, index: str, doc_id: str, *, refresh: bool | str = False,
                           if_seq_no: int | None = None, if_primary_term: int | None = None) -> tuple[dict[str, Any], int]:
         with self.lock:
-            ix = self.index(index)
+            ix = self._doc_index(index)
             with self._durable():
                 result, status = self._delete(ix, doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
         return (with_forced_refresh(result) if _forces_refresh(refresh) else result), status
@@ -329,8 +339,7 @@ class Documents(Indices):
             raise ApiError(400, "action_request_validation_exception",
                            "Validation Failed: 1: script or doc is missing;")
         with self.lock:
-            ix = self._target_for_write(index) if (upsert is not None or body.get("doc_as_upsert")) \
-                else self.index(index)
+            ix = self._target_for_write(index)  # an update auto-creates a missing index, found doc or not
             cur = ix.docs.get(doc_id)
             if cur is None:
                 if upsert is not None or body.get("doc_as_upsert"):
@@ -471,7 +480,7 @@ class Documents(Indices):
                         if doc_id is None:
                             raise ApiError(400, "action_request_validation_exception",
                                            "Validation Failed: 1: id is missing;")
-                        ix = self.index(index)
+                        ix = self._doc_index(index)
                         res, status = self._delete(ix, str(doc_id), if_seq_no=meta.get("if_seq_no"))
                     elif kind == "update":
                         # an update adds its vector at once: earlier deferred vectors (smaller rids) go first

@@ -14,6 +14,7 @@ __all__ = [
     "body_required",
     "index_already_exists",
     "json_parse_error",
+    "failed_to_parse_mapping",
     "mapper_parsing",
     "not_found_index",
     "on_shard",
@@ -63,12 +64,14 @@ class SimpleApiError(ApiError):
     """RestController's own answers (no handler, wrong method): ``{"error": "<message>", "status": N}``
     (``BytesRestResponse.createSimpleErrorResponse``), with an ``Allow`` header on 405."""
 
-    def __init__(self, status: int, reason: str, *, allow: list[str] | None = None) -> None:
+    def __init__(self, status: int, reason: str, *, allow: list[str] | None = None, with_status: bool = True) -> None:
         super().__init__(status, "simple_error", reason)
         self.allow = allow
+        self.with_status = with_status
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.reason, "status": self.status}
+        # RestController#handleBadRequest answers "no handler found" without a status key
+        return {"error": self.reason, "status": self.status} if self.with_status else {"error": self.reason}
 
 
 def body_required() -> ApiError:
@@ -98,8 +101,24 @@ def index_already_exists(name: str, uuid: str) -> ApiError:
     )
 
 
-def mapper_parsing(reason: str, caused_by: dict[str, Any] | None = None) -> ApiError:
-    return ApiError(400, "mapper_parsing_exception", reason, caused_by=caused_by)
+def mapper_parsing(reason: str, caused_by: dict[str, Any] | None = None, *, cause_type: str | None = None) -> ApiError:
+    """``cause_type``: the exception OpenSearch really throws here (a field mapper's IllegalArgumentException),
+    which index creation shows as the cause of "Failed to parse mapping [_doc]: …"."""
+    err = ApiError(400, "mapper_parsing_exception", reason, caused_by=caused_by)
+    err.cause_type = cause_type  # type: ignore[attr-defined]
+    return err
+
+
+def failed_to_parse_mapping(exc: ApiError) -> ApiError:
+    """Index creation's wrapper around a mapping error (MapperService: "Failed to parse mapping [_doc]")."""
+    inner_type = getattr(exc, "cause_type", None) or exc.type
+    inner: dict[str, Any] = {"type": inner_type, "reason": exc.reason, **exc.extra}
+    if exc.caused_by is not None:
+        inner["caused_by"] = exc.caused_by
+    wrapper = ApiError(400, "mapper_parsing_exception", f"Failed to parse mapping [_doc]: {exc.reason}", caused_by=inner)
+    if inner_type == "mapper_parsing_exception":  # the deepest OpenSearch exception is the root cause
+        wrapper.root_cause = {"type": inner_type, "reason": exc.reason, **exc.extra}
+    return wrapper
 
 
 def parsing_error(reason: str, line: int = 1, col: int = 1) -> ApiError:

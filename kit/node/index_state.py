@@ -49,7 +49,8 @@ def version_id(version: str) -> str:
     return str((ma * 1_000_000 + mi * 10_000 + pa * 100 + 99) ^ 0x08000000)
 
 
-INDEX_DEFAULTS = {"index.number_of_shards": "1", "index.number_of_replicas": "1"}
+# what every new index carries explicitly (2.x+ also records index.replication.type, DOCUMENT by default)
+INDEX_DEFAULTS = {"index.number_of_shards": "1", "index.number_of_replicas": "1", "index.replication.type": "DOCUMENT"}
 
 
 # What ``include_defaults`` shows for settings the index did not set (the ones this node honours or echoes).
@@ -68,7 +69,7 @@ STATIC_SETTINGS = {"index.number_of_shards", "index.knn", "index.uuid", "index.c
 
 
 _KNOWN_INDEX_SETTINGS = {
-    "index.number_of_shards", "index.number_of_replicas", "index.knn", "index.knn.algo_param.ef_search",
+    "index.number_of_shards", "index.number_of_replicas", "index.replication.type", "index.knn", "index.knn.algo_param.ef_search",
     "index.knn.advanced.approximate_threshold", "index.default_pipeline", "index.final_pipeline",
     "index.search.default_pipeline", "index.refresh_interval", "index.hidden", "index.max_result_window",
     "index.auto_expand_replicas", "index.codec", "index.mapping.total_fields.limit", "index.blocks.write",

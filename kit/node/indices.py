@@ -15,6 +15,7 @@ from kit.node.errors import (
     ApiError,
     bad_request,
     body_required,
+    failed_to_parse_mapping,
     index_already_exists,
     not_found_index,
     parsing_error,
@@ -179,7 +180,12 @@ class Indices:
             settings.update({"index.uuid": uid, "index.creation_date": str(int(time.time() * 1000)),
                              "index.provided_name": name, "index.version.created": version_id(self.version)})
             meta = {"settings": settings, "mappings": mappings_in, "aliases": {}}
-            ix = IndexState(self, name, uid, meta)  # validates the mapping
+            try:
+                ix = IndexState(self, name, uid, meta)  # validates the mapping
+            except ApiError as exc:
+                if exc.type == "mapper_parsing_exception" and "oskit embedded node" not in exc.reason:
+                    raise failed_to_parse_mapping(exc) from None
+                raise
             for alias, spec in aliases_in.items():
                 ix.aliases[alias] = _alias_spec(spec)
             ix.loaded = True

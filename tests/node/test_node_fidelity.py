@@ -279,3 +279,69 @@ def test_a_body_of_a_media_type_opensearch_does_not_parse_is_406(n: AsgiNode) ->
         assert n.request("POST", "/r0/_count", raw=b"{}", headers={"content-type": ct}).status_code == 200, ct
     # no body: the media type does not matter
     assert n.request("POST", "/r0/_count", headers={"content-type": "text/plain"}).status_code == 200
+
+
+# ------------------------------------------------------------------ indices and mappings
+def test_new_indices_record_replication_type(n: AsgiNode) -> None:
+    flat = n.ok("GET", "/r0/_settings?flat_settings=true")["r0"]["settings"]
+    assert flat["index.replication.type"] == "DOCUMENT"
+
+
+def test_get_mapping_renders_as_opensearch_stores_it(n: AsgiNode) -> None:
+    n.ok("PUT", "/m1", {"settings": {"index.knn": True}, "mappings": {"properties": {
+        "w": {"type": "knn_vector", "dimension": 4, "space_type": "l2", "method": {"name": "hnsw", "engine": "lucene"}},
+        "v": {"type": "knn_vector", "dimension": 4,
+              "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}},
+        "meta": {"type": "object", "dynamic": True}, "n": {"type": "integer"}}}})
+    props = n.ok("GET", "/m1/_mapping")["m1"]["mappings"]["properties"]
+    assert list(props) == ["meta", "n", "v", "w"]
+    assert props["meta"]["dynamic"] == "true"
+    assert props["v"]["method"] == {"engine": "lucene", "space_type": "cosinesimil", "name": "hnsw", "parameters": {}}
+    assert list(props["w"]["method"].items()) == [("engine", "lucene"), ("space_type", "l2"), ("name", "hnsw"),
+                                                  ("parameters", {})]
+    assert props["w"]["space_type"] == "l2"
+
+
+def test_create_index_mapping_errors_say_failed_to_parse_mapping(n: AsgiNode) -> None:
+    err = n.request("PUT", "/m2", {"mappings": {"properties": {"x": {"type": "nosuchtype"}}}}).json()["error"]
+    assert err["reason"] == "Failed to parse mapping [_doc]: No handler for type [nosuchtype] declared on field [x]"
+    assert err["caused_by"] == {"type": "mapper_parsing_exception",
+                                "reason": "No handler for type [nosuchtype] declared on field [x]"}
+    assert err["root_cause"] == [err["caused_by"]]
+    err = n.request("PUT", "/m3", {"settings": {"index.knn": True}, "mappings": {"properties": {"x": {
+        "type": "knn_vector", "dimension": 4,
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "hamming"}}}}}).json()["error"]
+    reason = "Space type [hamming] is not supported with [float] data type"
+    assert err["reason"] == f"Failed to parse mapping [_doc]: {reason}"
+    assert err["caused_by"] == {"type": "illegal_argument_exception", "reason": reason}
+    assert err["root_cause"] == [{"type": "mapper_parsing_exception", "reason": err["reason"]}]
+    # PUT _mapping on an existing index has no such wrapper
+    err = n.request("PUT", "/r0/_mapping", {"properties": {"x": {"type": "nosuchtype"}}}).json()["error"]
+    assert err["reason"] == "No handler for type [nosuchtype] declared on field [x]"
+
+
+def test_document_field_errors_carry_the_java_cause(n: AsgiNode) -> None:
+    err = n.request("PUT", "/r0/_doc/1", {"n": "abc"}).json()["error"]
+    assert err["caused_by"] == {"type": "number_format_exception", "reason": 'For input string: "abc"'}
+    n.ok("PUT", "/kv", {"settings": {"index.knn": True},
+                        "mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 4}}}})
+    err = n.request("PUT", "/kv/_doc/bad", {"v": [1, 2, 3]}).json()["error"]
+    assert err["reason"].endswith("Preview of field's value: 'null'")
+
+
+def test_single_document_apis_name_a_missing_index_an_index_expression(n: AsgiNode) -> None:
+    for method, path in (("GET", "/missing/_doc/1"), ("DELETE", "/missing/_doc/1"), ("GET", "/missing/_source/1")):
+        r = n.request(method, path)
+        assert r.status_code == 404 and r.json()["error"]["resource.type"] == "index_expression", path
+    assert n.request("GET", "/missing/_mapping").json()["error"]["resource.type"] == "index_or_alias"
+    assert "missing" not in n.ok("GET", "/_cat/indices?format=json&expand_wildcards=all").__repr__()
+    # an update auto-creates the index, then finds no document
+    r = n.request("POST", "/missing2/_update/1", {"doc": {"a": 1}})
+    assert (r.status_code, r.json()["error"]["type"]) == (404, "document_missing_exception")
+    assert n.request("HEAD", "/missing2").status_code == 200
+
+
+def test_no_handler_answer_has_no_status_key(n: AsgiNode) -> None:
+    r = n.request("GET", "/r0/_nosuchendpoint")
+    assert (r.status_code, r.json()) == (400, {"error": "no handler found for uri [/r0/_nosuchendpoint] and "
+                                                        "method [GET]"})
