@@ -389,9 +389,14 @@ def cluster_health(req: NodeRequest) -> Response:
             "number_of_data_nodes": 1, "discovered_master": True, "discovered_cluster_manager": True,
             "active_primary_shards": primaries, "active_shards": primaries, "relocating_shards": 0,
             "initializing_shards": 0, "unassigned_shards": unassigned, "delayed_unassigned_shards": 0,
-            "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0, "task_max_waiting_in_queue_millis": 0,
-            "active_shards_percent_as_number": 100.0 if not primaries else
-            round(100.0 * primaries / (primaries + unassigned), 1)}
+            "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0}
+    percent = 100.0 if not primaries else round(100.0 * primaries / (primaries + unassigned), 1)
+    if req.flag("human"):  # XContentBuilder.humanReadableField: the readable value next to the raw one
+        body["task_max_waiting_in_queue"] = "0s"
+    body["task_max_waiting_in_queue_millis"] = 0
+    if req.flag("human"):
+        body["active_shards_percent"] = f"{percent:.1f}%"
+    body["active_shards_percent_as_number"] = percent
     if req.query.get("level") == "indices":
         body["indices"] = {ix.name: {"status": s, "number_of_shards": 1, "number_of_replicas":
                                      int(ix.settings.get("index.number_of_replicas", "1")),

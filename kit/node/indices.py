@@ -31,7 +31,7 @@ from kit.node.index_state import (
 )
 from kit.node.mapping import Mapping
 from kit.node.query import parse_query
-from kit.node.settings import ClusterSettings, flatten, nest
+from kit.node.settings import ClusterSettings, flatten, nest, stringify
 from kit.node.storage import Storage
 
 
@@ -398,7 +398,7 @@ class Indices:
             sel = {k: v for k, v in all_t.items() if any(fnmatch.fnmatchcase(k, p) for p in name.split(","))}
             if not sel and not any(c in name for c in "*?"):
                 raise ApiError(404, "resource_not_found_exception", f"index template matching [{name}] not found")
-        return {"index_templates": [{"name": k, "index_template": v} for k, v in sel.items()]}
+        return {"index_templates": [{"name": k, "index_template": _render_template(v)} for k, v in sel.items()]}
 
     def delete_template(self, name: str) -> dict[str, Any]:
         with self.lock:
@@ -584,4 +584,21 @@ def _merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any
             out.setdefault("properties", {}).update(copy.deepcopy(v))
         else:
             out[k] = copy.deepcopy(v)
+    return out
+
+
+def _render_template(t: dict[str, Any]) -> dict[str, Any]:
+    """A composable template as ``GET _index_template`` shows it: settings as index settings (nested under
+    ``index``, values as strings) and ``composed_of`` always there."""
+    out: dict[str, Any] = {}
+    for key, value in t.items():
+        if key == "template" and isinstance(value, dict) and isinstance(value.get("settings"), dict):
+            flat = {(k if k.startswith("index.") else "index." + k): stringify(v)
+                    for k, v in flatten(value["settings"]).items()}
+            value = {**value, "settings": nest(flat)}
+        out[key] = value
+        if key == "template" and "composed_of" not in t:
+            out["composed_of"] = []
+    if "composed_of" not in out:
+        out["composed_of"] = []
     return out

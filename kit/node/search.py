@@ -41,9 +41,17 @@ class Search(Indices):
             targets = self.resolve(index_expr, ignore_unavailable=params.get("ignore_unavailable") == "true")
             af = {name: parse_query({"bool": {"should": fs, "minimum_should_match": 1}})
                   for name, fs in self.alias_filters(index_expr, targets).items()}
-            n = sum(len(self._on_shard(ix, q.docs) & af[ix.name].docs(ix)) if ix.name in af
-                    else len(self._on_shard(ix, q.docs)) for ix in targets)
-        return {"count": n, "_shards": {"total": len(targets), "successful": len(targets), "skipped": 0, "failed": 0}}
+            per_shard = [len(self._on_shard(ix, q.docs) & af[ix.name].docs(ix)) if ix.name in af
+                         else len(self._on_shard(ix, q.docs)) for ix in targets]
+        out: dict[str, Any] = {}
+        if params.get("terminate_after") is not None:  # each shard stops collecting at terminate_after
+            limit = _int_param(params["terminate_after"], "terminate_after")
+            if limit > 0:
+                out["terminated_early"] = any(c > limit for c in per_shard)
+                per_shard = [min(c, limit) for c in per_shard]
+        out.update({"count": sum(per_shard),
+                    "_shards": {"total": len(targets), "successful": len(targets), "skipped": 0, "failed": 0}})
+        return out
 
     def search(self, index_expr: str | None, body: dict[str, Any] | None, params: dict[str, Any] | None = None,
                *, raw_source: bool = False) -> dict[str, Any]:
@@ -91,7 +99,11 @@ class Search(Indices):
             if "size" in params:  # truncate_hits without target_size falls back to the request's size
                 request["size"] = _int_param(params["size"], "size")
             response = pipeline.process_response(response, request)
-        response["took"] = int((time.perf_counter() - t0) * 1000)
+        response["took"] = took = int((time.perf_counter() - t0) * 1000)
+        if params.get("phase_took") in ("", "true"):  # SearchResponse: phase_took right after took
+            phases = {"dfs_pre_query": 0, "query": took, "fetch": 0, "dfs_query": 0, "expand": 0, "can_match": 0}
+            response = {k: v for k, v in response.items() if k in ("pit_id", "_scroll_id", "took")} | \
+                {"phase_took": phases} | {k: v for k, v in response.items() if k not in ("pit_id", "_scroll_id", "took")}
         return response
 
     def _on_shard(self, ix: IndexState, fn: Any, *args: Any) -> Any:

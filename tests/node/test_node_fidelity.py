@@ -345,3 +345,34 @@ def test_no_handler_answer_has_no_status_key(n: AsgiNode) -> None:
     r = n.request("GET", "/r0/_nosuchendpoint")
     assert (r.status_code, r.json()) == (400, {"error": "no handler found for uri [/r0/_nosuchendpoint] and "
                                                         "method [GET]"})
+
+
+# ------------------------------------------------------------------ from the spec's stories
+def test_index_template_settings_read_back_as_index_settings(n: AsgiNode) -> None:
+    n.ok("PUT", "/_index_template/daily", {"index_patterns": ["daily-*"],
+                                           "template": {"settings": {"number_of_shards": 4, "number_of_replicas": 4}}})
+    t = n.ok("GET", "/_index_template/daily")["index_templates"][0]["index_template"]
+    assert t["template"]["settings"] == {"index": {"number_of_shards": "4", "number_of_replicas": "4"}}
+    assert t["composed_of"] == []
+
+
+def test_cluster_health_human_adds_readable_values(n: AsgiNode) -> None:
+    h = n.ok("GET", "/_cluster/health/r0?human=true")
+    keys = list(h)
+    assert keys.index("task_max_waiting_in_queue") + 1 == keys.index("task_max_waiting_in_queue_millis")
+    assert (h["task_max_waiting_in_queue"], h["active_shards_percent"]) == ("0s", "100.0%")
+    assert "active_shards_percent" not in n.ok("GET", "/_cluster/health/r0")
+
+
+def test_phase_took_and_count_terminate_after(n: AsgiNode) -> None:
+    for i in range(3):
+        n.ok("PUT", f"/r0/_doc/{i}", {"n": i})
+    res = n.ok("POST", "/r0/_search?phase_took=true", {})
+    assert list(res)[:2] == ["took", "phase_took"]
+    assert set(res["phase_took"]) == {"dfs_pre_query", "query", "fetch", "dfs_query", "expand", "can_match"}
+    assert "phase_took" not in n.ok("POST", "/r0/_search", {})
+    assert n.ok("POST", "/r0/_count?terminate_after=1", {"query": {"match_all": {}}}) == {
+        "terminated_early": True, "count": 1, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}
+    res = n.ok("POST", "/r0/_count?terminate_after=3", {})
+    assert (res["terminated_early"], res["count"]) == (False, 3)
+    assert "terminated_early" not in n.ok("POST", "/r0/_count", {})
