@@ -23,6 +23,7 @@ Every error the library raises on purpose is a :class:`KitError`. The CLI has ex
     ├── ModelError                   loading or running a model failed
     ├── ServeError                   the model server could not start or answer
     ├── NodeError                    the embedded node could not start / is misconfigured
+    ├── RealNodeError                a real OpenSearch (kit.realnode) could not be assembled or started
     ├── IngestError                  ingest could not run at all (per-file failures go to the report)
     └── EvalError                    an evaluation file is wrong or a threshold was missed
         └── ThresholdMissed          a --fail-under threshold was not met (exit code 1)
@@ -46,6 +47,7 @@ __all__ = [
     "NotFound",
     "PackageError",
     "PlanStale",
+    "RealNodeError",
     "ServeError",
     "SpecError",
     "TaskFailed",
@@ -199,6 +201,10 @@ class ServeError(KitError):
 
 class NodeError(KitError):
     """The embedded node could not start or is misconfigured."""
+
+
+class RealNodeError(KitError):
+    """A real OpenSearch node (kit.realnode) could not be downloaded, assembled, started or stopped."""
 
 
 class IngestError(KitError):

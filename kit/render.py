@@ -12,7 +12,8 @@ from typing import Any
 __all__ = ["SYMBOLS", "render_apply", "render_diff_markdown", "render_json", "render_plan", "render_status",
            "render_validate"]
 
-SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "redeploy": "^", "reindex": "!", "destroy": "-"}
+SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "redeploy": "^", "reindex": "!", "destroy": "-",
+           "unmanaged": "?"}
 
 
 def render_json(data: Any) -> str:

@@ -25,6 +25,10 @@ COMMANDS: dict[str, str] = {
     "diff": "kit.cli.provision:diff",
     "status": "kit.cli.provision:status",
     "destroy": "kit.cli.provision:destroy",
+    # living with the cluster
+    "migrate": "kit.cli.lifecycle:migrate",
+    "test": "kit.cli.lifecycle:test",
+    "dashboards": "kit.cli.lifecycle:dashboards",
     # embedded node
     "node": "kit.cli.node:node",
     # models and the model server

@@ -109,19 +109,22 @@ def package(model: str, fmt: str, out: Path, name: str | None, pretrained: str |
 @click.option("--engine-streams", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Concurrent image batch threads in the engine.")
 @click.option("--no-warmup", is_flag=True, help="Skip running each model once at start.")
+@click.option("--env", "env", default=None, metavar="NAME",
+              help="Overlay environments/NAME.yaml's models on the specs first (as plan/apply --env do).")
 @verbose_option
 def serve(models_path: Path, host: str, port: int, device: str, workers: int, engine_mode: str, engine_streams: int,
-          no_warmup: bool) -> None:
+          no_warmup: bool, env: str | None) -> None:
     """Run the model server (CLIP embeddings, OCR, tags, captions) that the cluster's connectors call.
 
     \b
     Example:
       oskit serve --models models/ --port 8765
+      oskit serve --env real        # + MiniLM on /text/embed, for a real node (docs/real-node.md)
       curl -s localhost:8765/health
     """
     from kit.serve.config import load_serve_config
 
-    config = load_serve_config(models_path, device=device)
+    config = load_serve_config(models_path, device=device, env=env)
     if no_warmup:
         config = config.model_copy(update={"warmup": False})
     from kit.serve.workers import want_engine

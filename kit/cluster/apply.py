@@ -21,11 +21,11 @@ from kit.cluster.client import Client
 from kit.cluster.desired import MODEL_PLACEHOLDER, resolve_models
 from kit.cluster.plan import Change, Plan, _connector_urls
 from kit.cluster.state import read_state
-from kit.errors import DestroyRefused, KitError, NotFound, PlanStale
+from kit.errors import Conflict, DestroyRefused, KitError, NotFound, PlanStale
 
 log = logging.getLogger("kit.cluster")
 
-__all__ = ["ApplyResult", "apply"]
+__all__ = ["ApplyResult", "apply", "apply_changes"]
 
 Progress = Callable[[str], None]
 
@@ -56,6 +56,12 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
     if live.fingerprint() != plan.fingerprint:
         raise PlanStale("the cluster changed after the plan was made",
                         hint="run oskit plan again (and review it) before applying")
+    unmanaged = [c for c in plan.changes if c.action == "unmanaged"]
+    if unmanaged:
+        listed = "; ".join(f"{c.kind} {c.name}" for c in unmanaged)
+        raise Conflict(f"these exist and were not created by oskit project '{plan.project.name}': {listed}",
+                       hint="oskit never changes resources it did not create: delete them (or rename the "
+                       "project's files), then run oskit plan again")
     target = detect(client)
     if not plan.destroy:
         check(plan.project, target, _connector_urls(plan.desired))
@@ -63,7 +69,8 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
     if risky and not allow_destroy:
         listed = "; ".join(f"{c.action} {c.kind} {c.name}" for c in risky)
         raise DestroyRefused(f"the plan would lose data: {listed}",
-                             hint="review oskit plan, then pass --allow-destroy")
+                             hint="review oskit plan, then pass --allow-destroy; carry a reindex out without "
+                             "downtime with oskit migrate")
 
     ctx = _Context(plan, client, live, say, task_timeout, result)
     cleanups: list[Change] = []
@@ -83,7 +90,28 @@ def apply(plan: Plan, client: Client, *, allow_destroy: bool = False, progress: 
             else:
                 say(f"remove old connector {change.name} ({rid})")
                 ml.delete_connector(client, rid)
+    if not plan.destroy:
+        _record_fingerprints(plan, client, say, result)
     result.seconds = time.monotonic() - started
+    return result
+
+
+def apply_changes(plan: Plan, client: Client, changes: list[Change], *, progress: Progress | None = None,
+                  task_timeout: float = 600.0) -> ApplyResult:
+    """Run some of ``plan``'s changes (model groups, connectors, models) and keep every old copy: the
+    models an index version still uses stay deployed (oskit migrate registers the new ones this way)."""
+    say = progress or (lambda msg: log.info("%s", msg))
+    result = ApplyResult(model_ids=dict(plan.model_ids))
+    live = read_state(client, plan.desired)
+    ctx = _Context(plan, client, live, say, task_timeout, result)
+    for change in changes:
+        if change.kind not in ("cluster-settings", "model-group", "connector", "model") or change.action == "destroy":
+            raise KitError(f"internal: apply_changes cannot run {change.action} {change.kind}")
+        if change.action == "update" and change.kind in ("connector", "model") and not change.details:
+            continue  # only old copies to remove: they stay
+        say(f"{change.action} {change.kind} {change.name}")
+        ctx.run(change)
+        result.applied.append(change)
     return result
 
 
@@ -214,7 +242,16 @@ class _Context:
         self.client.request("DELETE", f"/_index_template/{c.name}", ignore=(404,))
 
     def _index_create(self, c: Change) -> None:
-        self.client.request("PUT", f"/{c.name}", body=self.plan.desired.indices[c.name].body)
+        # Version 1 behind an alias of the index's name: oskit migrate later swaps the alias to a new
+        # version without downtime (an index cannot become an alias of its own name while it is queried).
+        import copy
+
+        from kit.cluster.state import VERSION_KEY
+
+        body = copy.deepcopy(self.plan.desired.indices[c.name].body)
+        body["mappings"].setdefault("_meta", {})[VERSION_KEY] = {"of": c.name, "version": 1, "state": "live"}
+        body["aliases"] = dict(body.get("aliases") or {}, **{c.name: {}})
+        self.client.request("PUT", f"/{c.name}-v1", body=body)
 
     def _index_update(self, c: Change) -> None:
         desired = self.plan.desired.indices[c.name]
@@ -243,14 +280,32 @@ class _Context:
                 self.client.request("POST", "/_aliases", body={"actions": actions})
 
     def _index_reindex(self, c: Change) -> None:
-        try:
-            self.client.request("DELETE", f"/{c.name}")
-        except NotFound:
-            pass
+        self._index_destroy(c)
         self._index_create(c)
 
     def _index_destroy(self, c: Change) -> None:
-        self.client.request("DELETE", f"/{c.name}", ignore=(404,))
+        # An alias cannot be deleted as an index: delete every version behind it.
+        for concrete in c.internal.get("indices") or [c.name]:
+            self.client.request("DELETE", f"/{concrete}", ignore=(404,))
+
+
+def _record_fingerprints(plan: Plan, client: Client, say: Progress, result: ApplyResult) -> None:
+    """After the probes: record which models fill each index's vectors (kept when they no longer match)."""
+    from kit.cluster.fingerprint import record_index
+    from kit.errors import ClusterError
+
+    for name, idesired in sorted(plan.desired.indices.items()):
+        if idesired.kind != "index":
+            continue
+        try:
+            rec = record_index(client, name)
+        except NotFound:
+            continue
+        except ClusterError as exc:
+            result.messages.append(f"index {name}: embedding fingerprints not recorded ({exc})")
+            continue
+        for fname, entry in sorted((rec.get("fields") or {}).items()):
+            say(f"index {name}: {fname} ← model {entry.get('model')} (outputs {entry.get('outputs')})")
 
 
 def _strings(value: Any) -> list[str]:

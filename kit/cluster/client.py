@@ -196,6 +196,18 @@ class Client:
         self.close()
 
 
+def _logging_warnings(connection_class: Any) -> Any:
+    """``connection_class`` whose response Warning headers are logged (``-v``), not raised as Python
+    warnings: a real cluster sends them for deprecations and system-index reads, and opensearch-py would
+    print each one on stderr between the kit's own output."""
+
+    def log_warnings(self: Any, warning_headers: Any) -> None:
+        for header in warning_headers or ():
+            log.info("cluster warning: %s", header)
+
+    return type(f"Kit{connection_class.__name__}", (connection_class,), {"_raise_warnings": log_warnings})
+
+
 def connect(
     url: str = "http://127.0.0.1:9200",
     *,
@@ -243,7 +255,7 @@ def connect(
         max_retries=max_retries,
         retry_on_timeout=True,
         retry_on_status=(502, 503, 504),
-        connection_class=connection_class or RequestsHttpConnection,
+        connection_class=_logging_warnings(connection_class or RequestsHttpConnection),
         verify_certs=verify if parsed.scheme == "https" else False,
         ssl_show_warn=False,
     )

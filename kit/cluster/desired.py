@@ -37,6 +37,7 @@ __all__ = [
     "marker",
     "parse_marker",
     "resolve_models",
+    "served_in",
     "served_model",
     "PROBE_IMAGE_B64",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -119,9 +120,8 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
             chunk = fh.read(CHUNK_SIZE)
             if progress:
                 progress(f"uploading {md.name}: chunk {n + 1}/{body['total_chunks']} ({len(chunk)} bytes)")
-            # Chunks are idempotent (doc <model_id>_<n>), so a transport retry is harmless here.
-            # the raw bytes go as application/json: OpenSearch answers 406 to application/octet-stream
-            # (RestController accepts only x-content media types); the handler reads the bytes as they are
+            # Chunks are idempotent (doc <model_id>_<n>), so a transport retry is harmless here. Raw bytes
+            # labelled JSON, as opensearch-py-ml sends them: a real cluster refuses octet-stream (406).
             client.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", body=chunk,
                            headers={"Content-Type": "application/json"})
     return model_id
@@ -132,8 +132,17 @@ def deploy_model(client: Client, model_id: str, *, name: str, timeout: float) ->
     if resp.get("task_id"):
         # Even a COMPLETED answer (remote models) is confirmed through the task: it carries the error text.
         wait_for_task(client, str(resp["task_id"]), timeout=timeout, what=f"deploy {name}")
-    model = get_model(client, model_id) or {}
-    state = model.get("model_state")
+    # Real ML Commons writes the model's state after the task says COMPLETED: a GET right after may still
+    # say DEPLOYING for a moment, so wait for it (bounded) before judging.
+    deadline = time.monotonic() + min(timeout, 60.0)
+    delay = 0.05
+    while True:
+        model = get_model(client, model_id) or {}
+        state = model.get("model_state")
+        if state != "DEPLOYING" or time.monotonic() >= deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
     if state not in ("DEPLOYED", None):
         raise ModelError(f"model '{name}' is {state} after deploy", hint="check the cluster's ML Commons logs")
 

@@ -16,18 +16,20 @@ from typing import Any, Mapping
 
 from kit.cluster.capabilities import Target, check, detect
 from kit.cluster.client import Client
-from kit.cluster.desired import Desired, build_desired, parse_marker, resolve_models, served_in
+from kit.cluster.desired import MODEL_PLACEHOLDER, Desired, build_desired, parse_marker, resolve_models, served_in
 from kit.cluster.diff import STATIC_INDEX_SETTINGS, FieldDiff, compare_exact, compare_mappings, compare_settings
-from kit.cluster.state import LiveModel, LiveState, doc_count, read_state
+from kit.cluster.fingerprint import META_KEY, vector_fields
+from kit.cluster.fingerprint import check_index as fingerprint_checks
+from kit.cluster.state import VERSION_KEY, LiveModel, LiveState, doc_count, read_state
 from kit.config.envsubst import mask
 from kit.config.loader import Project, version_tuple
-from kit.errors import ConfigError, Conflict, PlanStale
+from kit.errors import ConfigError, PlanStale
 
 log = logging.getLogger("kit.cluster")
 
 __all__ = ["ACTIONS", "KINDS", "Change", "Plan", "check_saved", "plan", "destroy_plan"]
 
-ACTIONS = ("create", "update", "replace", "redeploy", "reindex", "destroy")
+ACTIONS = ("create", "update", "replace", "redeploy", "reindex", "destroy", "unmanaged")
 KINDS = ("cluster-settings", "model-group", "connector", "model", "ingest-pipeline", "search-pipeline",
          "index-template", "index")
 GOOD_STATES = ("DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "REGISTERED", "UNDEPLOYED", "DEPLOY_FAILED",
@@ -70,9 +72,9 @@ class Plan:
         return not self.changes
 
     def summary(self) -> dict[str, int]:
-        counts = {a: 0 for a in ACTIONS}
+        counts = {a: 0 for a in ACTIONS if a != "unmanaged"}
         for c in self.changes:
-            counts[c.action] += 1
+            counts[c.action] = counts.get(c.action, 0) + 1
         return counts
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,8 +122,8 @@ def plan(project: Project, client: Client, *, environ: Mapping[str, str] | None 
     target = detect(client)
     check(project, target, _connector_urls(desired))
     live = read_state(client, desired)
-    changes, ids = _changes(desired, live, target, client)
     notes = list(desired.dropped)
+    changes, ids = _changes(desired, live, target, client, notes)
     return Plan(project=project, desired=desired, target=target, fingerprint=live.fingerprint(),
                 changes=changes, model_ids=ids, notes=notes)
 
@@ -139,7 +141,9 @@ def destroy_plan(project: Project, client: Client, *, environ: Mapping[str, str]
                 model_ids=ids, notes=["cluster settings are left as they are"], destroy=True)
 
 
-def _changes(desired: Desired, live: LiveState, target: Target, client: Client) -> tuple[list[Change], dict[str, str | None]]:
+def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
+             notes: list[str] | None = None) -> tuple[list[Change], dict[str, str | None]]:
+    notes = [] if notes is None else notes
     project = desired.project
     pname = project.name
     version = version_tuple(target.version) if target.distribution != "aoss" else (3, 0, 0)
@@ -161,13 +165,15 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
         if g is None:
             out.append(Change("create", "model-group", gname, "not in the cluster"))
         elif g.project != pname:
-            raise Conflict(f"model group '{gname}' exists (id {g.id}) and was not created by oskit project '{pname}'",
-                           hint="rename the group (group: in the model spec) or delete the existing one; "
-                           "oskit never changes resources it did not create")
+            out.append(_unmanaged("model-group", gname, f"id {g.id}"))
     for gname, g in sorted(live.groups.items()):
         if g.project == pname and gname not in desired.groups:
             destroys.append(Change("destroy", "model-group", gname, "no model of the project uses it",
                                    internal={"id": g.id}))
+
+    # Index versions kept by oskit migrate pin their own pipeline copies, and those the models they use.
+    pinned_pipes, pinned_models = _pinned(live, desired.indices)
+    pinned_conns = {m.connector_id for m in live.models if m.id in pinned_models and m.connector_id}
 
     # connectors and models
     ids: dict[str, str | None] = {}
@@ -178,12 +184,12 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
         current = sorted((m for m in mine if m.fingerprint == md.fingerprint and m.state in GOOD_STATES),
                          key=lambda m: (STATE_RANK.get(m.state, 9), m.id))
         chosen: LiveModel | None = current[0] if current else None
-        leftovers = [m.id for m in mine if m is not chosen]
+        leftovers = [m.id for m in mine if m is not chosen and m.id not in pinned_models]
         broken = [m for m in mine if m.fingerprint == md.fingerprint and m.state not in GOOD_STATES]
         stale = [m for m in mine if m.fingerprint != md.fingerprint]
         conns = [c for c in live.connectors if c.logical == name]
         conn = next((c for c in sorted(conns, key=lambda c: c.id) if c.fingerprint == md.fingerprint), None)
-        conn_leftovers = [c.id for c in conns if c is not conn]
+        conn_leftovers = [c.id for c in conns if c is not conn and c.id not in pinned_conns]
         if md.spec.type == "remote":
             if conn is None:
                 conn_changes.append(Change("replace" if conns else "create", "connector", name,
@@ -252,16 +258,25 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
                 continue
             mk = parse_marker(cur.get("description"))
             if not mk or mk[0] != pname:
-                raise Conflict(f"{kind.replace('-', ' ')} '{name}' exists and was not created by oskit project "
-                               f"'{pname}'", hint="rename the pipeline file or delete the existing pipeline; "
-                               "oskit never changes resources it did not create")
+                out.append(_unmanaged(kind, name, "its description has no [oskit:…] marker"))
+                continue
             diffs = compare_exact(resolved, cur)
             if diffs:
                 out.append(Change("update", kind, name, _diff_reason(diffs), diffs))
         for name, cur in sorted(have.items()):
             mk = parse_marker(cur.get("description") if isinstance(cur, dict) else None)
-            if mk and mk[0] == pname and name not in wanted:
+            if mk and mk[0] == pname and name not in wanted and name not in pinned_pipes:
                 destroys.append(Change("destroy", kind, name, "no longer in the project"))
+
+    # A replaced embedding model cannot write into an index holding the old model's vectors.
+    replaced = {c.name for c in model_changes if c.action == "replace"}
+    replaced_for: dict[str, set[str]] = {}
+    for name, idesired in desired.indices.items():
+        pipe = desired.ingest.get(str(idesired.settings_flat.get("index.default_pipeline")))
+        used = {m.group("name") for mid, _ in vector_fields(pipe or {}).values()
+                if (m := MODEL_PLACEHOLDER.match(mid))}
+        if used & replaced and name in live.indices:
+            replaced_for[name] = used & replaced
 
     # index templates and indices
     for name, idesired in sorted(desired.indices.items()):
@@ -270,7 +285,7 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
             if cur_t is None:
                 out.append(Change("create", "index-template", name, "not in the cluster"))
             elif cur_t.project != pname:
-                raise Conflict(f"index template '{name}' exists and was not created by oskit project '{pname}'")
+                out.append(_unmanaged("index-template", name, "its _meta has no oskit project"))
             else:
                 diffs = compare_exact(idesired.body, cur_t.raw)
                 if diffs:
@@ -281,18 +296,51 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
             out.append(Change("create", "index", name, "not in the cluster"))
             continue
         if cur.project != pname:
-            raise Conflict(f"index '{name}' exists and was not created by oskit project '{pname}'",
-                           hint="rename the mapping file or delete/reindex the existing index yourself; "
-                           "oskit never changes resources it did not create")
+            out.append(_unmanaged("index", name, "its mappings._meta has no oskit project"))
+            continue
         desired_flat = idesired.settings_flat
+        versioned = cur.name != name  # an alias in front of index version cur.name
+        every = sorted({cur.name} | {v.name for v in live.versions.get(name, [])})
+        live_mappings = dict(cur.mappings)
+        if isinstance(live_mappings.get("_meta"), dict):  # the kit's own bookkeeping, not project config
+            live_mappings["_meta"] = {k: v for k, v in live_mappings["_meta"].items()
+                                      if k not in (META_KEY, VERSION_KEY)}
+        live_aliases = {a: b for a, b in cur.aliases.items() if a != name}
         diffs = compare_settings(desired_flat, cur.settings, static=STATIC_INDEX_SETTINGS)
         # vectors made by other weights cannot be compared with new ones: a known, changed maker is a
         # reindex (an index from before this record carries none and is only updated)
         diffs += [FieldDiff(d.path, d.live, d.desired, d.live == "<absent>")
                   if d.path.startswith("mappings._meta.oskit.vectors.") else d
-                  for d in compare_mappings(idesired.body["mappings"], cur.mappings, version)]
+                  for d in compare_mappings(idesired.body["mappings"], live_mappings, version)]
         diffs += [FieldDiff(f"aliases.{d.path}", d.live, d.desired, True)
-                  for d in compare_exact(idesired.body.get("aliases") or {}, cur.aliases)]
+                  for d in compare_exact(idesired.body.get("aliases") or {}, live_aliases)]
+        pinned_now = [d for d in diffs if d.path in ("index.default_pipeline", "index.search.default_pipeline")
+                      and "--v" in str(d.live)]
+        if versioned and pinned_now:
+            docs = doc_count(client, name) or 0
+            out.append(Change("reindex", "index", name, f"{name} serves {cur.name}, which keeps its own pipelines "
+                              f"({', '.join(str(d.live) for d in pinned_now)}; after oskit migrate --rollback?) "
+                              f"instead of the project's; {MIGRATE_HOW}", diffs,
+                              internal={"docs": docs, "indices": every}))
+            continue
+        if not diffs and name in replaced_for:
+            docs = doc_count(client, name) or 0
+            if docs:
+                out.append(Change("reindex", "index", name,
+                                  f"model{'s' if len(replaced_for[name]) > 1 else ''} "
+                                  f"{', '.join(sorted(replaced_for[name]))} change{'' if len(replaced_for[name]) > 1 else 's'}"
+                                  f": the {docs} document{'s' if docs != 1 else ''}' vectors cannot mix with the new "
+                                  f"model's; {MIGRATE_HOW}", internal={"docs": docs, "indices": every}))
+            continue
+        if not diffs:
+            for chk in fingerprint_checks(client, name):
+                if chk.error:
+                    notes.append(f"index {name}: {chk.reason}")
+                elif not chk.matches:
+                    docs = doc_count(client, name) or 0
+                    out.append(Change("reindex", "index", name, f"{chk.reason}; {MIGRATE_HOW}",
+                                      internal={"docs": docs, "indices": every, "fingerprint": True}))
+                    break
         if not diffs:
             continue
         if all(d.in_place for d in diffs):
@@ -302,19 +350,62 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client) 
             fixed = [d.path for d in diffs if not d.in_place]
             out.append(Change("reindex", "index", name,
                               f"{', '.join(fixed[:3])}{' …' if len(fixed) > 3 else ''} cannot change in place; the "
-                              f"index is recreated ({docs} document{'s' if docs != 1 else ''} must be ingested again)",
-                              diffs, internal={"docs": docs}))
+                              f"index is recreated ({docs} document{'s' if docs != 1 else ''} must be ingested again); "
+                              f"{MIGRATE_HOW}", diffs, internal={"docs": docs, "indices": every}))
     for name, cur in sorted(live.indices.items()):
         if cur.project == pname and name not in desired.indices:
             docs = doc_count(client, name) or 0
-            destroys.append(Change("destroy", "index", name, f"no longer in the project ({docs} documents)"))
+            every = sorted({cur.name} | {v.name for v in live.versions.get(name, [])})
+            destroys.append(Change("destroy", "index", name, f"no longer in the project ({docs} documents)",
+                                   internal={"indices": every}))
     for name, cur_t in sorted(live.templates.items()):
         if cur_t.project == pname and name not in desired.indices:
             destroys.append(Change("destroy", "index-template", name, "no longer in the project"))
 
+    for alias, kept in sorted(live.versions.items()):
+        for v in sorted(kept, key=lambda i: i.name):
+            if v.name != (live.indices.get(alias).name if alias in live.indices else None):
+                notes.append(f"index {v.name} (an earlier version of {alias}) is kept for oskit migrate --rollback")
     order = {k: i for i, k in enumerate(KINDS)}
     destroys.sort(key=lambda c: (-order[c.kind], c.name))
     return out + destroys, ids
+
+
+MIGRATE_HOW = "carried out without downtime by oskit migrate (a new index version behind the alias, re-embedded, " \
+    "evaluated, then swapped)"
+
+
+def _pinned(live: LiveState, wanted: Any) -> tuple[set[str], set[str]]:
+    """Pipelines named by index versions (made by oskit migrate) and the model ids they use."""
+    pipes: set[str] = set()
+    for alias, kept in live.versions.items():
+        if alias not in wanted:
+            continue  # the index leaves the project (destroy): its versions' pipelines go too
+        for v in kept:
+            for key in ("index.default_pipeline", "index.search.default_pipeline"):
+                if "--v" in str(v.settings.get(key) or ""):  # a copy pinned by oskit migrate
+                    pipes.add(str(v.settings[key]))
+    known = {m.id for m in live.models}
+    models: set[str] = set()
+    for name in pipes:
+        body = live.ingest.get(name) or live.search.get(name) or {}
+        models |= {s for s in _strings(body) if s in known}
+    return pipes, models
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _unmanaged(kind: str, name: str, evidence: str) -> Change:
+    return Change("unmanaged", kind, name, f"exists without oskit's marker ({evidence}): created or recreated by "
+                  "hand? oskit never changes it; delete it (then oskit apply) or rename the project's resource")
 
 
 def _model_text(md: Any) -> str:

@@ -19,6 +19,7 @@ log = logging.getLogger("kit.cluster")
 __all__ = ["LiveIndex", "LiveModel", "LiveResource", "LiveState", "flatten_settings", "read_state"]
 
 MAX_HITS = 10000
+VERSION_KEY = "oskit_version"  # mappings._meta of an index made by oskit migrate: {of, version, from, state}
 
 
 @dataclass
@@ -61,6 +62,9 @@ class LiveState:
     search: dict[str, dict[str, Any]]              # all search pipelines by name
     indices: dict[str, LiveIndex]                  # desired names that exist + owned ones
     templates: dict[str, LiveIndex]
+    # Index versions made by oskit migrate, by the alias (desired index name) they serve; the one the
+    # alias points at is also ``indices[alias]`` (its ``name`` is the concrete index).
+    versions: dict[str, list[LiveIndex]] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         """A hash of everything plan decisions depend on (not doc counts or timestamps)."""
@@ -73,7 +77,7 @@ class LiveState:
             "models": sorted((m.id, m.description, m.state) for m in self.models),
             "ingest": self.ingest,
             "search": self.search,
-            "indices": {n: [i.settings, i.mappings, i.aliases] for n, i in self.indices.items()},
+            "indices": {n: [i.name, i.settings, i.mappings, i.aliases] for n, i in self.indices.items()},
             "templates": {n: t.raw for n, t in self.templates.items()},
         }
         return hashlib.sha256(canonical_json(view).encode()).hexdigest()[:16]
@@ -149,6 +153,13 @@ def read_state(client: Client, desired: Desired) -> LiveState:
             continue
         mk = parse_marker(src.get("description"))
         if mk and mk[0] == project and mk[1]:
+            # _search is near-real-time on a real cluster (refreshed each second) and ML Commons writes a
+            # model's state and description updates without a refresh: GET by id is real-time.
+            fresh = _get_or_empty(client, f"/_plugins/_ml/models/{hit['_id']}")
+            if not fresh:
+                continue  # deleted since the last refresh
+            src = fresh
+            mk = parse_marker(src.get("description")) or mk
             models.append(LiveModel(id=hit["_id"], name=str(src.get("name", "")),
                                     description=str(src.get("description")), project=mk[0], logical=mk[1],
                                     fingerprint=mk[2], raw=src, state=str(src.get("model_state", "UNKNOWN")),
@@ -159,6 +170,7 @@ def read_state(client: Client, desired: Desired) -> LiveState:
 
     indices: dict[str, LiveIndex] = {}
     templates: dict[str, LiveIndex] = {}
+    versions: dict[str, list[LiveIndex]] = {}
     wanted = {n for n, i in desired.indices.items() if i.kind == "index"}
     try:
         all_mappings = client.request("GET", "/_mapping") or {}
@@ -167,7 +179,13 @@ def read_state(client: Client, desired: Desired) -> LiveState:
     for name, body in all_mappings.items():
         meta = ((body or {}).get("mappings") or {}).get("_meta") or {}
         owner = meta.get("oskit", {}).get("project") if isinstance(meta.get("oskit"), dict) else None
-        if name in wanted or owner == project:
+        version_of = (meta.get(VERSION_KEY) or {}).get("of") if isinstance(meta.get(VERSION_KEY), dict) else None
+        if owner == project and version_of and name != version_of:
+            live = _read_index(client, name)
+            versions.setdefault(version_of, []).append(live)
+            if version_of in live.aliases:
+                indices[version_of] = live
+        elif name in wanted or owner == project:
             indices[name] = _read_index(client, name)
     for name, tdesired in desired.indices.items():
         if tdesired.kind != "index_template":
@@ -188,7 +206,7 @@ def read_state(client: Client, desired: Desired) -> LiveState:
             templates.setdefault(t.name, t)
 
     return LiveState(settings=settings, groups=groups, connectors=connectors, models=models, ingest=ingest,
-                     search=search, indices=indices, templates=templates)
+                     search=search, indices=indices, templates=templates, versions=versions)
 
 
 def _template(item: dict[str, Any]) -> LiveIndex:

@@ -137,7 +137,7 @@ class ServeSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: Literal["clip", "ocr", "tags", "hash", "captions"]
+    kind: Literal["clip", "ocr", "tags", "hash", "captions", "text"]
     open_clip: OpenClipSpec | None = None
     preprocess: str | None = None
 

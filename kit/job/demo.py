@@ -261,13 +261,6 @@ def run_demo(
     try:
         samples = write_samples(data / "samples", n_images)
         emit("step", {"message": f"generated {n_images} sample images in {samples / 'images'}"})
-        from kit.job.search import OFFLINE_CLIP, SWITCH_HINT
-        from kit.job.similar import vectors_maker
-
-        if OFFLINE_CLIP in (vectors_maker(stack.client, "images") or ""):
-            emit("step", {"message": f"the offline CLIP ({OFFLINE_CLIP}) was trained only on generated pictures of "
-                                     "shapes, colours, textures, printed words and signs: the searches below ask "
-                                     f"for those; {SWITCH_HINT}"})
         qs = load_queries(samples / "queries.yaml")
         res = ingest_eval_set(stack.client, qs, index="images", batch=8)
         emit("ingest", {"what": "samples", "result": res})
@@ -277,6 +270,13 @@ def run_demo(
             emit("ingest", {"what": str(folder), "result": r})
             summary["ingest"].append(r.to_json())
 
+        from kit.job.search import OFFLINE_CLIP, SWITCH_HINT
+        from kit.job.similar import vectors_maker
+
+        if OFFLINE_CLIP in (vectors_maker(stack.client, "images") or ""):
+            emit("step", {"message": f"the offline CLIP ({OFFLINE_CLIP}) was trained only on generated pictures of "
+                                     "shapes, colours, textures, printed words and signs: the searches below ask "
+                                     f"for those; {SWITCH_HINT}"})
         templates = PromptTemplates.for_project(project)
         ex = _example_queries(qs.queries)
         searches: list[tuple[str, Any]] = []

@@ -32,6 +32,7 @@ from kit.errors import EvalError, KitError, ThresholdMissed
 from kit.job.search import DEFAULT_PROMPT_TEMPLATE, FIELDS, MODES, Hit, PromptTemplates, search
 
 __all__ = [
+    "CANDIDATE_TEMPLATES",
     "EvalConfig",
     "EvalReport",
     "EvalRow",
@@ -40,18 +41,18 @@ __all__ = [
     "Threshold",
     "average_precision",
     "check_thresholds",
-    "default_configs",
     "choose_templates",
+    "default_configs",
     "evaluate",
     "f1_at_k",
-    "similar_labels_heldout",
-    "similar_labels_indomain",
     "load_queries",
     "mean_average_precision",
     "parse_thresholds",
     "precision_at_k",
     "query_metrics",
     "recall_at_k",
+    "similar_labels_heldout",
+    "similar_labels_indomain",
 ]
 
 log = logging.getLogger("kit.job.evaluate")
@@ -627,6 +628,13 @@ def _label_counts(rows: Sequence[tuple[str, str | None]]) -> dict[str, dict[str,
         truth = sum(1 for t, _ in rows if t == lab)
         out[lab] = {"precision": round(tp / pred, 4) if pred else 1.0, "recall": round(tp / truth, 4) if truth else 1.0,
                     "labelled": pred, "truth": truth}
+    # "a copy of the query" (identical or near-identical), whichever of the two it is called
+    copy = ("identical", "near-identical")
+    tp = sum(1 for t, p in rows if t in copy and p in copy)
+    pred = sum(1 for _, p in rows if p in copy)
+    truth = sum(1 for t, _ in rows if t in copy)
+    out["copy"] = {"precision": round(tp / pred, 4) if pred else 1.0, "recall": round(tp / truth, 4) if truth else 1.0,
+                   "labelled": pred, "truth": truth}
     return out
 
 

@@ -648,6 +648,9 @@ def ingest(
     except NotFound:
         raise IngestError(f"index {index!r} does not exist",
                           hint="create it first: `oskit apply` (the default project defines 'images')") from None
+    from kit.cluster.fingerprint import guard_ingest
+
+    guard_ingest(client, index)  # vectors of two models never mix in one index
 
     lim = limits or Limits()
     pixels_why = f"the model server's limit, from {lim.source}"

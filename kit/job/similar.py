@@ -27,6 +27,7 @@ from kit.job.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, f
 __all__ = [
     "BAND_LABELS",
     "Bands",
+    "FLAT_TOLERANCE",
     "META_KEY",
     "QueryHashes",
     "calibrate_bands",
@@ -36,11 +37,15 @@ __all__ = [
     "query_hashes",
     "similar",
     "similar_to_id",
+    "vectors_maker",
 ]
 
 log = logging.getLogger("kit.job.similar")
 
 BAND_LABELS = ("identical", "near-identical", "similar", "unrelated")
+#: two plain colour fields whose average colours differ by at most this much per channel (of 255)
+#: are the same picture: JPEG and resizing move a flat colour by a few levels, an edit by more
+FLAT_TOLERANCE = 6
 #: where the calibration lives in the index mapping's ``_meta``
 META_KEY = "oskit_similar"
 # Query photos larger than this are downscaled before sending: CLIP sees 224 px anyway, and a 12 MP
@@ -90,21 +95,33 @@ class Bands:
         return self.similar is not None
 
     def label(self, score: float, phash: int | None = None, colour: int | None = None, *,
-              flat: bool = False) -> str | None:
+              flat: int | bool = False, direct: int | None = None) -> str | None:
         """The label of a hit with this score and these hash distances to the query (None = no hash).
-        ``flat``: both pictures are plain fields, whose pHashes agree whatever their colour, so the
-        colour hash must pass the identical bound for near-identical too."""
+        ``phash`` is the smallest distance over the query's turns and the stored crops; ``direct``
+        (default ``phash``) the distance of the query as sent, which identical needs: a turned or
+        cropped copy is near-identical. ``flat``: both pictures are plain colour fields (their
+        pHashes agree whatever their colour): then the colour is the picture, so they are identical
+        when their average colours differ by at most :data:`FLAT_TOLERANCE` per channel (the
+        ``flat`` value; ``True`` = unknown), and otherwise different pictures — never near-identical."""
         hashed = phash is not None and colour is not None
+        direct = phash if direct is None else direct
+        if flat is not False and hashed:
+            same = flat is not True and flat <= FLAT_TOLERANCE
+            if same:
+                return "identical"
+            if not self.calibrated:
+                return None
+            assert self.similar is not None
+            return "similar" if score >= self.similar else "unrelated"
         if not self.calibrated:
-            return "identical" if hashed and phash == 0 and colour == 0 else None
+            return "identical" if hashed and direct == 0 and colour == 0 else None
         if hashed:
-            assert phash is not None and colour is not None
-            if (self.identical is not None and score >= self.identical and phash <= self.identical_phash
+            assert phash is not None and colour is not None and direct is not None
+            if (self.identical is not None and score >= self.identical and direct <= self.identical_phash
                     and colour <= self.identical_colour):
                 return "identical"
-            near_colour = min(self.near_colour, self.identical_colour) if flat else self.near_colour
             if (self.near_identical is not None and score >= self.near_identical and phash <= self.near_phash
-                    and colour <= near_colour):
+                    and colour <= self.near_colour):
                 return "near-identical"
         assert self.similar is not None
         return "similar" if score >= self.similar else "unrelated"
@@ -226,6 +243,7 @@ class QueryHashes:
 
     phash: list[str]
     colour: str
+    mean: str = ""
 
     def distances(self, source: Mapping[str, Any]) -> tuple[int | None, int | None]:
         """(smallest pHash distance between a query hash and a stored one (``phash`` + ``phash_crops``),
@@ -235,8 +253,22 @@ class QueryHashes:
         found = [d for d in (hamming(p, s) for p in self.phash for s in stored) if d is not None]
         return (min(found) if found else None), hamming(self.colour, source.get("colour_hash"))
 
+    def direct(self, source: Mapping[str, Any]) -> int | None:
+        """pHash distance of the query as sent to the document as stored: no turns, no crops (an
+        identical picture needs none)."""
+        return hamming(self.phash[0], source.get("phash")) if self.phash else None
+
     def both_flat(self, source: Mapping[str, Any]) -> bool:
         return bool(self.phash) and _flat(self.phash[0]) and _flat(source.get("phash"))
+
+    def mean_distance(self, source: Mapping[str, Any]) -> int | None:
+        """The largest difference of one channel between the two average colours (0–255)."""
+        other = source.get("colour_mean")
+        try:
+            a, b = bytes.fromhex(self.mean), bytes.fromhex(str(other))
+        except ValueError:
+            return None
+        return max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) == 3 else None
 
 
 def _hash_model(client: Any, index: str) -> str | None:
@@ -283,7 +315,7 @@ def query_hashes(client: Any, index: str, b64: str) -> QueryHashes | None:
         return None
     probes = first.get("phash_probes") or []
     return QueryHashes(phash=[first["phash"], *[p for p in probes if isinstance(p, str)]],
-                       colour=str(first.get("colour") or ""))
+                       colour=str(first.get("colour") or ""), mean=str(first.get("mean") or ""))
 
 
 def label_hits(result: SearchResult, bands: Bands, query_sha256: str | None = None,
@@ -292,10 +324,14 @@ def label_hits(result: SearchResult, bands: Bands, query_sha256: str | None = No
     for hit in result.hits:
         same_file = query_sha256 is not None and (hit.id == query_sha256 or hit.source.get("sha256") == query_sha256)
         phash, colour = hashes.distances(hit.source) if hashes is not None else (None, None)
-        flat = hashes is not None and hashes.both_flat(hit.source)
-        hit.label = "identical" if same_file else bands.label(hit.score, phash, colour, flat=flat)
+        direct = hashes.direct(hit.source) if hashes is not None else None
+        flat: int | bool = False
+        if hashes is not None and hashes.both_flat(hit.source):
+            mean = hashes.mean_distance(hit.source)
+            flat = True if mean is None else mean
+        hit.label = "identical" if same_file else bands.label(hit.score, phash, colour, flat=flat, direct=direct)
         if phash is not None:
-            hit.hash_distance = {"phash": phash, "colour": colour}
+            hit.hash_distance = {"phash": phash, "colour": colour, "direct": direct}
     return result
 
 
@@ -361,7 +397,7 @@ def similar_to_id(
         raise KitError(f"-k must be between 1 and 10000 (got {k})")
     try:
         doc = client.request("GET", f"/{index}/_doc/{doc_id}",
-                             params={"_source_includes": "image_embedding,phash,phash_crops,colour_hash,sha256,file_name"})
+                             params={"_source_includes": "image_embedding,phash,phash_crops,colour_hash,colour_mean,sha256,file_name"})
     except NotFound:
         doc = {}
     src = (doc or {}).get("_source") or {}
@@ -377,7 +413,8 @@ def similar_to_id(
     result = run_query(client, index, body, query_text=name, mode="similar", field="image")
     result.body = {**body, "query": {"knn": {"image_embedding": {"vector": f"<{len(vector)} floats>", "k": k}}}}
     result.params["bands"] = bands.source
-    hashes = QueryHashes(phash=[src["phash"]], colour=str(src.get("colour_hash") or "")) if src.get("phash") else None
+    hashes = (QueryHashes(phash=[src["phash"]], colour=str(src.get("colour_hash") or ""),
+                          mean=str(src.get("colour_mean") or "")) if src.get("phash") else None)
     if not bands.calibrated:
         result.notes.append("similar-photo labels are not calibrated for this index's model: only exact copies "
                             "are labelled")
@@ -520,9 +557,9 @@ def collect_band_samples(
     raw = Bands()
     samples: dict[str, list[Sample]] = {lab: [] for lab in BAND_LABELS}
 
-    def sample(h: Any) -> Sample:
+    def sample(h: Any, *, direct: bool = False) -> Sample:
         d = h.hash_distance or {}
-        return (h.score, d.get("phash"), d.get("colour"))
+        return (h.score, d.get("direct") if direct else d.get("phash"), d.get("colour"))
 
     for original, photo, file_name in pairs:
         img = Image.open(io.BytesIO(original)).convert("RGB")
@@ -531,7 +568,7 @@ def collect_band_samples(
             variant.save(buf, "JPEG", quality=90)
             for h in similar(client, buf.getvalue(), index=index, k=5, bands=raw).hits:
                 if h.source.get("file_name") == file_name:
-                    samples["identical"].append(sample(h))
+                    samples["identical"].append(sample(h, direct=True))
         res = similar(client, photo, index=index, k=k, bands=raw)
         src_meta = _metadata_of(client, index, file_name, res)
         for h in res.hits:

@@ -147,10 +147,13 @@ def variants(img: Image.Image, seed: int = 0) -> list[tuple[str, str, Image.Imag
         ("jpeg-q35", "identical", _jpeg(img, 35)),
         ("resize-half", "identical", big.resize((W // 2, H // 2), Image.Resampling.LANCZOS)),
     ]
+    # a crop or quarter turn of a plain field is the same picture, pixel for pixel
+    plain = all(lo == hi for lo, hi in big.convert("RGB").getextrema())
+    edited = "identical" if plain else "near-identical"
     m = rng.uniform(0.08, 0.15)
-    out.append(("crop", "near-identical", big.crop((int(W * m), int(H * m), int(W * (1 - m)), int(H * (1 - m))))))
+    out.append(("crop", edited, big.crop((int(W * m), int(H * m), int(W * (1 - m)), int(H * (1 - m))))))
     out.append(("rotate-10", "near-identical", big.rotate(rng.choice((-10, 10)), resample=Image.Resampling.BILINEAR,
                                                            fillcolor=(128, 128, 128))))
-    out.append(("rotate-90", "near-identical", big.rotate(90, expand=True)))
+    out.append(("rotate-90", edited, big.rotate(90, expand=True)))
     out.append(("brighter", "near-identical", ImageEnhance.Brightness(big).enhance(1.25)))
     return out

@@ -297,6 +297,13 @@ class Indices:
                            "Validation Failed: 1: One or more aliases actions must be specified;")
         with self.lock:
             plan: list[tuple[str, IndexState, str, dict[str, Any]]] = []
+            # As MetadataIndexAliasesService: indices removed by remove_index go first, so one request can
+            # replace an index by an alias of the same name.
+            removed = {ix.name for act in actions if isinstance(act, dict) and len(act) == 1
+                       and "remove_index" in act and isinstance(act["remove_index"], dict)
+                       for iexpr in (act["remove_index"].get("indices")
+                                     or ([act["remove_index"]["index"]] if "index" in act["remove_index"] else []))
+                       for ix in self.resolve(iexpr, allow_no_indices=True)}
             for act in actions:
                 if not isinstance(act, dict) or len(act) != 1:
                     raise parsing_error("[aliases] failed to parse field [actions]")
@@ -321,7 +328,7 @@ class Indices:
                                 if spec.get("must_exist") is not False:
                                     raise ApiError(404, "aliases_not_found_exception", f"aliases [{al}] missing",
                                                    **{"resource.type": "aliases", "resource.id": al})
-                            if kind == "add" and al in self.indices:
+                            if kind == "add" and al in self.indices and al not in removed:
                                 raise ApiError(400, "invalid_alias_name_exception",
                                                f"Invalid alias name [{al}]: an index or data stream exists with the "
                                                f"same name as the alias", index=al)
@@ -329,6 +336,7 @@ class Indices:
                                                                             "index_routing", "search_routing",
                                                                             "is_hidden")}
                             plan.append((kind, ix, al, extra))
+            plan.sort(key=lambda p: p[0] != "remove_index")
             for kind, ix, al, extra in plan:
                 if kind == "add":
                     ix.aliases[al] = _alias_spec(extra)

@@ -6,9 +6,10 @@ Endpoints (documented with examples in docs/model-server.md)::
     GET  /metrics           Prometheus text
     POST /clip/embed        {"inputText": str|null, "inputImage": b64|null} → {"embedding": [...]}
     POST /clip/embed-texts  {"input": [str, ...]} or [str, ...] → [[...], ...]
+    POST /text/embed        the same contract, from a sentence-transformers model (serve: {kind: text})
     POST /ocr               {"inputImage": b64} → {"text", "lines": [{"text", "box", "confidence"}]}
     POST /tags              {"inputImage": b64} → {"tags": [...], "scores": {...}}
-    POST /hash              {"inputImage": b64} → {"phash", "colour", "phash_crops", "phash_probes", "hash_version"}
+    POST /hash              {"inputImage": b64} → {"phash", "colour", "mean", "phash_crops", "phash_probes", "hash_version"}
     POST /captions          {"inputImage": b64} → {"caption": "..."}  (503 when not configured)
 
 Every error: ``{"error": {"code": "...", "message": "...", "status": N}}``.
@@ -67,6 +68,8 @@ class Runtime:
         self.device_decode = False  # JPEGs decoded in the batch on the model's device (nvJPEG on CUDA)
         self.text_batcher: Batcher[str, np.ndarray] | None = None
         self.tagger: Any = None  # kit.serve.tags.Tagger
+        self.text: Any = None  # kit.serve.text.TextEmbedder
+        self.sentence_batcher: Batcher[str, np.ndarray] | None = None
         self.ocr: Any = None  # kit.serve.ocr.OcrEngine
         self.ocr_batcher: Batcher[bytes, Any] | None = None
         self.captioner = Captioner(config.captions)
@@ -110,6 +113,15 @@ class Runtime:
             tags_cfg = cfg.tags
             self.tagger = await anyio.to_thread.run_sync(
                 lambda: build_tagger(groups, self.clip.embed_texts, scale, tags_cfg.threshold, tags_cfg.top_k))
+        if cfg.text is not None:
+            from kit.serve.text import TextEmbedder
+
+            text_cfg = cfg.text
+            self.text = await anyio.to_thread.run_sync(lambda: TextEmbedder(text_cfg.source))
+            b = text_cfg.batching
+            self.sentence_batcher = Batcher("text", self.text.embed, max_batch=b.max_batch,
+                                            max_wait_ms=b.max_wait_ms, max_queue=b.max_queue, metrics=self.metrics)
+            await self.sentence_batcher.start()
         if cfg.ocr is not None:
             from kit.serve.ocr import OcrEngine
 
@@ -154,7 +166,8 @@ class Runtime:
         return await self.engine.stats()
 
     def batchers(self) -> list[Batcher[Any, Any]]:
-        return [b for b in (self.image_batcher, self.text_batcher, self.ocr_batcher) if b is not None]
+        return [b for b in (self.image_batcher, self.text_batcher, self.sentence_batcher, self.ocr_batcher)
+                if b is not None]
 
     async def warmup(self) -> None:
         """Run each model once so the first real request does not pay for lazy initialisation."""
@@ -192,6 +205,8 @@ class Runtime:
             assert self.config.tags is not None
             models["tags"] = {"vocabulary": str(self.config.tags.vocabulary), "size": self.tagger.size,
                               "threshold": self.tagger.threshold, "top_k": self.tagger.top_k}
+        if self.text is not None:
+            models["text"] = {"source": self.text.source, "dimension": self.text.dimension}
         if self.ocr is not None:
             models["ocr"] = {"engine": "rapidocr-onnxruntime", "min_confidence": self.ocr.min_confidence}
         if self.config.hash is not None:
@@ -416,8 +431,8 @@ def create_app(config: ServeConfig) -> Starlette:
         rt.metrics.inc_key("oskit_serve_images_total", images_ok)
         return vector
 
-    async def text_vectors(texts: list[str]) -> list[np.ndarray]:
-        batcher = rt.text_batcher
+    async def text_vectors(texts: list[str], batcher: Batcher[str, np.ndarray] | None = None) -> list[np.ndarray]:
+        batcher = batcher or rt.text_batcher
         assert batcher is not None
         slot = batcher.admit()
         try:
@@ -465,8 +480,8 @@ def create_app(config: ServeConfig) -> Starlette:
         vec = vec / max(float(np.linalg.norm(vec)), 1e-12)  # both → normalised mean (the sum, renormalised)
         return {"embedding": _f64(vec)}
 
-    async def embed_texts(body: Any) -> Any:
-        """``/clip/embed-texts`` on a parsed body → the response content (both paths)."""
+    async def embed_texts(body: Any, batcher: Batcher[str, np.ndarray] | None = None) -> Any:
+        """``/clip/embed-texts`` (or ``/text/embed`` with its batcher) on a parsed body → the response content."""
         texts = body.get("input") if isinstance(body, dict) else body
         if isinstance(texts, str):
             texts = [texts]
@@ -476,7 +491,7 @@ def create_app(config: ServeConfig) -> Starlette:
             raise ApiError(400, "bad_request", "no texts given")
         if len(texts) > config.max_texts:
             raise ApiError(413, "too_many_inputs", f"{len(texts)} texts in one request; the limit is {config.max_texts}")
-        return [_f64(v) for v in await text_vectors(texts)]
+        return [_f64(v) for v in await text_vectors(texts, batcher)]
 
     async def clip_embed(request: Request) -> Response:
         need("clip", rt.clip is not None)
@@ -485,6 +500,10 @@ def create_app(config: ServeConfig) -> Starlette:
     async def clip_embed_texts(request: Request) -> Response:
         need("clip", rt.clip is not None)
         return _Json(await embed_texts(await _read_json(request, config.max_body_bytes)))
+
+    async def text_embed(request: Request) -> Response:
+        need("text", rt.sentence_batcher is not None)
+        return _Json(await embed_texts(await _read_json(request, config.max_body_bytes), rt.sentence_batcher))
 
     async def ocr(request: Request) -> Response:
         need("ocr", rt.ocr_batcher is not None)
@@ -576,6 +595,7 @@ def create_app(config: ServeConfig) -> Starlette:
         Route("/metrics", endpoint("/metrics", metrics), methods=["GET"]),
         Route("/clip/embed", endpoint("/clip/embed", clip_embed), methods=["POST"]),
         Route("/clip/embed-texts", endpoint("/clip/embed-texts", clip_embed_texts), methods=["POST"]),
+        Route("/text/embed", endpoint("/text/embed", text_embed), methods=["POST"]),
         Route("/ocr", endpoint("/ocr", ocr), methods=["POST"]),
         Route("/tags", endpoint("/tags", tags), methods=["POST"]),
         Route("/hash", endpoint("/hash", hashes), methods=["POST"]),

@@ -11,6 +11,11 @@ rest of a spec belongs to the provisioning side. Block shapes (``kind`` picks on
     serve: {kind: hash}                       (perceptual hashes for similar-photo labels)
     serve: {kind: captions, endpoint: "${env:OSKIT_CAPTIONS_URL:-}", model: ..., api_key: ...,
             prompt: "...", max_tokens: 80, timeout_s: 60}
+    serve: {kind: text, source: sentence-transformers/all-MiniLM-L6-v2, batching: {...}}
+
+``load_serve_config(models, env=NAME)`` first deep-merges ``models.<stem>`` of
+``<models>/../environments/NAME.yaml`` over each spec, as the provisioning side does (an overlay may
+add a serve block, e.g. environments/real.yaml's MiniLM for a real node).
 
 ``preprocess``, when given, must be the server's version (``oskit-image-v1``): a spec written for
 another preprocessing would silently mix vector spaces. Captions' ``endpoint``/``model``/``api_key``
@@ -43,6 +48,7 @@ __all__ = [
     "OcrConfig",
     "ServeConfig",
     "TagsConfig",
+    "TextConfig",
     "load_serve_config",
 ]
 
@@ -115,10 +121,18 @@ class CaptionsConfig(_Strict):
         return bool(self.url and self.model)
 
 
+class TextConfig(_Strict):
+    """A sentence-transformers text embedder (e.g. MiniLM) for connectors of the default.embedding shape."""
+
+    source: str = "sentence-transformers/all-MiniLM-L6-v2"
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
 class ServeConfig(_Strict):
     """Everything :func:`kit.serve.app.create_app` needs."""
 
     clip: ClipConfig | None = None
+    text: TextConfig | None = None
     tags: TagsConfig | None = None
     ocr: OcrConfig | None = None
     hash: HashConfig | None = None
@@ -179,8 +193,15 @@ class _CaptionsBlock(_Strict):
     timeout_s: float = Field(60.0, gt=0)
 
 
+class _TextBlock(_Strict):
+    kind: Literal["text"]
+    source: str = "sentence-transformers/all-MiniLM-L6-v2"  # a name kit.models.export resolves, or a folder
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+
+
 class _Spec(_Strict):
-    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _HashBlock, _CaptionsBlock], Field(discriminator="kind")]
+    serve: Annotated[Union[_ClipBlock, _TagsBlock, _OcrBlock, _HashBlock, _CaptionsBlock, _TextBlock],
+                     Field(discriminator="kind")]
 
 
 def _resolve_env(value: Any, *, lenient: bool, where: str, problems: list[tuple[str, str, str, str | None]]) -> Any:
@@ -223,7 +244,30 @@ def _local_or_tag(value: str | None, base: Path) -> str | None:
     return value
 
 
-def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
+def _overlay(models: Path, env: str | None) -> dict[str, Any]:
+    """``models.<stem>`` patches of environments/<env>.yaml next to the models folder ({} without env)."""
+    if env is None:
+        return {}
+    path = (models if models.is_dir() else models.parent).parent / "environments" / f"{env}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown environment '{env}': {path} does not exist", hint=f"create {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    patches = data.get("models") or {} if isinstance(data, dict) else {}
+    if not isinstance(patches, dict):
+        raise ConfigError(f"{path}: models: must be a mapping of model name to patch")
+    return patches
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    if isinstance(base, dict) and isinstance(patch, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in patch.items()}}
+    return patch
+
+
+def load_serve_config(models: Path, *, device: str = "auto", env: str | None = None) -> ServeConfig:
     """Read every ``*.yaml`` with a ``serve:`` block in ``models`` (a file or a folder).
 
     All problems are reported at once as one :class:`ConfigError`. Captions fall back to the
@@ -240,13 +284,16 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
     cfg: dict[str, Any] = {"device": device, "sources": []}
     seen: dict[str, str] = {}
     tags_clip: tuple[str, str | None] | None = None
+    patches = _overlay(models, env)
     for path in files:
         try:
             doc = safe_load_bounded(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             problems.append((str(path), "", f"cannot read YAML: {exc}", None))
             continue
-        if not isinstance(doc, dict) or "serve" not in doc:
+        if isinstance(doc, dict) and path.stem in patches:
+            doc = _merge(doc, patches[path.stem])
+        if not isinstance(doc, dict) or not doc.get("serve"):
             continue
         raw = doc["serve"]
         kind = raw.get("kind") if isinstance(raw, dict) else None
@@ -287,6 +334,11 @@ def load_serve_config(models: Path, *, device: str = "auto") -> ServeConfig:
                 cfg["hash"] = HashConfig()
             elif isinstance(block, _OcrBlock):
                 cfg["ocr"] = OcrConfig(min_confidence=block.min_confidence, max_queue=block.max_queue)
+            elif isinstance(block, _TextBlock):
+                source = block.source
+                if (base / source).is_dir():
+                    source = str((base / source).resolve())
+                cfg["text"] = TextConfig(source=source, batching=block.batching)
             else:
                 kw: dict[str, Any] = {
                     "url": block.endpoint or os.environ.get("OSKIT_CAPTIONS_URL") or None,

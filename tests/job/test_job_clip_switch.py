@@ -127,5 +127,5 @@ def test_one_line_switch_to_standard_open_clip(switch: dict[str, Any]) -> None:
         first = sorted(images.iterdir())[0]
         same = similar(stack.client, first, k=3)
         assert same.hits[0].source["file_name"] == first.name and same.hits[0].label == "identical"
-        assert same.hits[0].hash_distance == {"phash": 0, "colour": 0}
+        assert same.hits[0].hash_distance == {"phash": 0, "colour": 0, "direct": 0}
         previous = arch

@@ -26,6 +26,7 @@ def test_demo_runs_every_step(stack: Any, tmp_path: Path) -> None:
                        events=lambda kind, data: events.append((kind, data)), stack=stack)
     kinds = [k for k, _ in events]
     assert kinds[:2] == ["step", "ingest"] and kinds[-1] == "ready"
+    assert any("trained only on generated pictures" in d["message"] for k, d in events if k == "step")
     samples, mine = (d["result"] for k, d in events if k == "ingest")
     assert (samples.indexed + samples.skipped, samples.failed) == (8, 0)
     assert (mine.indexed + mine.skipped, mine.failed) == (1, 1)

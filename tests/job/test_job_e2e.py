@@ -168,7 +168,7 @@ def test_same_file_is_identical_and_cli_labels(stack: Any, samples: Any, indexed
     assert r.exit_code == 0, r.output
     hits = json.loads(r.stdout)["hits"]
     assert hits[0]["source"]["file_name"] == original.name and hits[0]["label"] == "identical"
-    assert hits[0]["hash_distance"] == {"phash": 0, "colour": 0}
+    assert hits[0]["hash_distance"] == {"phash": 0, "colour": 0, "direct": 0}
     assert all(h.get("label") in (None, "identical", "near-identical", "similar", "unrelated") for h in hits)
 
 

@@ -49,7 +49,7 @@ def create_app(calls: list[str] | None = None) -> Starlette:
     async def hashes(request: Request) -> JSONResponse:
         await request.json()
         log.append("/hash")
-        return JSONResponse({"phash": "8000000000000000", "colour": "00000000700", "phash_crops": ["8000000000000000", "8000000000000000"], "phash_probes": [], "hash_version": "oskit-hash-v2"})
+        return JSONResponse({"phash": "8000000000000000", "colour": "00000000700", "mean": "808080", "phash_crops": ["8000000000000000", "8000000000000000"], "phash_probes": [], "hash_version": "oskit-hash-v2"})
 
     async def captions(request: Request) -> JSONResponse:
         await request.json()
@@ -69,6 +69,7 @@ def create_app(calls: list[str] | None = None) -> Starlette:
                              Route("/tags", tags, methods=["POST"]), Route("/captions", captions, methods=["POST"]),
                              Route("/hash", hashes, methods=["POST"]),
                              Route("/embed-texts", embed_texts, methods=["POST"]),
+                             Route("/text/embed", embed_texts, methods=["POST"]),
                              Route("/health", health)])
 
 

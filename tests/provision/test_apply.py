@@ -105,7 +105,8 @@ def test_editing_a_file_is_drift_with_the_right_label(applied: tuple[Any, Path],
     plan = cluster.diff(load_project(project_dir), client)
     assert _labels(plan) == expected
     cluster.apply(plan, client, allow_destroy=True)
-    assert cluster.plan(load_project(project_dir), client).in_sync
+    after = cluster.plan(load_project(project_dir), client)
+    assert after.in_sync, _labels(after)
     assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}  # old copies removed
 
 
@@ -150,8 +151,10 @@ def test_destroy_needs_allow_destroy_and_reindex_of_data_too(applied: tuple[Any,
 
 def test_resources_of_others_are_never_touched(client: Any, serve_env: str, project_dir: Path) -> None:
     client.request("PUT", "/_ingest/pipeline/images-ingest", body={"description": "theirs", "processors": []})
-    with pytest.raises(Conflict, match="was not created by oskit"):
-        cluster.plan(load_project(project_dir), client)
+    plan = cluster.plan(load_project(project_dir), client)
+    assert ("unmanaged", "ingest-pipeline", "images-ingest") in _labels(plan)
+    with pytest.raises(Conflict, match="were not created by oskit project 'oskit': ingest-pipeline images-ingest"):
+        cluster.apply(plan, client)
     client.request("DELETE", "/_ingest/pipeline/images-ingest")
     client.request("PUT", "/_ingest/pipeline/someone-else", body={"description": "theirs", "processors": []})
     client.request("PUT", "/other-index", body={})

@@ -87,7 +87,7 @@ def test_plan_apply_diff_status_destroy(fresh_node: Any, serve_env: str, project
     assert res.exit_code == 2 and "refusing to apply without confirmation: pass --yes" in res.stderr
     res = oskit("apply", "--yes", "--project", p, "--url", url)
     assert res.exit_code == 0, res.stderr
-    assert re.search(r"Applied 13 changes in \d+\.\ds\.\n$", res.stdout)
+    assert re.search(r"Applied 15 changes in \d+\.\ds\.\n$", res.stdout)
     assert "… register model clip" in res.stderr  # progress goes to stderr
 
     res = oskit("diff", "--exit-code", "--project", p, "--url", url)

@@ -36,7 +36,8 @@ WRITES = [
     ("POST", "/_plugins/_ml/models/{id}/_deploy"),
     ("PUT", "/_ingest/pipeline/images-ingest"),
     ("PUT", "/_search/pipeline/images-search"),
-    ("PUT", "/images"),
+    ("PUT", "/images-v1"),  # version 1 behind the alias images
+    ("PUT", "/images-v1/_mapping"),  # the embedding fingerprints (_meta.oskit_embeddings)
 ]
 
 
@@ -75,11 +76,17 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
     faults = Faults()
     faults.drop_after = lambda i, m, p: i == step
     with NodeServer(tmp_path / "node") as node, faulty_client(node.url, faults) as client:
-        with pytest.raises(Unreachable, match="cannot connect"):
-            cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        if WRITES[step][1].endswith("/_mapping"):  # the fingerprint record is best effort: a message, not an error
+            result = cluster.apply(cluster.plan(load_project(project_dir), client), client)
+            assert any("embedding fingerprints not recorded" in m for m in result.messages)
+        else:
+            with pytest.raises(Unreachable, match="cannot connect"):
+                cluster.apply(cluster.plan(load_project(project_dir), client), client)
         faults.drop_after = lambda i, m, p: False
         second = cluster.plan(load_project(project_dir), client)
-        assert not second.in_sync or step == len(WRITES) - 1
+        # The last two writes (the index, its fingerprint record) leave nothing the plan shows: a missing
+        # record is written by the next ingest.
+        assert not second.in_sync or step >= len(WRITES) - 2
         cluster.apply(second, client)
         assert cluster.plan(load_project(project_dir), client).in_sync
         assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}

@@ -129,7 +129,7 @@ def test_environment_overlay(project_dir: Path) -> None:
     project = load_project(project_dir, env="prod")
     assert project.indices["images"].settings["index.number_of_replicas"] == 1
     assert project.cluster.settings["plugins.ml_commons.only_run_on_ml_node"] is True
-    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(known: dev, prod\)"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa' \(known: dev, prod, real\)"):
         load_project(project_dir, env="qa")
     (project_dir / "environments/bad.yaml").write_text("models:\n  nope: {dimension: 3}\nmapings: {}\n")
     assert _problems(project_dir, env="bad") == [
@@ -142,7 +142,7 @@ def test_serve_block_allows_extra_keys_but_checks_kind(project_dir: Path) -> Non
     assert load_project(project_dir).models["clip"].serve.model_extra == {"batch_size": 8}  # type: ignore[union-attr]
     edit(project_dir / "models/clip.yaml", "kind: clip", "kind: vit")
     [problem] = _problems(project_dir)
-    assert problem.startswith("models/clip.yaml: serve.kind: Input should be 'clip', 'ocr', 'tags', 'hash' or 'captions'")
+    assert problem.startswith("models/clip.yaml: serve.kind: Input should be 'clip', 'ocr', 'tags', 'hash', 'captions' or 'text'")
 
 
 def test_raw_model_ids_are_refused(project_dir: Path) -> None:

@@ -30,7 +30,8 @@ def test_hash_endpoint_shape_and_errors(serve_client: Any) -> None:
     async def go() -> None:
         async with serve_client(ServeConfig(hash=HashConfig(), device="cpu")) as (c, _):
             body = (await c.post("/hash", json={"inputImage": b64(image_bytes("red"))})).json()
-            assert set(body) == {"phash", "colour", "phash_crops", "phash_probes", "hash_version"}
+            assert set(body) == {"phash", "colour", "mean", "phash_crops", "phash_probes", "hash_version"}
+            assert body["mean"] == "fe0000" or len(body["mean"]) == 6
             assert len(body["phash"]) == 16 and len(body["phash_crops"]) == 2 and len(body["phash_probes"]) == 8
             assert body["hash_version"] == HASH_VERSION
             assert (await c.get("/health")).json()["models"]["hash"]["library"] == "imagehash"
@@ -71,9 +72,26 @@ def test_copies_are_close_and_other_pictures_far() -> None:
     assert square[0] is not None and square[0] >= 20
 
 
-def test_flat_fields_are_told_apart_by_colour() -> None:
-    red, blue = (hash_image(_png(Image.new("RGB", (64, 64), c))) for c in ((220, 30, 35), (30, 70, 220)))
-    assert hamming(red["phash"], blue["phash"]) == 0  # pHash sees no structure in either
-    assert hamming(red["colour"], blue["colour"]) > 0
-    q = QueryHashes([red["phash"]], red["colour"])
-    assert q.both_flat({"phash": blue["phash"]})
+def test_flat_fields_are_told_apart_by_their_colour() -> None:
+    from kit.job.similar import Bands
+
+    def hashed(colour: tuple[int, int, int], fmt: str = "PNG") -> dict[str, Any]:
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), colour).save(buf, fmt)
+        return hash_image(buf.getvalue())
+
+    red, magenta, red_jpeg = hashed((220, 30, 35)), hashed((230, 0, 200)), hashed((220, 30, 35), "JPEG")
+    assert hamming(red["phash"], magenta["phash"]) == 0  # pHash sees no structure in either
+    q = QueryHashes([red["phash"]], red["colour"], red["mean"])
+
+    def doc(h: dict[str, Any]) -> dict[str, Any]:
+        return {"phash": h["phash"], "colour_hash": h["colour"], "colour_mean": h["mean"]}
+
+    assert q.both_flat(doc(magenta)) and q.mean_distance(doc(magenta)) > 100
+    assert q.mean_distance(doc(red_jpeg)) <= 6
+    bands = Bands(identical=0.99, near_identical=0.9, similar=0.7, identical_phash=2, identical_colour=9,
+                  near_phash=26, near_colour=9)
+    # a score of 0.936 and equal hashes: the kind of mistake, unless the colour decides
+    assert bands.label(0.936, 0, 0, flat=q.mean_distance(doc(magenta))) == "similar"
+    assert bands.label(0.999, 0, 0, flat=q.mean_distance(doc(red_jpeg))) == "identical"
+    assert Bands().label(0.5, 0, 0, flat=q.mean_distance(doc(red_jpeg))) == "identical"  # uncalibrated

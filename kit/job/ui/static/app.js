@@ -25,9 +25,24 @@ function showLanding(on) {
   if (on) { $("results").replaceChildren(); setStatus(""); showNotice(""); }
 }
 
-function showQueryPhoto(url, name) {
+function showQueryPhoto(url, name, title) {
   $("query").hidden = !url;
-  if (url) { $("query-img").src = url; $("query-name").textContent = name || ""; }
+  if (url) {
+    $("query-img").src = url;
+    $("query-name").textContent = name || "";
+    $("query-title").textContent = title || "Searching with your photo";
+  }
+}
+
+function noticeFor(notes) {  // the server's notes, in a browser user's words
+  if (!notes || !notes.length) return "";
+  if (notes.some((n) => n.includes("not calibrated"))) {
+    return "Only exact copies are marked: the similarity labels have not been calibrated for this collection yet.";
+  }
+  if (notes.some((n) => n.includes("no perceptual hashes"))) {
+    return "Copies cannot be recognised in this collection yet: its pictures need to be added again.";
+  }
+  return (state.info && state.info.about) || notes[0];
 }
 
 function line(cls, label, text) {
@@ -91,7 +106,7 @@ function render(hits, what, tookMs, notes) {
     grid.append(card);
   });
   setStatus(hits.length ? `${hits.length} results for ${what} in ${tookMs} ms` : `no results for ${what}`);
-  showNotice(notes && notes.length ? ((state.info && state.info.about) || notes[0]) : "");
+  showNotice(noticeFor(notes));
 }
 
 function openDetails(hit) {
@@ -168,8 +183,8 @@ async function moreLike(id, k) {
     const body = await handle(await fetch("/api/similar?" + new URLSearchParams({ id, k: k || "30" }).toString()));
     const first = body.hits.find((h) => h.id === id);
     showQueryPhoto(first && first.source.thumbnail ? "data:image/jpeg;base64," + first.source.thumbnail : null,
-                   "more like " + (body.query || id));
-    render(body.hits, "more like " + (body.query || id), body.took_ms, null);
+                   body.query || id, "More like this picture");
+    render(body.hits, "more like " + (body.query || id), body.took_ms, body.notes);
   } catch (e) { failed(e); }
 }
 
@@ -197,7 +212,7 @@ async function photoSearch(file) {
   form.append("k", $("k").value);
   try {
     const body = await handle(await fetch("/api/similar", { method: "POST", body: form }));
-    render(body.hits, "photo " + file.name, body.took_ms, null);
+    render(body.hits, "photo " + file.name, body.took_ms, body.notes);
   } catch (e) { failed(e); }
 }
 
