@@ -232,6 +232,10 @@ class Search(Indices):
             if len(search_after) != len(sort_spec):
                 raise shard_failure(400, "illegal_argument_exception", f"search_after has {len(search_after)} "
                                     f"value(s) but sort has {len(sort_spec)}.", index=shard, node=self.node_id)
+        terminate_after = _int_param(params.get("terminate_after", body.get("terminate_after", 0)), "terminate_after")
+        if terminate_after < 0:
+            raise bad_request("terminateAfter must be > 0")
+        terminated_early = False
         q = parse_query(body.get("query", {"match_all": {}}), predict=self._predict_fn())
         post = parse_query(body["post_filter"], predict=self._predict_fn()) if body.get("post_filter") else None
         min_score = body.get("min_score")
@@ -259,6 +263,8 @@ class Search(Indices):
                     raise unsupported("aggregations with a hybrid query")
                 if scroll_ms is not None or search_after is not None:
                     raise unsupported("scroll or search_after with a hybrid query")
+                if terminate_after:
+                    raise unsupported("terminate_after with a hybrid query")
                 depth = _hybrid_depth(q, from_, size, window)
                 per_shard: list[list[list[tuple[int, float]]]] = []  # [target][sub-query] → (rid, score), best first
                 for pos, ix in enumerate(targets):
@@ -294,11 +300,20 @@ class Search(Indices):
                     if min_score is not None:
                         ms = float(min_score)
                         sc = {r: s for r, s in sc.items() if s >= ms}
-                    if aggs_spec:
-                        agg_docs.append(sc)
+                    agg_sc = sc
                     if post is not None:
                         pd = self._on_shard(ix, post.docs)
                         sc = {r: s for r, s in sc.items() if r in pd}
+                    if terminate_after:
+                        # the shard collects in doc order and stops after terminate_after accepted hits
+                        # (post_filter and min_score accept first); aggregations saw the docs up to there
+                        if len(sc) > terminate_after:
+                            terminated_early = True
+                            last = sorted(sc)[terminate_after - 1]
+                            sc = {r: s for r, s in sc.items() if r <= last}
+                            agg_sc = {r: s for r, s in agg_sc.items() if r <= last}
+                    if aggs_spec:
+                        agg_docs.append(agg_sc)
                     scored.extend((s, pos, r) for r, s in sc.items())
             total = len(scored)
             sort_values: dict[tuple[int, int], list[Any]] = {}
@@ -375,8 +390,10 @@ class Search(Indices):
                                                   {(p, r) for _, p, r in rest}}},
                 total=hits_obj.get("total"), max_score=max_score, expires=time.monotonic() + scroll_ms / 1000)
             out["_scroll_id"] = self.search_contexts.scroll_id(ctx)
-        out.update({"took": 0, "timed_out": False,
-                    "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_obj})
+        out.update({"took": 0, "timed_out": False})
+        if terminate_after:
+            out["terminated_early"] = terminated_early
+        out.update({"_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_obj})
         if aggregations is not None:
             out["aggregations"] = aggregations
         return out

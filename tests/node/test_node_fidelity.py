@@ -376,3 +376,15 @@ def test_phase_took_and_count_terminate_after(n: AsgiNode) -> None:
     res = n.ok("POST", "/r0/_count?terminate_after=3", {})
     assert (res["terminated_early"], res["count"]) == (False, 3)
     assert "terminated_early" not in n.ok("POST", "/r0/_count", {})
+
+
+def test_search_terminate_after_collects_in_doc_order(n: AsgiNode) -> None:
+    for i, v in ((1, 5), (2, 1), (3, 3)):
+        n.ok("PUT", f"/r0/_doc/{i}", {"n": v})
+    res = n.ok("POST", "/r0/_search", {"terminate_after": 2, "sort": [{"n": "desc"}]})
+    assert list(res)[:3] == ["took", "timed_out", "terminated_early"] and res["terminated_early"] is True
+    assert res["hits"]["total"]["value"] == 2
+    assert [(h["_id"], h["sort"]) for h in res["hits"]["hits"]] == [("1", [5]), ("2", [1])]  # doc 3 never collected
+    res = n.ok("POST", "/r0/_search?terminate_after=5", {})
+    assert (res["terminated_early"], res["hits"]["total"]["value"]) == (False, 3)
+    assert "terminated_early" not in n.ok("POST", "/r0/_search", {})
