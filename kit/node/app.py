@@ -33,7 +33,8 @@ __all__ = ["PLUGINS", "NodeApp", "build_router", "create_app"]
 log = logging.getLogger(__name__)
 
 # What `_cat/plugins` lists: the plugins whose APIs this node implements (component, version follows node).
-PLUGINS = ["opensearch-knn", "opensearch-ml", "opensearch-neural-search"]
+# what a 2.19/3.x distribution with ML Commons carries (ML Commons needs the job scheduler)
+PLUGINS = ["opensearch-job-scheduler", "opensearch-knn", "opensearch-ml", "opensearch-neural-search"]
 LUCENE_FOR = {"3": "10.3.1", "2": "9.12.2"}
 _METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
 
@@ -436,7 +437,7 @@ def _cat_val(v: Any) -> Any:
 
 def cat_plugins(req: NodeRequest) -> Response:
     e = req.engine
-    rows = [{"id": e.node_id[:4], "name": e.node_name, "component": p, "version": e.version,
+    rows = [{"id": e.node_id[:4], "name": e.node_name, "component": p, "version": e.version + ".0",  # 2.19.6.0
              "description": "implemented by the oskit embedded node", "type": "isolated"} for p in PLUGINS]
     return _cat(req, ["name", "component", "version"], rows)
 
@@ -494,7 +495,7 @@ def nodes_info(req: NodeRequest) -> dict[str, Any]:
     import platform
 
     e = req.engine
-    plugins = [{"name": p, "version": e.version, "opensearch_version": e.version, "java_version": "21",
+    plugins = [{"name": p, "version": e.version + ".0", "opensearch_version": e.version, "java_version": "21",
                 "description": "implemented by the oskit embedded node", "classname": p, "custom_foldername": "",
                 "extended_plugins": [], "has_native_controller": False} for p in PLUGINS]
     node = {"name": e.node_name, "transport_address": "127.0.0.1:9300", "host": "127.0.0.1", "ip": "127.0.0.1",

@@ -388,3 +388,10 @@ def test_search_terminate_after_collects_in_doc_order(n: AsgiNode) -> None:
     res = n.ok("POST", "/r0/_search?terminate_after=5", {})
     assert (res["terminated_early"], res["hits"]["total"]["value"]) == (False, 3)
     assert "terminated_early" not in n.ok("POST", "/r0/_search", {})
+
+
+def test_cat_plugins_lists_the_job_scheduler_and_four_part_versions(n: AsgiNode) -> None:
+    rows = n.ok("GET", "/_cat/plugins?format=json")
+    assert [r["component"] for r in rows] == ["opensearch-job-scheduler", "opensearch-knn", "opensearch-ml",
+                                              "opensearch-neural-search"]
+    assert {r["version"] for r in rows} == {"2.19.6.0"}

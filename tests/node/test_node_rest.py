@@ -74,7 +74,8 @@ def test_cluster_settings_flat_and_nested(n: AsgiNode) -> None:
 
 def test_cat_plugins_and_indices(n: AsgiNode) -> None:
     plugins = n.ok("GET", "/_cat/plugins", params={"format": "json"})
-    assert {p["component"] for p in plugins} == {"opensearch-ml", "opensearch-neural-search", "opensearch-knn"}
+    assert {p["component"] for p in plugins} == {"opensearch-job-scheduler", "opensearch-ml", "opensearch-neural-search",
+                                                 "opensearch-knn"}
     n.ok("PUT", "/books")
     n.ok("PUT", "/books/_doc/1", {"t": "x"})
     rows = n.ok("GET", "/_cat/indices", params={"format": "json"})
