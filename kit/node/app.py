@@ -536,7 +536,7 @@ def delete_index(req: NodeRequest) -> dict[str, Any]:
 
 def get_mapping(req: NodeRequest) -> dict[str, Any]:
     targets = req.engine.resolve(req.path_params.get("index"), expand_hidden=bool(req.path_params.get("index")))
-    return {ix.name: {"mappings": ix.mapping.to_dict()} for ix in targets}
+    return {ix.name: {"mappings": ix.mapping.render()} for ix in targets}
 
 
 def put_mapping(req: NodeRequest) -> dict[str, Any]:

@@ -237,7 +237,7 @@ class Indices:
         out = {}
         for ix in self.resolve(expr, ignore_unavailable=ignore_unavailable, expand_hidden=True
                                if not any(c in expr for c in "*?") and expr != "_all" else False):
-            out[ix.name] = {"aliases": ix.aliases, "mappings": ix.mapping.to_dict(),
+            out[ix.name] = {"aliases": ix.aliases, "mappings": ix.mapping.render(),
                             "settings": self.render_index_settings(ix, flat=flat, include_defaults=include_defaults)}
         return out
 

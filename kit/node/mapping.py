@@ -165,7 +165,14 @@ class Mapping:
         if self.meta is not None:
             out["_meta"] = self.meta
         if self.properties:
-            out["properties"] = _render_props(self.properties)
+            out["properties"] = self.properties
+        return out
+
+    def render(self) -> dict[str, Any]:
+        """The mapping as ``GET _mapping`` shows it (``to_dict`` is what the node stores and compares)."""
+        out = self.to_dict()
+        if "properties" in out:
+            out["properties"] = _render_props(out["properties"])
         return out
 
     # ------------------------------------------------------------------ validation
