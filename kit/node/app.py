@@ -24,6 +24,7 @@ from starlette.responses import Response
 from kit.node.engine import Engine
 from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required, parsing_error
 from kit.node.index_state import INDEX_SETTING_DEFAULTS
+from kit.node.params import COUNT_PARAMS, SEARCH_PARAMS, check_params
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
 from kit.node.settings import nest
 
@@ -32,7 +33,8 @@ __all__ = ["PLUGINS", "NodeApp", "build_router", "create_app"]
 log = logging.getLogger(__name__)
 
 # What `_cat/plugins` lists: the plugins whose APIs this node implements (component, version follows node).
-PLUGINS = ["opensearch-knn", "opensearch-ml", "opensearch-neural-search"]
+# what a 2.19/3.x distribution with ML Commons carries (ML Commons needs the job scheduler)
+PLUGINS = ["opensearch-job-scheduler", "opensearch-knn", "opensearch-ml", "opensearch-neural-search"]
 LUCENE_FOR = {"3": "10.3.1", "2": "9.12.2"}
 _METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"]
 
@@ -192,6 +194,22 @@ class _RawRequest:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+# media types RestController parses a body as (XContentType / MediaTypeRegistry, 2.19); smile, yaml and cbor
+# are recognised there too and reach the handler here, which reads JSON
+_BODY_MEDIA_TYPES = frozenset(("application/json", "application/x-ndjson", "application/*", "application/smile",
+                               "application/yaml", "application/cbor", "application/vnd.opensearch+json"))
+
+
+def _check_content_type(header: str | None) -> None:
+    """A body with a Content-Type OpenSearch does not parse is refused before any handler runs (406).
+    No header at all is let through (curl and many scripts send none; OpenSearch would refuse)."""
+    if header is None:
+        return
+    media = header.split(";", 1)[0].strip().lower()
+    if media not in _BODY_MEDIA_TYPES:
+        raise SimpleApiError(406, f"Content-Type header [{header}] is not supported")
+
+
 async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tuple[str, str] | None,
                  executor: concurrent.futures.Executor | None = None,
                  max_content_length: int | None = MAX_CONTENT_LENGTH) -> Response:
@@ -205,6 +223,8 @@ async def handle(request: _RawRequest, engine: Engine, router: Router, auth: tup
             _check_auth(request, auth)
         route, params = router.match(method, path)
         body = await request.body(max_content_length)
+        if body:
+            _check_content_type(request.header(b"content-type"))
         query = request.query
         req = NodeRequest(method, path, params, query, body, engine, request.headers)
         if route.is_async:
@@ -370,9 +390,14 @@ def cluster_health(req: NodeRequest) -> Response:
             "number_of_data_nodes": 1, "discovered_master": True, "discovered_cluster_manager": True,
             "active_primary_shards": primaries, "active_shards": primaries, "relocating_shards": 0,
             "initializing_shards": 0, "unassigned_shards": unassigned, "delayed_unassigned_shards": 0,
-            "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0, "task_max_waiting_in_queue_millis": 0,
-            "active_shards_percent_as_number": 100.0 if not primaries else
-            round(100.0 * primaries / (primaries + unassigned), 1)}
+            "number_of_pending_tasks": 0, "number_of_in_flight_fetch": 0}
+    percent = 100.0 if not primaries else round(100.0 * primaries / (primaries + unassigned), 1)
+    if req.flag("human"):  # XContentBuilder.humanReadableField: the readable value next to the raw one
+        body["task_max_waiting_in_queue"] = "0s"
+    body["task_max_waiting_in_queue_millis"] = 0
+    if req.flag("human"):
+        body["active_shards_percent"] = f"{percent:.1f}%"
+    body["active_shards_percent_as_number"] = percent
     if req.query.get("level") == "indices":
         body["indices"] = {ix.name: {"status": s, "number_of_shards": 1, "number_of_replicas":
                                      int(ix.settings.get("index.number_of_replicas", "1")),
@@ -412,7 +437,7 @@ def _cat_val(v: Any) -> Any:
 
 def cat_plugins(req: NodeRequest) -> Response:
     e = req.engine
-    rows = [{"id": e.node_id[:4], "name": e.node_name, "component": p, "version": e.version,
+    rows = [{"id": e.node_id[:4], "name": e.node_name, "component": p, "version": e.version + ".0",  # 2.19.6.0
              "description": "implemented by the oskit embedded node", "type": "isolated"} for p in PLUGINS]
     return _cat(req, ["name", "component", "version"], rows)
 
@@ -470,7 +495,7 @@ def nodes_info(req: NodeRequest) -> dict[str, Any]:
     import platform
 
     e = req.engine
-    plugins = [{"name": p, "version": e.version, "opensearch_version": e.version, "java_version": "21",
+    plugins = [{"name": p, "version": e.version + ".0", "opensearch_version": e.version, "java_version": "21",
                 "description": "implemented by the oskit embedded node", "classname": p, "custom_foldername": "",
                 "extended_plugins": [], "has_native_controller": False} for p in PLUGINS]
     node = {"name": e.node_name, "transport_address": "127.0.0.1:9300", "host": "127.0.0.1", "ip": "127.0.0.1",
@@ -511,7 +536,7 @@ def delete_index(req: NodeRequest) -> dict[str, Any]:
 
 def get_mapping(req: NodeRequest) -> dict[str, Any]:
     targets = req.engine.resolve(req.path_params.get("index"), expand_hidden=bool(req.path_params.get("index")))
-    return {ix.name: {"mappings": ix.mapping.to_dict()} for ix in targets}
+    return {ix.name: {"mappings": ix.mapping.render()} for ix in targets}
 
 
 def put_mapping(req: NodeRequest) -> dict[str, Any]:
@@ -548,7 +573,8 @@ def refresh(req: NodeRequest) -> dict[str, Any]:
     # Writes are visible as soon as they are acknowledged; refresh only validates the target.
     targets = req.engine.resolve(req.path_params.get("index"), ignore_unavailable=req.flag("ignore_unavailable"))
     n = len(targets)
-    return {"_shards": {"total": 2 * n, "successful": n, "failed": 0}}
+    total = sum(1 + ix.replicas() for ix in targets)
+    return {"_shards": {"total": total, "successful": n, "failed": 0}}
 
 
 def put_alias(req: NodeRequest) -> dict[str, Any]:
@@ -713,6 +739,15 @@ def _stripped(line: bytes) -> bytes:
     return line.strip()
 
 
+def _empty_source(line: bytes) -> ApiError:
+    """An index/create source line with no JSON: an item failure, as the shard's DocumentParser says."""
+    if not line:
+        return ApiError(400, "mapper_parsing_exception", "failed to parse, document is empty")
+    return ApiError(400, "mapper_parsing_exception", "failed to parse", caused_by={
+        "type": "not_x_content_exception",
+        "reason": "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes"})
+
+
 def bulk(req: NodeRequest) -> dict[str, Any]:
     body = req.body
     if not body or body.isspace():  # = not body.strip(), without copying a multi-MB body
@@ -745,11 +780,15 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
         if kind == "delete":
             lines.append((action, None, None))
             continue
-        src_line = _stripped(raw_lines[i]) if i < n else b""
-        if not src_line:
-            raise bad_request(f"Validation Failed: 1: source is missing;" if kind != "update" else
-                              "Validation Failed: 1: script or doc is missing;")
+        if i >= n - 1:  # no newline after the action line: BulkRequestParser stops, the item is not added
+            break
+        src_line = _stripped(raw_lines[i])
         i += 1
+        if not src_line and kind != "update":
+            lines.append((action, _empty_source(raw_lines[i - 1]), None))
+            continue
+        if not src_line:
+            raise bad_request("Validation Failed: 1: script or doc is missing;")
         try:
             source = loads(src_line)
             raw = src_line.decode("utf-8")
@@ -759,6 +798,8 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
             lines.append((action, err, None))
             continue
         lines.append((action, source, raw))
+    if not lines:
+        raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: no requests added;")
     return req.engine.bulk(lines, default_index=req.path_params.get("index"),
                                    default_pipeline=req.query.get("pipeline"), refresh=_refresh(req))
 
@@ -770,10 +811,12 @@ def mget(req: NodeRequest) -> dict[str, Any]:
 
 
 def search(req: NodeRequest) -> dict[str, Any]:
+    check_params(req.path, req.query, SEARCH_PARAMS)
     return req.engine.search(req.path_params.get("index"), _body_obj(req), req.query, raw_source=True)
 
 
 def count(req: NodeRequest) -> dict[str, Any]:
+    check_params(req.path, req.query, COUNT_PARAMS)
     return req.engine.count(req.path_params.get("index"), _body_obj(req), req.query)
 
 

@@ -35,7 +35,26 @@ from kit.node.vectors import VectorField
 
 log = logging.getLogger(__name__)
 
-WRITE_SHARDS = {"total": 2, "successful": 1, "failed": 0}  # 1 primary + 1 unassigned replica, as on one node
+GC_DELETES_S = 60.0  # index.gc_deletes: how long a delete's version outlives the document (LiveVersionMap)
+
+
+def write_shards(ix: IndexState) -> dict[str, int]:
+    """A write's ``_shards``: the primary and its replicas (unassigned on one node, so never successful)."""
+    return {"total": 1 + ix.replicas(), "successful": 1, "failed": 0}
+
+
+def with_forced_refresh(result: dict[str, Any]) -> dict[str, Any]:
+    """``forced_refresh: true`` where DocWriteResponse puts it: right after ``result``."""
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        out[key] = value
+        if key == "result":
+            out["forced_refresh"] = True
+    return out
+
+
+def _forces_refresh(refresh: bool | str) -> bool:
+    return refresh in (True, "true", "")
 
 
 class Documents(Indices):
@@ -89,6 +108,15 @@ class Documents(Indices):
                            f"index [{ix.name}] blocked by: [FORBIDDEN/8/index write (api)];")
         return ix
 
+    def _doc_index(self, name: str) -> IndexState:
+        """The index of a single-document read or delete: a missing one is an ``index_expression``."""
+        try:
+            return self.index(name)
+        except ApiError as exc:
+            if exc.type == "index_not_found_exception":
+                exc.extra["resource.type"] = "index_expression"
+            raise
+
     def _run_pipelines(self, ix: IndexState, doc_id: str | None, source: dict[str, Any],
                        pipeline: str | None) -> dict[str, Any] | None:
         """Request pipeline (or the index default) then the final pipeline; None when dropped."""
@@ -131,7 +159,8 @@ class Documents(Indices):
             try:
                 vecs[path] = vf.prepare(raw, path)
             except ApiError as exc:
-                preview = str(raw)[:40] + ("..." if len(str(raw)) > 40 else "")
+                # KNNVectorFieldMapper previews the parser's current text: null on an array's start token
+                preview = "null" if isinstance(raw, list) else str(raw)[:40] + ("..." if len(str(raw)) > 40 else "")
                 raise ApiError(400, "mapper_parsing_exception",
                                f"failed to parse field [{path}] of type [{fd.type}] in document with id '{doc_id}'. "
                                f"Preview of field's value: '{preview}'",
@@ -150,25 +179,25 @@ class Documents(Indices):
         """
         cur = ix.docs.get(prep.doc_id)
         if op_type == "create" and cur is not None:
-            raise version_conflict(ix.name, prep.doc_id,
+            raise version_conflict(ix.name, prep.doc_id, index_uuid=ix.uuid, reason=
                                    f"version conflict, document already exists (current version [{cur[1]}])")
         if if_seq_no is not None:
             if cur is None or cur[2] != if_seq_no or (if_primary_term is not None and if_primary_term != 1):
                 raise version_conflict(
-                    ix.name, prep.doc_id,
+                    ix.name, prep.doc_id, index_uuid=ix.uuid, reason=
                     f"version conflict, required seqNo [{if_seq_no}], primary term [{if_primary_term or 1}]. " +
                     ("but no document was found" if cur is None else
                      f"current document has seqNo [{cur[2]}] and primary term [1]"))
         if version is not None and version_type in ("external", "external_gt", "external_gte"):
             if cur is not None and (version < cur[1] or (version == cur[1] and version_type != "external_gte")):
-                raise version_conflict(ix.name, prep.doc_id,
+                raise version_conflict(ix.name, prep.doc_id, index_uuid=ix.uuid, reason=
                                        f"version conflict, current version [{cur[1]}] is higher or equal to the one "
                                        f"provided [{version}]")
             new_version = version
         elif version is not None:
             raise unsupported("internal versioning with ?version= (use if_seq_no/if_primary_term)")
         else:
-            new_version = 1 if cur is None else cur[1] + 1
+            new_version = cur[1] + 1 if cur is not None else _tombstone(ix, prep.doc_id) + 1
         if prep.new_props:
             ix.mapping.merge(prep.new_props)
             ix.save()
@@ -181,6 +210,7 @@ class Documents(Indices):
         if cur is not None:
             ix.unindex(cur[0])
         ix.docs[prep.doc_id] = (rid, new_version, seq)
+        ix.tombstones.pop(prep.doc_id, None)
         ix.rid_to_id[rid] = prep.doc_id
         ix._index_values(rid, prep.values)
         for path, vec in prep.vectors.items():
@@ -191,7 +221,7 @@ class Documents(Indices):
                 ix.vectors(path).add(rid, vec)
             ix.present.setdefault(path, set()).add(rid)
         result = {"_index": ix.name, "_id": prep.doc_id, "_version": new_version,
-                  "result": "created" if cur is None else "updated", "_shards": dict(WRITE_SHARDS),
+                  "result": "created" if cur is None else "updated", "_shards": write_shards(ix),
                   "_seq_no": seq, "_primary_term": 1}
         return result, 201 if cur is None else 200
 
@@ -229,14 +259,14 @@ class Documents(Indices):
                 result, status = self._apply(ix, prep, op_type=op_type, if_seq_no=if_seq_no,
                                              if_primary_term=if_primary_term, version=version,
                                              version_type=version_type)
-        if refresh in (True, "true", ""):
-            result["forced_refresh"] = True
+        if _forces_refresh(refresh):
+            result = with_forced_refresh(result)
         return result, status
 
     def get_doc(self, index: str, doc_id: str, *, source_includes: Any = None, source_excludes: Any = None,
                 fetch_source: bool = True) -> dict[str, Any]:
         with self.lock:
-            ix = self.index(index)
+            ix = self._doc_index(index)
             cur = ix.docs.get(doc_id)
             row = self.store.get_doc(ix.uuid, doc_id) if cur is not None else None
         if row is None:
@@ -259,28 +289,32 @@ class Documents(Indices):
     def delete_doc_status(self, index: str, doc_id: str, *, refresh: bool | str = False,
                           if_seq_no: int | None = None, if_primary_term: int | None = None) -> tuple[dict[str, Any], int]:
         with self.lock:
-            ix = self.index(index)
+            ix = self._doc_index(index)
             with self._durable():
-                return self._delete(ix, doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
+                result, status = self._delete(ix, doc_id, if_seq_no=if_seq_no, if_primary_term=if_primary_term)
+        return (with_forced_refresh(result) if _forces_refresh(refresh) else result), status
 
     def _delete(self, ix: IndexState, doc_id: str, *, if_seq_no: int | None = None,
                 if_primary_term: int | None = None) -> tuple[dict[str, Any], int]:
         cur = ix.docs.get(doc_id)
         if if_seq_no is not None and (cur is None or cur[2] != if_seq_no):
-            raise version_conflict(ix.name, doc_id, f"version conflict, required seqNo [{if_seq_no}], primary term "
+            raise version_conflict(ix.name, doc_id, index_uuid=ix.uuid, reason=f"version conflict, required seqNo [{if_seq_no}], primary term "
                                    f"[{if_primary_term or 1}]. " + ("but no document was found" if cur is None else
                                    f"current document has seqNo [{cur[2]}] and primary term [1]"))
         ix.seq_no += 1
+        # a delete leaves a tombstone whose version the next write to the id continues, found or not
+        version = (cur[1] if cur is not None else _tombstone(ix, doc_id)) + 1
+        ix.tombstones[doc_id] = (version, time.monotonic())
         if cur is None:
-            return ({"_index": ix.name, "_id": doc_id, "_version": 1, "result": "not_found",
-                     "_shards": dict(WRITE_SHARDS), "_seq_no": ix.seq_no, "_primary_term": 1}, 404)
+            return ({"_index": ix.name, "_id": doc_id, "_version": version, "result": "not_found",
+                     "_shards": write_shards(ix), "_seq_no": ix.seq_no, "_primary_term": 1}, 404)
         self.store.delete_doc(cur[0])
         # a delete consumes a seq_no but leaves no row: remember the high-water mark (same transaction)
         self.store.kv_put("seq_no", ix.uuid, ix.seq_no)
         ix.unindex(cur[0])
         del ix.docs[doc_id]
-        return ({"_index": ix.name, "_id": doc_id, "_version": cur[1] + 1, "result": "deleted",
-                 "_shards": dict(WRITE_SHARDS), "_seq_no": ix.seq_no, "_primary_term": 1}, 200)
+        return ({"_index": ix.name, "_id": doc_id, "_version": version, "result": "deleted",
+                 "_shards": write_shards(ix), "_seq_no": ix.seq_no, "_primary_term": 1}, 200)
 
     def update_doc(self, index: str, doc_id: str, partial: dict[str, Any], *, refresh: bool | str = False,
                    upsert: dict[str, Any] | None = None, doc_as_upsert: bool = False,
@@ -305,19 +339,19 @@ class Documents(Indices):
             raise ApiError(400, "action_request_validation_exception",
                            "Validation Failed: 1: script or doc is missing;")
         with self.lock:
-            ix = self._target_for_write(index) if (upsert is not None or body.get("doc_as_upsert")) \
-                else self.index(index)
+            ix = self._target_for_write(index)  # an update auto-creates a missing index, found doc or not
             cur = ix.docs.get(doc_id)
             if cur is None:
                 if upsert is not None or body.get("doc_as_upsert"):
                     src = upsert if upsert is not None else partial
                     prep = self._prepare(ix, doc_id, src, None)
                     with self._durable():
-                        return self._apply(ix, prep)
+                        result, status = self._apply(ix, prep)
+                    return (with_forced_refresh(result) if _forces_refresh(refresh) else result), status
                 raise ApiError(404, "document_missing_exception", f"[{doc_id}]: document missing",
                                index=ix.name, shard="0", index_uuid=ix.uuid)
             if if_seq_no is not None and cur[2] != if_seq_no:
-                raise version_conflict(ix.name, doc_id, f"version conflict, required seqNo [{if_seq_no}], primary "
+                raise version_conflict(ix.name, doc_id, index_uuid=ix.uuid, reason=f"version conflict, required seqNo [{if_seq_no}], primary "
                                        f"term [{if_primary_term or 1}]. current document has seqNo [{cur[2]}] and "
                                        f"primary term [1]")
             row = self.store.get_doc(ix.uuid, doc_id)
@@ -331,6 +365,8 @@ class Documents(Indices):
             prep = self._prepare(ix, doc_id, merged, None)
             with self._durable():
                 result, _ = self._apply(ix, prep)
+            if _forces_refresh(refresh):
+                result = with_forced_refresh(result)
             if body.get("_source") or source_filter:
                 result["get"] = {"_seq_no": result["_seq_no"], "_primary_term": 1, "found": True,
                                  "_source": merged}
@@ -340,6 +376,7 @@ class Documents(Indices):
              default_pipeline: str | None = None, refresh: bool | str = False) -> dict[str, Any]:
         """``lines``: (action, source-or-None, raw source JSON or None). Per-item results and errors."""
         t0 = time.perf_counter()
+        forced = _forces_refresh(refresh)
         items: list[dict[str, Any]] = []
         errors = False
         # 1) pipelines run outside the lock (they may call models)
@@ -386,6 +423,7 @@ class Documents(Indices):
             work.append([kind, meta, index, source, raw, err])
         # documents go through their pipelines grouped by pipeline id, so processors that batch
         # (text_embedding's batch_size) see the whole request, as IngestService.executeBulkRequest does
+        t_ingest = time.perf_counter()
         for step in (0, 1):
             groups: dict[str, list[int]] = {}
             for pos, chain in chains.items():
@@ -401,6 +439,7 @@ class Documents(Indices):
                         work[pos][0] = "dropped_create" if work[pos][0] == "create" else "dropped"
                     elif result is not work[pos][3]:
                         work[pos][3], work[pos][4] = result, None
+        ingest_ms = int((time.perf_counter() - t_ingest) * 1000)
         # 2) one transaction for the whole request; errors are per item
         sink: list[tuple[IndexState, str, int, np.ndarray]] = []
         # write targets resolved once per index name and request (nothing else changes them while
@@ -441,7 +480,7 @@ class Documents(Indices):
                         if doc_id is None:
                             raise ApiError(400, "action_request_validation_exception",
                                            "Validation Failed: 1: id is missing;")
-                        ix = self.index(index)
+                        ix = self._doc_index(index)
                         res, status = self._delete(ix, str(doc_id), if_seq_no=meta.get("if_seq_no"))
                     elif kind == "update":
                         # an update adds its vector at once: earlier deferred vectors (smaller rids) go first
@@ -455,7 +494,7 @@ class Documents(Indices):
                     else:
                         raise bad_request(f"Malformed action/metadata line [1], expected one of [create, delete, "
                                           f"index, update] but found [{kind}]")
-                    res = dict(res)
+                    res = with_forced_refresh(res) if forced and res.get("result") != "noop" else dict(res)
                     res["status"] = status
                     items.append({op: res})
                 except ApiError as exc:
@@ -463,7 +502,11 @@ class Documents(Indices):
                     items.append({op: {
                         "_index": index, "_id": doc_id, "status": exc.status, "error": exc.item_error()}})
             self._flush_vectors(sink)
-        return {"took": int((time.perf_counter() - t0) * 1000), "errors": errors, "items": items}
+        out: dict[str, Any] = {"took": int((time.perf_counter() - t0) * 1000)}
+        if chains:  # the request went through ingest (BulkResponse: ingest_took next to took)
+            out["ingest_took"] = ingest_ms
+        out.update({"errors": errors, "items": items})
+        return out
 
     def _batch_vectors(self, work: list[Any]) -> dict[int, dict[str, np.ndarray]]:
         """Vectors of a ``_bulk`` request's index/create items converted and validated in one numpy
@@ -634,3 +677,14 @@ def deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
         else:
             dst[k] = v
     return dst
+
+
+def _tombstone(ix: IndexState, doc_id: str) -> int:
+    """The version a recent delete left for ``doc_id`` (0: none, or older than index.gc_deletes)."""
+    tomb = ix.tombstones.get(doc_id)
+    if tomb is None:
+        return 0
+    if time.monotonic() - tomb[1] > GC_DELETES_S:
+        del ix.tombstones[doc_id]
+        return 0
+    return tomb[0]

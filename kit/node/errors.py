@@ -14,8 +14,10 @@ __all__ = [
     "body_required",
     "index_already_exists",
     "json_parse_error",
+    "failed_to_parse_mapping",
     "mapper_parsing",
     "not_found_index",
+    "on_shard",
     "parsing_error",
     "shard_failure",
     "status_exception",
@@ -62,12 +64,14 @@ class SimpleApiError(ApiError):
     """RestController's own answers (no handler, wrong method): ``{"error": "<message>", "status": N}``
     (``BytesRestResponse.createSimpleErrorResponse``), with an ``Allow`` header on 405."""
 
-    def __init__(self, status: int, reason: str, *, allow: list[str] | None = None) -> None:
+    def __init__(self, status: int, reason: str, *, allow: list[str] | None = None, with_status: bool = True) -> None:
         super().__init__(status, "simple_error", reason)
         self.allow = allow
+        self.with_status = with_status
 
     def body(self) -> dict[str, Any]:
-        return {"error": self.reason, "status": self.status}
+        # RestController#handleBadRequest answers "no handler found" without a status key
+        return {"error": self.reason, "status": self.status} if self.with_status else {"error": self.reason}
 
 
 def body_required() -> ApiError:
@@ -97,8 +101,24 @@ def index_already_exists(name: str, uuid: str) -> ApiError:
     )
 
 
-def mapper_parsing(reason: str, caused_by: dict[str, Any] | None = None) -> ApiError:
-    return ApiError(400, "mapper_parsing_exception", reason, caused_by=caused_by)
+def mapper_parsing(reason: str, caused_by: dict[str, Any] | None = None, *, cause_type: str | None = None) -> ApiError:
+    """``cause_type``: the exception OpenSearch really throws here (a field mapper's IllegalArgumentException),
+    which index creation shows as the cause of "Failed to parse mapping [_doc]: …"."""
+    err = ApiError(400, "mapper_parsing_exception", reason, caused_by=caused_by)
+    err.cause_type = cause_type  # type: ignore[attr-defined]
+    return err
+
+
+def failed_to_parse_mapping(exc: ApiError) -> ApiError:
+    """Index creation's wrapper around a mapping error (MapperService: "Failed to parse mapping [_doc]")."""
+    inner_type = getattr(exc, "cause_type", None) or exc.type
+    inner: dict[str, Any] = {"type": inner_type, "reason": exc.reason, **exc.extra}
+    if exc.caused_by is not None:
+        inner["caused_by"] = exc.caused_by
+    wrapper = ApiError(400, "mapper_parsing_exception", f"Failed to parse mapping [_doc]: {exc.reason}", caused_by=inner)
+    if inner_type == "mapper_parsing_exception":  # the deepest OpenSearch exception is the root cause
+        wrapper.root_cause = {"type": inner_type, "reason": exc.reason, **exc.extra}
+    return wrapper
 
 
 def parsing_error(reason: str, line: int = 1, col: int = 1) -> ApiError:
@@ -109,10 +129,10 @@ def json_parse_error(reason: str) -> ApiError:
     return ApiError(400, "json_parse_exception", reason)
 
 
-def version_conflict(index: str, doc_id: str, reason: str) -> ApiError:
+def version_conflict(index: str, doc_id: str, reason: str, index_uuid: str = "_na_") -> ApiError:
     return ApiError(
         409, "version_conflict_engine_exception", f"[{doc_id}]: {reason}",
-        index=index, shard="0", index_uuid="_na_",
+        index=index, shard="0", index_uuid=index_uuid,
     )
 
 
@@ -130,9 +150,27 @@ def shard_failure(status: int, type: str, reason: str, *, index: str | None, nod
                     root_cause=cause)
 
 
+def on_shard(exc: ApiError, *, index: str, node: str | None) -> ApiError:
+    """An error raised while the (one) shard builds or runs the query, as the search action answers it:
+    ``search_phase_execution_exception`` "all shards failed" around it. Request-level errors (already
+    wrapped, or outside the node's subset) pass through."""
+    if exc.type == "search_phase_execution_exception" or exc.status != 400 or getattr(exc, "outside_subset", False) \
+            or "is not supported by the oskit embedded node" in exc.reason:
+        return exc
+    if exc.type != "query_shard_exception":
+        return shard_failure(exc.status, exc.type, exc.reason, index=index, node=node)
+    shard: dict[str, Any] = {"type": exc.type, "reason": exc.reason, **exc.extra}
+    full = {**shard, "caused_by": exc.caused_by} if exc.caused_by is not None else shard
+    return ApiError(exc.status, "search_phase_execution_exception", "all shards failed", phase="query", grouped=True,
+                    failed_shards=[{"shard": 0, "index": index, **({"node": node} if node else {}), "reason": full}],
+                    caused_by=full, root_cause=shard)
+
+
 def unsupported(feature: str) -> ApiError:
     """Anything outside the node's subset: name the feature, never answer wrongly."""
-    return ApiError(
+    err = ApiError(
         400, "illegal_argument_exception",
         f"[{feature}] is not supported by the oskit embedded node (see COMPATIBILITY.md)",
     )
+    err.outside_subset = True  # type: ignore[attr-defined]
+    return err

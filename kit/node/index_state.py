@@ -49,7 +49,8 @@ def version_id(version: str) -> str:
     return str((ma * 1_000_000 + mi * 10_000 + pa * 100 + 99) ^ 0x08000000)
 
 
-INDEX_DEFAULTS = {"index.number_of_shards": "1", "index.number_of_replicas": "1"}
+# what every new index carries explicitly (2.x+ also records index.replication.type, DOCUMENT by default)
+INDEX_DEFAULTS = {"index.number_of_shards": "1", "index.number_of_replicas": "1", "index.replication.type": "DOCUMENT"}
 
 
 # What ``include_defaults`` shows for settings the index did not set (the ones this node honours or echoes).
@@ -68,7 +69,7 @@ STATIC_SETTINGS = {"index.number_of_shards", "index.knn", "index.uuid", "index.c
 
 
 _KNOWN_INDEX_SETTINGS = {
-    "index.number_of_shards", "index.number_of_replicas", "index.knn", "index.knn.algo_param.ef_search",
+    "index.number_of_shards", "index.number_of_replicas", "index.replication.type", "index.knn", "index.knn.algo_param.ef_search",
     "index.knn.advanced.approximate_threshold", "index.default_pipeline", "index.final_pipeline",
     "index.search.default_pipeline", "index.refresh_interval", "index.hidden", "index.max_result_window",
     "index.auto_expand_replicas", "index.codec", "index.mapping.total_fields.limit", "index.blocks.write",
@@ -108,6 +109,7 @@ class IndexState:
         self.aliases: dict[str, dict[str, Any]] = meta.get("aliases", {})
         self.mapping = Mapping(meta.get("mappings"), version=engine.version, knn_enabled=self.knn_enabled)
         self.legacy_bm25 = version_tuple(engine.version)[0] < 3  # OpenSearch 2.x: LegacyBM25Similarity
+        self.tombstones: dict[str, tuple[int, float]] = {}  # deleted id → (version, monotonic time of the delete)
         self.mapping.depth_limit = int(self.settings.get("index.mapping.depth.limit", 20))
         self.docs: dict[str, tuple[int, int, int]] = {}  # id → (rid, version, seq_no)
         self.rid_to_id: dict[int, str] = {}
@@ -119,6 +121,17 @@ class IndexState:
         self.loaded = False
 
     # ------------------------------------------------------------------ metadata
+    def replicas(self) -> int:
+        """Replica copies OpenSearch keeps on a one-node cluster: auto_expand_replicas "lo-hi" expands
+        to ``lo`` there (no second node), else number_of_replicas."""
+        auto = str(self.settings.get("index.auto_expand_replicas", "false"))
+        if auto != "false" and "-" in auto:
+            try:
+                return int(auto.split("-", 1)[0])
+            except ValueError:
+                pass
+        return int(self.settings.get("index.number_of_replicas", "1"))
+
     @property
     def knn_enabled(self) -> bool:
         return str(self.settings.get("index.knn", "false")).lower() == "true"

@@ -15,6 +15,7 @@ from kit.node.errors import (
     ApiError,
     bad_request,
     body_required,
+    failed_to_parse_mapping,
     index_already_exists,
     not_found_index,
     parsing_error,
@@ -30,7 +31,7 @@ from kit.node.index_state import (
 )
 from kit.node.mapping import Mapping
 from kit.node.query import parse_query
-from kit.node.settings import ClusterSettings, flatten, nest
+from kit.node.settings import ClusterSettings, flatten, nest, stringify
 from kit.node.storage import Storage
 
 
@@ -179,7 +180,12 @@ class Indices:
             settings.update({"index.uuid": uid, "index.creation_date": str(int(time.time() * 1000)),
                              "index.provided_name": name, "index.version.created": version_id(self.version)})
             meta = {"settings": settings, "mappings": mappings_in, "aliases": {}}
-            ix = IndexState(self, name, uid, meta)  # validates the mapping
+            try:
+                ix = IndexState(self, name, uid, meta)  # validates the mapping
+            except ApiError as exc:
+                if exc.type == "mapper_parsing_exception" and "oskit embedded node" not in exc.reason:
+                    raise failed_to_parse_mapping(exc) from None
+                raise
             for alias, spec in aliases_in.items():
                 ix.aliases[alias] = _alias_spec(spec)
             ix.loaded = True
@@ -214,7 +220,9 @@ class Indices:
         """Create a hidden system index (``.plugins-ml-*``) or add missing fields to its mapping."""
         with self.lock:
             if name not in self.indices:
-                self.create_index(name, {"mappings": mappings}, system=True)
+                # ML Commons' system indices: one shard, auto_expand_replicas 0-1 (no replica on one node)
+                self.create_index(name, {"mappings": mappings, "settings": {
+                    "index.auto_expand_replicas": "0-1", "index.number_of_replicas": "0"}}, system=True)
             else:
                 ix = self.indices[name]
                 props = (mappings or {}).get("properties") or {}
@@ -229,7 +237,7 @@ class Indices:
         out = {}
         for ix in self.resolve(expr, ignore_unavailable=ignore_unavailable, expand_hidden=True
                                if not any(c in expr for c in "*?") and expr != "_all" else False):
-            out[ix.name] = {"aliases": ix.aliases, "mappings": ix.mapping.to_dict(),
+            out[ix.name] = {"aliases": ix.aliases, "mappings": ix.mapping.render(),
                             "settings": self.render_index_settings(ix, flat=flat, include_defaults=include_defaults)}
         return out
 
@@ -398,7 +406,7 @@ class Indices:
             sel = {k: v for k, v in all_t.items() if any(fnmatch.fnmatchcase(k, p) for p in name.split(","))}
             if not sel and not any(c in name for c in "*?"):
                 raise ApiError(404, "resource_not_found_exception", f"index template matching [{name}] not found")
-        return {"index_templates": [{"name": k, "index_template": v} for k, v in sel.items()]}
+        return {"index_templates": [{"name": k, "index_template": _render_template(v)} for k, v in sel.items()]}
 
     def delete_template(self, name: str) -> dict[str, Any]:
         with self.lock:
@@ -584,4 +592,21 @@ def _merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any
             out.setdefault("properties", {}).update(copy.deepcopy(v))
         else:
             out[k] = copy.deepcopy(v)
+    return out
+
+
+def _render_template(t: dict[str, Any]) -> dict[str, Any]:
+    """A composable template as ``GET _index_template`` shows it: settings as index settings (nested under
+    ``index``, values as strings) and ``composed_of`` always there."""
+    out: dict[str, Any] = {}
+    for key, value in t.items():
+        if key == "template" and isinstance(value, dict) and isinstance(value.get("settings"), dict):
+            flat = {(k if k.startswith("index.") else "index." + k): stringify(v)
+                    for k, v in flatten(value["settings"]).items()}
+            value = {**value, "settings": nest(flat)}
+        out[key] = value
+        if key == "template" and "composed_of" not in t:
+            out["composed_of"] = []
+    if "composed_of" not in out:
+        out["composed_of"] = []
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "NestingTooDeep", "RawJSON", "dumps", "loads"]
+__all__ = ["MAX_DEPTH", "NestingTooDeep", "RawJSON", "dumps", "loads", "token_name"]
 
 
 class RawJSON(str):
@@ -98,3 +98,18 @@ def _dumps_std(obj: Any) -> bytes:
         for i, raw in enumerate(raws):
             text = text.replace(f'"\\u0000RAW{i}\\u0000"', raw, 1)
     return text.encode("utf-8")
+
+
+def token_name(value: Any) -> str:
+    """The Jackson token a JSON value starts with, as OpenSearch names it in parse errors."""
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, str):
+        return "VALUE_STRING"
+    if isinstance(value, bool):
+        return "VALUE_BOOLEAN"
+    if isinstance(value, (int, float)):
+        return "VALUE_NUMBER"
+    return "VALUE_NULL"

@@ -31,7 +31,8 @@ def warmup(req: "NodeRequest") -> dict[str, Any]:
         for path in ix.mapping.vector_fields():
             ix.vectors(path).wait_for_graph()
     n = len(targets)
-    return {"_shards": {"total": n, "successful": n, "failed": 0}}
+    total = sum(1 + ix.replicas() for ix in targets)
+    return {"_shards": {"total": total, "successful": n, "failed": 0}}
 
 
 def _node_stats(engine: "Engine") -> dict[str, Any]:

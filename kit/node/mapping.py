@@ -168,6 +168,13 @@ class Mapping:
             out["properties"] = self.properties
         return out
 
+    def render(self) -> dict[str, Any]:
+        """The mapping as ``GET _mapping`` shows it (``to_dict`` is what the node stores and compares)."""
+        out = self.to_dict()
+        if "properties" in out:
+            out["properties"] = _render_props(out["properties"])
+        return out
+
     # ------------------------------------------------------------------ validation
     def _validate_props(self, props: dict[str, Any], prefix: str) -> None:
         for name, spec in props.items():
@@ -206,7 +213,7 @@ class Mapping:
 
     def _validate_knn(self, name: str, spec: dict[str, Any]) -> None:
         if "dimension" not in spec and "model_id" not in spec:
-            raise mapper_parsing(f"Dimension value missing for vector: {name}")
+            raise mapper_parsing(f"Dimension value missing for vector: {name}", cause_type="illegal_argument_exception")
         if "model_id" in spec:
             raise mapper_parsing("knn_vector [model_id] (trained k-NN models) is not supported by the oskit "
                                  "embedded node (see COMPATIBILITY.md)")
@@ -224,14 +231,15 @@ class Mapping:
         top_space = spec.get("space_type")
         if method is not None:
             if not self.knn_enabled:
-                raise mapper_parsing("Cannot set modelId or method parameters when index.knn setting is false")
+                raise mapper_parsing("Cannot set modelId or method parameters when index.knn setting is false",
+                                     cause_type="illegal_argument_exception")
             if not isinstance(method, dict):
                 raise mapper_parsing(f"Unable to parse [method] for vector [{name}]")
             engine = method.get("engine", "faiss")
             mname = method.get("name")
             space = method.get("space_type") or top_space or "l2"
             if engine not in ("faiss", "nmslib", "lucene"):
-                raise mapper_parsing(f"Invalid engine type: {engine}")
+                raise mapper_parsing(f"Invalid engine: {engine}")
             if engine == "nmslib" and version_tuple(self.version) >= (3, 0, 0):
                 raise mapper_parsing("nmslib engine is deprecated in OpenSearch and cannot be used for new index "
                                      "creation starting from version 3.0.0.")
@@ -249,8 +257,7 @@ class Mapping:
                                      f"them should be defined")
             if engine == "faiss" and space == "cosinesimil" and version_tuple(self.version) < (2, 19, 0):
                 raise mapper_parsing("Validation Failed: 1: faiss engine does not support space type: cosinesimil;")
-            if space not in SUPPORTED_SPACES:
-                raise mapper_parsing(f"space type [{space}] is not supported by the oskit embedded node")
+            _check_space(space, data_type)
             params = method.get("parameters") or {}
             for key, val in params.items():
                 if key in ("m", "ef_construction", "ef_search"):
@@ -264,8 +271,7 @@ class Mapping:
             space = top_space or "l2"
             if space not in KNN_SPACES:
                 raise mapper_parsing(f"Unable to parse [space_type] from provided value [{space}]")
-            if space not in SUPPORTED_SPACES:
-                raise mapper_parsing(f"space type [{space}] is not supported by the oskit embedded node")
+            _check_space(space, data_type)
         for key in ("mode", "compression_level"):
             if key in spec and spec[key] not in ("in_memory", "1x"):
                 raise mapper_parsing(f"knn_vector [{key}: {spec[key]}] is not supported by the oskit embedded node")
@@ -421,11 +427,13 @@ class Mapping:
             try:
                 conv = convert_value(ftype, spec, item)
             except ValueError as exc:
+                # Java's NumberFormatException for a string that is no number, IllegalArgumentException else
+                cause = "number_format_exception" if str(exc).startswith("For input string") \
+                    else "illegal_argument_exception"
                 raise mapper_parsing(
                     f"failed to parse field [{path}] of type [{ftype}] in document with id '{doc_id}'. "
                     f"Preview of field's value: '{_preview(item)}'",
-                    caused_by={"type": "illegal_argument_exception" if ftype != "date" else "illegal_argument_exception",
-                               "reason": str(exc)}) from None
+                    caused_by={"type": cause, "reason": str(exc)}) from None
             if conv is not None and spec.get("index", True) is not False:
                 out.append(conv)
         if not out:
@@ -569,3 +577,40 @@ def _merge_into(dst: dict[str, Any], src: dict[str, Any], prefix: str) -> None:
                                       f"[{key}] from [{cur[key]}] to [{val}]")
             if key not in cur or key in ("ignore_above", "meta", "boost"):
                 cur[key] = val
+
+
+def _check_space(space: str, data_type: str) -> None:
+    if space in ("hamming", "hammingbit") and data_type == "float":
+        raise mapper_parsing(f"Space type [{space}] is not supported with [{data_type}] data type",
+                             cause_type="illegal_argument_exception")
+    if space not in SUPPORTED_SPACES:
+        raise mapper_parsing(f"space type [{space}] is not supported by the oskit embedded node")
+
+
+def _render_props(props: dict[str, Any]) -> dict[str, Any]:
+    """``GET _mapping`` as OpenSearch 2.19 renders what it stored: ``dynamic`` as a string, a knn_vector's
+    method with its space_type (copied from the field) and ``parameters`` ({} when none were given)."""
+    out: dict[str, Any] = {}
+    for name, spec in sorted(props.items()):  # OpenSearch keeps mapping properties sorted by name
+        if not isinstance(spec, dict):
+            out[name] = spec
+            continue
+        spec = dict(spec)
+        if isinstance(spec.get("dynamic"), bool):
+            spec["dynamic"] = "true" if spec["dynamic"] else "false"
+        if isinstance(spec.get("properties"), dict):
+            spec["properties"] = _render_props(spec["properties"])
+        if isinstance(spec.get("fields"), dict):
+            spec["fields"] = _render_props(spec["fields"])
+        method = spec.get("method")
+        if spec.get("type") == "knn_vector" and isinstance(method, dict):
+            space = method.get("space_type") or spec.get("space_type")
+            rendered = {k: method[k] for k in ("engine",) if k in method}
+            if space is not None:
+                rendered["space_type"] = space
+            rendered.update({k: method[k] for k in ("name",) if k in method})
+            rendered["parameters"] = method.get("parameters") or {}
+            rendered.update({k: v for k, v in method.items() if k not in rendered})
+            spec["method"] = rendered
+        out[name] = spec
+    return out

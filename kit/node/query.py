@@ -102,8 +102,11 @@ class Term(Query):
             try:
                 return "exact", convert_number(fd.type, self.value)
             except ValueError as exc:
+                cause = "number_format_exception" if str(exc).startswith("For input string") \
+                    else "illegal_argument_exception"
                 raise ApiError(400, "query_shard_exception", f"failed to create query: {exc}",
-                               index=ix.name, index_uuid=ix.uuid) from None
+                               index=ix.name, index_uuid=ix.uuid,
+                               caused_by={"type": cause, "reason": str(exc)}) from None
         if fd.type == "date":
             try:
                 return "exact", parse_date(self.value, fd.params.get("format"))
@@ -429,16 +432,18 @@ class Knn(Query):
 
     def scores(self, ix: "IndexState") -> dict[int, float]:
         fd = ix.mapping.fields.get(self.field)
-        if fd is None:
-            raise ApiError(400, "query_shard_exception",
-                           f"failed to create query: Field '{self.field}' is not knn_vector type.",
-                           index=ix.name, index_uuid=ix.uuid)
-        if fd.type != "knn_vector":
-            raise ApiError(400, "query_shard_exception",
-                           f"failed to create query: Field '{self.field}' is not knn_vector type.",
-                           index=ix.name, index_uuid=ix.uuid)
+        if fd is None or fd.type != "knn_vector":
+            reason = f"Field '{self.field}' is not knn_vector type."
+            raise ApiError(400, "query_shard_exception", f"failed to create query: {reason}",
+                           index=ix.name, index_uuid=ix.uuid,
+                           caused_by={"type": "illegal_argument_exception", "reason": reason})
         vf = ix.vectors(self.field)
-        q = vf.query_vector(self.vector, self.field)
+        try:
+            q = vf.query_vector(self.vector, self.field)
+        except ApiError as exc:  # KNNQueryBuilder#doToQuery: wrapped by QueryShardContext#toQuery
+            raise ApiError(400, "query_shard_exception", f"failed to create query: {exc.reason}",
+                           index=ix.name, index_uuid=ix.uuid,
+                           caused_by={"type": exc.type, "reason": exc.reason}) from None
         cand = self.filter.docs(ix) if self.filter is not None else None
         kind = "knn" if self.k is not None else ("min_score" if self.min_score is not None else "max_distance")
         stats = ix.engine.knn_stats
@@ -610,6 +615,8 @@ def _msm(spec: Any, n: int) -> int:
 
 
 def _field_and_spec(name: str, body: Any) -> tuple[str, Any]:
+    if name == "match" and body == {}:  # MatchQueryBuilder#fromXContent: no field, so no value
+        raise parsing_error("No text specified for text query")
     if not isinstance(body, dict) or not body:
         raise parsing_error(f"[{name}] query malformed, no start_object after query name")
     fields = [k for k in body if k not in ("boost", "_name")]

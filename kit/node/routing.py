@@ -141,7 +141,7 @@ class Router:
             raise SimpleApiError(
                 405, f"Incorrect HTTP method for uri [{path}] and method [{method}], allowed: "
                 f"[{', '.join(sorted(allowed))}]", allow=sorted(allowed))
-        raise SimpleApiError(400, f"no handler found for uri [{path}] and method [{method}]")
+        raise SimpleApiError(400, f"no handler found for uri [{path}] and method [{method}]", with_status=False)
 
 
 def split_path(path: str) -> list[str]:

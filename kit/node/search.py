@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from kit.node.contexts import parse_time_value
-from kit.node.errors import ApiError, bad_request, parsing_error, shard_failure, unsupported
+from kit.node.errors import ApiError, bad_request, on_shard, parsing_error, shard_failure, unsupported
 from kit.node.index_state import IndexState
 from kit.node.indices import Indices
-from kit.node.jsonutil import RawJSON, loads
+from kit.node.jsonutil import RawJSON, loads, token_name
 from kit.node.query import Hybrid, parse_query
 from kit.node.sorting import after_key, parse_sort, sort_key
 from kit.node.source_filter import filter_source, source_param
@@ -41,8 +41,17 @@ class Search(Indices):
             targets = self.resolve(index_expr, ignore_unavailable=params.get("ignore_unavailable") == "true")
             af = {name: parse_query({"bool": {"should": fs, "minimum_should_match": 1}})
                   for name, fs in self.alias_filters(index_expr, targets).items()}
-            n = sum(len(q.docs(ix) & af[ix.name].docs(ix)) if ix.name in af else len(q.docs(ix)) for ix in targets)
-        return {"count": n, "_shards": {"total": len(targets), "successful": len(targets), "skipped": 0, "failed": 0}}
+            per_shard = [len(self._on_shard(ix, q.docs) & af[ix.name].docs(ix)) if ix.name in af
+                         else len(self._on_shard(ix, q.docs)) for ix in targets]
+        out: dict[str, Any] = {}
+        if params.get("terminate_after") is not None:  # each shard stops collecting at terminate_after
+            limit = _int_param(params["terminate_after"], "terminate_after")
+            if limit > 0:
+                out["terminated_early"] = any(c > limit for c in per_shard)
+                per_shard = [min(c, limit) for c in per_shard]
+        out.update({"count": sum(per_shard),
+                    "_shards": {"total": len(targets), "successful": len(targets), "skipped": 0, "failed": 0}})
+        return out
 
     def search(self, index_expr: str | None, body: dict[str, Any] | None, params: dict[str, Any] | None = None,
                *, raw_source: bool = False) -> dict[str, Any]:
@@ -90,8 +99,19 @@ class Search(Indices):
             if "size" in params:  # truncate_hits without target_size falls back to the request's size
                 request["size"] = _int_param(params["size"], "size")
             response = pipeline.process_response(response, request)
-        response["took"] = int((time.perf_counter() - t0) * 1000)
+        response["took"] = took = int((time.perf_counter() - t0) * 1000)
+        if params.get("phase_took") in ("", "true"):  # SearchResponse: phase_took right after took
+            phases = {"dfs_pre_query": 0, "query": took, "fetch": 0, "dfs_query": 0, "expand": 0, "can_match": 0}
+            response = {k: v for k, v in response.items() if k in ("pit_id", "_scroll_id", "took")} | \
+                {"phase_took": phases} | {k: v for k, v in response.items() if k not in ("pit_id", "_scroll_id", "took")}
         return response
+
+    def _on_shard(self, ix: IndexState, fn: Any, *args: Any) -> Any:
+        """``fn(ix, *args)`` as the shard runs it: its errors come back as shard failures."""
+        try:
+            return fn(ix, *args)
+        except ApiError as exc:
+            raise on_shard(exc, index=ix.name, node=self.node_id) from None
 
     # ------------------------------------------------------------------ scroll and point in time
     def scroll_next(self, scroll_id: str, keep_alive: Any = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -145,7 +165,7 @@ class Search(Indices):
                    "pit", "slice", "stats", "verbose_pipeline"}
         for key in body:
             if key not in allowed:
-                raise parsing_error(f"Unknown key for a {'START_OBJECT' if isinstance(body[key], dict) else 'VALUE_STRING'} in [{key}].")
+                raise parsing_error(f"Unknown key for a {token_name(body[key])} in [{key}].")
         if body.get("script_fields"):
             raise unsupported("script_fields (Painless scripts)")
         for key in ("collapse", "suggest", "rescore", "slice", "indices_boost"):
@@ -185,15 +205,23 @@ class Search(Indices):
             raise parsing_error("Expected [START_OBJECT] under [aggregations], but got a [VALUE_STRING] in [aggs]")
         window = min((int(ix.settings.get("index.max_result_window", MAX_RESULT_WINDOW)) for ix in targets),
                      default=MAX_RESULT_WINDOW)
-        if from_ + size > window:
-            raise ApiError(400, "illegal_argument_exception",
-                           f"Result window is too large, from + size must be less than or equal to: [{window}] but "
-                           f"was [{from_ + size}]. See the scroll api for a more efficient way to request large data "
-                           f"sets. This limit can be set by changing the [index.max_result_window] index level setting.")
+        if from_ + size > window and targets:
+            raise shard_failure(400, "illegal_argument_exception",
+                                f"Result window is too large, from + size must be less than or equal to: [{window}] but "
+                                f"was [{from_ + size}]. See the scroll api for a more efficient way to request large "
+                                f"data sets. This limit can be set by changing the [index.max_result_window] index "
+                                f"level setting.", index=targets[0].name, node=self.node_id)
         tth = params.get("track_total_hits", body.get("track_total_hits", True))
         if isinstance(tth, str):
             tth = True if tth == "true" else False if tth == "false" else int(tth)
         sort_spec = parse_sort(params.get("sort"), body.get("sort"))
+        for ix in targets:  # the shard resolves sort fields before it collects: no hits, same failure
+            for field, _, opts in sort_spec:
+                if field not in ("_score", "_doc", "_shard_doc") and field not in ix.mapping.fields \
+                        and "unmapped_type" not in opts:
+                    raise on_shard(ApiError(400, "query_shard_exception",
+                                            f"No mapping found for [{field}] in order to sort on",
+                                            index=ix.name, index_uuid=ix.uuid), index=ix.name, node=self.node_id)
         if search_after is not None:
             if not isinstance(search_after, list):
                 raise parsing_error("[search_after] must be an array")
@@ -204,6 +232,10 @@ class Search(Indices):
             if len(search_after) != len(sort_spec):
                 raise shard_failure(400, "illegal_argument_exception", f"search_after has {len(search_after)} "
                                     f"value(s) but sort has {len(sort_spec)}.", index=shard, node=self.node_id)
+        terminate_after = _int_param(params.get("terminate_after", body.get("terminate_after", 0)), "terminate_after")
+        if terminate_after < 0:
+            raise bad_request("terminateAfter must be > 0")
+        terminated_early = False
         q = parse_query(body.get("query", {"match_all": {}}), predict=self._predict_fn())
         post = parse_query(body["post_filter"], predict=self._predict_fn()) if body.get("post_filter") else None
         min_score = body.get("min_score")
@@ -231,14 +263,16 @@ class Search(Indices):
                     raise unsupported("aggregations with a hybrid query")
                 if scroll_ms is not None or search_after is not None:
                     raise unsupported("scroll or search_after with a hybrid query")
+                if terminate_after:
+                    raise unsupported("terminate_after with a hybrid query")
                 depth = _hybrid_depth(q, from_, size, window)
                 per_shard: list[list[list[tuple[int, float]]]] = []  # [target][sub-query] → (rid, score), best first
                 for pos, ix in enumerate(targets):
-                    keep = q.filter.docs(ix) if q.filter is not None else None
-                    pd = post.docs(ix) if post is not None else None
+                    keep = self._on_shard(ix, q.filter.docs) if q.filter is not None else None
+                    pd = self._on_shard(ix, post.docs) if post is not None else None
                     subs = []
                     for sub in q.queries:
-                        sc = allowed(ix, sub.scores(ix))
+                        sc = allowed(ix, self._on_shard(ix, sub.scores))
                         hits = [(r, s) for r, s in sc.items() if s > 0 and (keep is None or r in keep)
                                 and (pd is None or r in pd)]
                         hits.sort(key=lambda x: (-x[1], x[0]))
@@ -262,15 +296,24 @@ class Search(Indices):
                     raw_page, raw_total, raw_max = _hybrid_raw_results(per_shard, from_, size)
             else:
                 for pos, ix in enumerate(targets):
-                    sc = allowed(ix, q.scores(ix))
+                    sc = allowed(ix, self._on_shard(ix, q.scores))
                     if min_score is not None:
                         ms = float(min_score)
                         sc = {r: s for r, s in sc.items() if s >= ms}
-                    if aggs_spec:
-                        agg_docs.append(sc)
+                    agg_sc = sc
                     if post is not None:
-                        pd = post.docs(ix)
+                        pd = self._on_shard(ix, post.docs)
                         sc = {r: s for r, s in sc.items() if r in pd}
+                    if terminate_after:
+                        # the shard collects in doc order and stops after terminate_after accepted hits
+                        # (post_filter and min_score accept first); aggregations saw the docs up to there
+                        if len(sc) > terminate_after:
+                            terminated_early = True
+                            last = sorted(sc)[terminate_after - 1]
+                            sc = {r: s for r, s in sc.items() if r <= last}
+                            agg_sc = {r: s for r, s in agg_sc.items() if r <= last}
+                    if aggs_spec:
+                        agg_docs.append(agg_sc)
                     scored.extend((s, pos, r) for r, s in sc.items())
             total = len(scored)
             sort_values: dict[tuple[int, int], list[Any]] = {}
@@ -282,7 +325,7 @@ class Search(Indices):
             elif sort_spec and (search_after is not None or not all(f == "_score" for f, _, _ in sort_spec)):
                 keys = []
                 for s, pos, rid in scored:
-                    vals, key = sort_key(targets[pos], rid, s, sort_spec)
+                    vals, key = self._on_shard(targets[pos], sort_key, rid, s, sort_spec)
                     sort_values[(pos, rid)] = vals
                     keys.append((key, pos, rid, s))
                 keys.sort(key=lambda x: (x[0], x[1], x[2]))
@@ -347,8 +390,10 @@ class Search(Indices):
                                                   {(p, r) for _, p, r in rest}}},
                 total=hits_obj.get("total"), max_score=max_score, expires=time.monotonic() + scroll_ms / 1000)
             out["_scroll_id"] = self.search_contexts.scroll_id(ctx)
-        out.update({"took": 0, "timed_out": False,
-                    "_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_obj})
+        out.update({"took": 0, "timed_out": False})
+        if terminate_after:
+            out["terminated_early"] = terminated_early
+        out.update({"_shards": {"total": n, "successful": n, "skipped": 0, "failed": 0}, "hits": hits_obj})
         if aggregations is not None:
             out["aggregations"] = aggregations
         return out

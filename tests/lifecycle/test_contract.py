@@ -22,7 +22,7 @@ def test_the_default_project_keeps_its_contracts(applied: Any, project_dir: Path
     corrupt = next(c for c in report.cases if c.name == "corrupt image")
     assert corrupt.ok and "rejected as expected" in corrupt.message
     for probe in ("vector image_embedding", "image image_embedding", "vector ocr_embedding",
-                  "hybrid tags, ocr_text, caption + image_embedding", "lexical tags, ocr_text, caption"):
+                  "hybrid caption, ocr_text, tags + image_embedding", "lexical caption, ocr_text, tags"):
         assert ("search-pipeline images-search", f"{probe} via search_pipeline=images-search") in names, probe
     # neural queries without model ids through the index's default search pipeline
     assert ("search-pipeline images-search", "vector image_embedding via default pipeline of images") in names

@@ -175,7 +175,7 @@ def test_deployed_model_rules_and_undeploy(c: httpx.Client, ts_model_id: str) ->
     r = c.delete(f"{ML}/models/{ts_model_id}")
     assert r.status_code == 400 and r.json()["error"]["type"] == "status_exception"
     und = c.post(f"{ML}/models/{ts_model_id}/_undeploy").json()
-    assert list(und.values()) == [{"stats": {ts_model_id: "UNDEPLOYED"}}]
+    assert list(und.values()) == [{"stats": {ts_model_id: "undeployed"}}]
     r = c.post(f"{ML}/_predict/text_embedding/{ts_model_id}", json={"text_docs": ["x"]})
     assert r.status_code == 400 and r.json()["error"]["reason"] == "Model not ready yet. Please deploy the model first."
     task = wait_task(c, c.post(f"{ML}/models/{ts_model_id}/_deploy").json()["task_id"])

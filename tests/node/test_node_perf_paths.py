@@ -142,8 +142,9 @@ def test_bulk_lines_with_surrounding_whitespace_and_crlf(n: AsgiNode) -> None:
     assert raw.content == b'{"a":"x"}'
     missing = n.request("POST", "/_bulk", raw=b'{"index":{"_index":"w","_id":"3"}}\n   \n',
                         headers={"content-type": "application/x-ndjson"})
-    assert missing.status_code == 400
-    assert missing.json()["error"]["reason"] == "Validation Failed: 1: source is missing;"
+    # a blank source line is the item's failure (OpenSearch 2.19.6)
+    assert missing.status_code == 200
+    assert missing.json()["items"][0]["index"]["error"]["caused_by"]["type"] == "not_x_content_exception"
 
 
 def test_background_checkpoint_keeps_the_wal_small(tmp_path: Path) -> None:

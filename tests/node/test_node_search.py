@@ -110,7 +110,7 @@ def test_sort_paging_source_and_total(n: AsgiNode) -> None:
     r = n.request("POST", "/p/_search", {"sort": [{"k.keyword": "asc"}, {"n": "desc"}], "size": 2})
     assert _ids(r.json()) == ["24", "21"]
     r = n.request("POST", "/p/_search", {"from": 9999, "size": 2})
-    assert r.status_code == 400 and "Result window is too large" in r.json()["error"]["reason"]
+    assert r.status_code == 400 and "Result window is too large" in r.json()["error"]["root_cause"][0]["reason"]
 
 
 def test_unsupported_features_are_named(n: AsgiNode) -> None:
@@ -204,7 +204,9 @@ def test_knn_mapping_rules(n: AsgiNode) -> None:
     assert "nmslib engine is deprecated" in r.json()["error"]["reason"]
     r = n.request("PUT", "/x2", {"mappings": {"properties": {"v": {
         "type": "knn_vector", "dimension": 3, "method": {"name": "hnsw", "engine": "faiss"}}}}})
-    assert r.json()["error"]["reason"] == "Cannot set modelId or method parameters when index.knn setting is false"
+    assert r.json()["error"]["reason"] == ("Failed to parse mapping [_doc]: Cannot set modelId or method parameters "
+                                           "when index.knn setting is false")  # OpenSearch 2.19.6
+    assert r.json()["error"]["caused_by"]["type"] == "illegal_argument_exception"
     _knn_index(n, "cosinesimil")  # faiss + cosinesimil is fine on 3.x
     r = n.request("PUT", "/v/_doc/1", {"vec": [1, 2]})
     err = r.json()["error"]

@@ -220,6 +220,7 @@ def _validate_action(action: Any, doc: dict[str, Any], settings: MLSettings) -> 
         raise iae("action type can't be null")
     if str(at).upper() not in ACTION_TYPES:
         raise iae(f"Wrong Action Type of {at}")
+    action["action_type"] = str(at).upper()  # ConnectorAction.ActionType: stored and shown upper case
     if action.get("url") is None:
         raise iae("url can't be null")
     if action.get("method") is None:
@@ -275,9 +276,18 @@ def _validate_resolved_endpoint(url: str | None, regexes: list[str]) -> None:
     raise iae("Connector URL is not matching the trusted connector endpoint regex")
 
 
+# ConnectorClientConfig's defaults (ML Commons 2.19): a connector that has a client_config shows them all
+CLIENT_CONFIG_DEFAULTS = {"max_connection": 30, "connection_timeout": 30000, "read_timeout": 30000,
+                          "retry_backoff_millis": 200, "retry_timeout_seconds": 30, "max_retry_times": 0,
+                          "retry_backoff_policy": "constant"}
+
+
 def public_connector(doc: dict[str, Any]) -> dict[str, Any]:
-    """A connector as the GET/search APIs show it: credentials never leave the node."""
+    """A connector as the GET API shows it: credentials never leave the node; a client_config with the
+    defaults filled in (the stored document keeps what was sent, so timeouts mean what they meant)."""
     out = {k: v for k, v in doc.items() if k != "credential"}
+    if isinstance(out.get("client_config"), dict):
+        out["client_config"] = {**CLIENT_CONFIG_DEFAULTS, **out["client_config"]}
     return out
 
 

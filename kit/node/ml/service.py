@@ -416,8 +416,8 @@ class MLCommons:
     def _group_delete(self, req: "NodeRequest") -> dict[str, Any]:
         """``DeleteModelGroupTransportAction``."""
         gid = req.path_params["model_group_id"]
-        if self._get(MODEL_GROUP_INDEX, gid) is None:
-            raise status_error(404, "Failed to find model group")
+        if self._get(MODEL_GROUP_INDEX, gid) is None and self.settings.version >= (3, 0, 0):
+            raise status_error(404, "Failed to find model group")  # 2.19: a 200 "not_found" delete response
         if self._search_ids(MODEL_INDEX, {"term": {"model_group_id": gid}}, size=1):
             raise status_error(409, "Cannot delete the model group when it has associated model versions")
         return self.engine.delete_doc(MODEL_GROUP_INDEX, gid, refresh=True)
@@ -697,7 +697,7 @@ class MLCommons:
         if connector_id:
             stored = self._get(CONNECTOR_INDEX, str(connector_id))
             if stored is None:
-                raise status_error(404, "Failed to find connector")
+                raise status_error(404, f"Failed to find connector:{connector_id}")
         else:
             if inline is None:
                 raise iae("You must provide connector content when creating a remote model without connector id!")
@@ -720,7 +720,8 @@ class MLCommons:
         for key in ("is_enabled", "rate_limiter", "deploy_setting", "interface", "guardrails", "model_config"):
             if body.get(key) is not None:
                 doc[key] = body[key]
-        doc.update({"created_time": now, "last_updated_time": now, "last_registered_time": now, "is_hidden": False})
+        # a remote model has no last_registered_time (MLModelManager.registerMLRemoteModel sets none)
+        doc.update({"created_time": now, "last_updated_time": now, "is_hidden": False})
         if connector_id:
             doc["connector_id"] = str(connector_id)
         else:
@@ -819,6 +820,8 @@ class MLCommons:
     @staticmethod
     def _public_model(doc: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in doc.items() if k not in ("model_content", "content")}
+        if not out.get("planning_worker_nodes", True):
+            del out["planning_worker_nodes"]  # MLModel.toXContent shows it only when non-empty
         if isinstance(out.get("connector"), dict):
             out["connector"] = conn.public_connector(out["connector"])
         return out
@@ -1018,13 +1021,13 @@ class MLCommons:
             was_deployed = loaded is not None or (doc is not None and doc.get("model_state") in DEPLOYED_STATES)
             if loaded is not None:
                 loaded.close()
-            stats[model_id] = "UNDEPLOYED" if was_deployed else "not_found"
+            stats[model_id] = "undeployed" if was_deployed else "not_found"  # CommonValue.UNDEPLOYED
             if doc is not None and was_deployed:
-                now = now_ms()
+                # MLModelManager: state and counts only (an empty planning_worker_nodes is not shown;
+                # last_updated_time and deploy_to_all_nodes stay as the deploy left them)
                 self._update(MODEL_INDEX, model_id, {
                     "model_state": "UNDEPLOYED", "planning_worker_node_count": 0, "current_worker_node_count": 0,
-                    "planning_worker_nodes": [], "deploy_to_all_nodes": False, "last_undeployed_time": now,
-                    "last_updated_time": now,
+                    "planning_worker_nodes": [],
                 })
         return {self.node_id: {"stats": stats}}
 
@@ -1170,13 +1173,15 @@ class MLCommons:
         doc = self.cipher.seal(conn.validate_connector(body, self.settings, update=True, existing=existing))
         assert doc is not None
         doc["last_updated_time"] = now_ms()
-        return self._put(CONNECTOR_INDEX, connector_id, {k: v for k, v in doc.items() if v is not None})
+        # UpdateConnectorTransportAction writes without a refresh policy: no forced_refresh in the answer
+        return self.engine.index_doc(CONNECTOR_INDEX, connector_id, {k: v for k, v in doc.items() if v is not None})
 
     def _connector_delete(self, req: "NodeRequest") -> dict[str, Any]:
         """``DeleteConnectorTransportAction``: 409 while any model uses it."""
         connector_id = req.path_params["connector_id"]
-        if self._get(CONNECTOR_INDEX, connector_id) is None:
+        if self._get(CONNECTOR_INDEX, connector_id) is None and self.settings.version >= (3, 0, 0):
             raise status_error(404, "Failed to find connector")
+        # 2.19 deletes whatever the id names: a missing connector is a 200 "not_found" delete response
         users = [h["_id"] for h in self._models_using(connector_id)]
         if users:
             raise status_error(409, f"{len(users)} models are still using this connector, please delete or update "
