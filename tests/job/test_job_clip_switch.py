@@ -119,7 +119,7 @@ def test_one_line_switch_to_standard_open_clip(switch: dict[str, Any]) -> None:
 
         result = ingest(stack.client, [images], index="images")
         assert result.failed == 0 and result.indexed == 6
-        mapping = stack.client.request("GET", "/images/_mapping")["images"]["mappings"]
+        [mapping] = [v["mappings"] for v in stack.client.request("GET", "/images/_mapping").values()]  # images-vN behind the alias
         assert mapping["properties"]["image_embedding"]["dimension"] == dim
         assert arch in mapping["_meta"]["oskit"]["vectors"]["image_embedding"]
         hits = search(stack.client, "a red circle", k=3).hits

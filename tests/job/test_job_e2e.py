@@ -183,7 +183,7 @@ def test_calibration_is_stored_with_the_index_and_labels_every_hit(stack: Any, s
         assert all(h.label in (None, "identical") for h in before.hits)
     bands = calibrate_from_queries(stack.client, samples, index="images")
     bands.store(stack.client, "images")
-    meta = stack.client.request("GET", "/images/_mapping")["images"]["mappings"]["_meta"]
+    [meta] = [v["mappings"]["_meta"] for v in stack.client.request("GET", "/images/_mapping").values()]  # images-vN
     assert meta["oskit"]["project"] == "oskit"  # the project's own _meta is kept
     assert meta[META_KEY]["model"] == meta["oskit"]["vectors"]["image_embedding"]
     assert "oskit-clip-tiny" in meta[META_KEY]["model"]
