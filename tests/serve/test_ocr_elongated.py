@@ -43,7 +43,7 @@ def test_ocr_endpoint_answers_for_elongated_images(serve_client: Any, size: tupl
         async with serve_client(ServeConfig(ocr=OcrConfig(), device="cpu", warmup=False)) as (c, _):
             r = await c.post("/ocr", json={"inputImage": b64(png(size))})
             assert r.status_code == 200, r.text
-            assert r.json() == {"text": "", "lines": []}
+            assert r.json() == {"text": None, "lines": []}
 
     asyncio.run(go())
 
@@ -65,4 +65,4 @@ def test_an_image_ocr_cannot_run_on_yields_no_text(monkeypatch: pytest.MonkeyPat
 
     engine = ocr.OcrEngine()
     monkeypatch.setattr(ocr, "pad_to_aspect", lambda img: img)  # as before the padding: RapidOCR raises
-    assert engine.read(png((10, 4000))) == {"text": "", "lines": []}
+    assert engine.read(png((10, 4000))) == {"text": None, "lines": []}
