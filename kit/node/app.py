@@ -22,7 +22,7 @@ from starlette.datastructures import State
 from starlette.responses import Response
 
 from kit.node.engine import Engine
-from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required, parsing_error
+from kit.node.errors import ApiError, SimpleApiError, bad_request, body_required
 from kit.node.index_state import INDEX_SETTING_DEFAULTS
 from kit.node.params import COUNT_PARAMS, SEARCH_PARAMS, check_params
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
@@ -338,17 +338,6 @@ def _opt_int(req: NodeRequest, name: str) -> int | None:
         raise bad_request(f"Failed to parse int parameter [{name}] with value [{v}]") from None
 
 
-def _body_obj(req: NodeRequest, *, required: bool = False) -> dict[str, Any]:
-    data = req.json()
-    if data is None:
-        if required:
-            raise body_required()
-        return {}
-    if not isinstance(data, dict):
-        raise parsing_error("request body must be a JSON object")
-    return data
-
-
 def _with_status(pair: tuple[dict[str, Any], int]) -> Response:
     return json_response(pair[0], pair[1])
 
@@ -412,7 +401,7 @@ def get_cluster_settings(req: NodeRequest) -> dict[str, Any]:
 
 
 def put_cluster_settings(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.settings.update(_body_obj(req, required=True))
+    return req.engine.settings.update(req.json_object(required=True))
 
 
 def _cat(req: NodeRequest, columns: list[str], rows: list[dict[str, Any]]) -> Response:
@@ -511,7 +500,7 @@ def nodes_info(req: NodeRequest) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- indices
 def create_index(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.create_index(req.path_params["index"], _body_obj(req))
+    return req.engine.create_index(req.path_params["index"], req.json_object())
 
 
 def index_exists(req: NodeRequest) -> Response:
@@ -540,7 +529,7 @@ def get_mapping(req: NodeRequest) -> dict[str, Any]:
 
 
 def put_mapping(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.put_mapping(req.path_params["index"], _body_obj(req, required=True))
+    return req.engine.put_mapping(req.path_params["index"], req.json_object(required=True))
 
 
 def get_settings(req: NodeRequest) -> dict[str, Any]:
@@ -566,7 +555,7 @@ def get_settings(req: NodeRequest) -> dict[str, Any]:
 
 
 def put_settings(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.put_settings(req.path_params.get("index", "_all"), _body_obj(req, required=True))
+    return req.engine.put_settings(req.path_params.get("index", "_all"), req.json_object(required=True))
 
 
 def refresh(req: NodeRequest) -> dict[str, Any]:
@@ -579,7 +568,7 @@ def refresh(req: NodeRequest) -> dict[str, Any]:
 
 def put_alias(req: NodeRequest) -> dict[str, Any]:
     """PUT/POST ``[/{index}]/_alias[es][/{name}]``: index and alias from the path or the body."""
-    body = dict(_body_obj(req))
+    body = dict(req.json_object())
     spec: dict[str, Any] = dict(body)
     if "index" in req.path_params:
         spec.pop("indices", None)
@@ -600,7 +589,7 @@ def delete_alias(req: NodeRequest) -> dict[str, Any]:
 
 
 def post_aliases(req: NodeRequest) -> dict[str, Any]:
-    body = _body_obj(req, required=True)
+    body = req.json_object(required=True)
     return req.engine.update_aliases(body.get("actions"))  # type: ignore[arg-type]
 
 
@@ -626,7 +615,7 @@ def get_alias(req: NodeRequest) -> Response:
 
 
 def put_template(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.put_template(req.path_params["name"], _body_obj(req, required=True),
+    return req.engine.put_template(req.path_params["name"], req.json_object(required=True),
                                    create=req.flag("create"))
 
 
@@ -647,7 +636,7 @@ def delete_template(req: NodeRequest) -> dict[str, Any]:
 
 
 def put_legacy_template(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.put_legacy_template(req.path_params["name"], _body_obj(req, required=True),
+    return req.engine.put_legacy_template(req.path_params["name"], req.json_object(required=True),
                                           create=req.flag("create"), order=req.query.get("order"))
 
 
@@ -722,7 +711,7 @@ def delete_doc(req: NodeRequest) -> Response:
 
 def update_doc(req: NodeRequest) -> Response:
     return _with_status(req.engine.update_doc_status(req.path_params["index"], req.path_params["id"],
-                                                     _body_obj(req, required=True), refresh=_refresh(req),
+                                                     req.json_object(required=True), refresh=_refresh(req),
                                                      if_seq_no=_opt_int(req, "if_seq_no"),
                                                      if_primary_term=_opt_int(req, "if_primary_term"),
                                                      source_filter=req.query.get("_source")))
@@ -805,19 +794,19 @@ def bulk(req: NodeRequest) -> dict[str, Any]:
 
 
 def mget(req: NodeRequest) -> dict[str, Any]:
-    return req.engine.mget(_body_obj(req, required=True), index=req.path_params.get("index"),
+    return req.engine.mget(req.json_object(required=True), index=req.path_params.get("index"),
                            source_includes=req.query.get("_source_includes"),
                            source_excludes=req.query.get("_source_excludes"))
 
 
 def search(req: NodeRequest) -> dict[str, Any]:
     check_params(req.path, req.query, SEARCH_PARAMS)
-    return req.engine.search(req.path_params.get("index"), _body_obj(req), req.query, raw_source=True)
+    return req.engine.search(req.path_params.get("index"), req.json_object(), req.query, raw_source=True)
 
 
 def count(req: NodeRequest) -> dict[str, Any]:
     check_params(req.path, req.query, COUNT_PARAMS)
-    return req.engine.count(req.path_params.get("index"), _body_obj(req), req.query)
+    return req.engine.count(req.path_params.get("index"), req.json_object(), req.query)
 
 
 def not_supported(feature: str) -> Callable[[NodeRequest], dict[str, Any]]:

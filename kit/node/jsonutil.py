@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "NestingTooDeep", "RawJSON", "dumps", "loads", "token_name"]
+__all__ = ["MAX_DEPTH", "NestingTooDeep", "RawJSON", "dumps", "java_class", "loads", "token_name"]
 
 
 class RawJSON(str):
@@ -98,6 +98,23 @@ def _dumps_std(obj: Any) -> bytes:
         for i, raw in enumerate(raws):
             text = text.replace(f'"\\u0000RAW{i}\\u0000"', raw, 1)
     return text.encode("utf-8")
+
+
+def java_class(value: Any) -> str:
+    """The Java class OpenSearch names when a config value has the wrong type."""
+    if isinstance(value, bool):
+        return "java.lang.Boolean"
+    if isinstance(value, int):
+        return "java.lang.Integer" if -(2**31) <= value < 2**31 else "java.lang.Long"
+    if isinstance(value, float):
+        return "java.lang.Double"
+    if isinstance(value, str):
+        return "java.lang.String"
+    if isinstance(value, list):
+        return "java.util.ArrayList"
+    if isinstance(value, dict):
+        return "java.util.HashMap"
+    return type(value).__name__
 
 
 def token_name(value: Any) -> str:

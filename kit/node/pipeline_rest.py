@@ -1,5 +1,5 @@
 """What ingest and search pipelines share: their store (a hidden system index), the REST handlers
-(get-all, get, put, delete) and ``java_class`` for config errors.
+(get-all, get, put, delete).
 
 Both services keep their pipelines in a ``store`` (``all``/``match``/``get``/``delete``), a parse cache
 ``_parsed`` and a ``put(id, body)`` that validates; OpenSearch's two pipeline APIs answer alike.
@@ -20,23 +20,6 @@ if TYPE_CHECKING:
     from kit.node.routing import NodeRequest
 
 log = logging.getLogger(__name__)
-
-
-def java_class(value: Any) -> str:
-    """The Java class OpenSearch names when a config value has the wrong type."""
-    if isinstance(value, bool):
-        return "java.lang.Boolean"
-    if isinstance(value, int):
-        return "java.lang.Integer" if -(2**31) <= value < 2**31 else "java.lang.Long"
-    if isinstance(value, float):
-        return "java.lang.Double"
-    if isinstance(value, str):
-        return "java.lang.String"
-    if isinstance(value, list):
-        return "java.util.ArrayList"
-    if isinstance(value, dict):
-        return "java.util.HashMap"
-    return type(value).__name__
 
 
 class PipelineStore:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Union
 from urllib.parse import unquote
 
-from kit.node.errors import ApiError, SimpleApiError, json_parse_error
+from kit.node.errors import ApiError, SimpleApiError, body_required, json_parse_error, parsing_error
 from kit.node.jsonutil import NestingTooDeep, RawJSON, dumps, loads
 
 if TYPE_CHECKING:
@@ -206,6 +206,17 @@ class NodeRequest:
             else:
                 self._json = parse_json(self.body)
         return default if self._json is None else self._json
+
+    def json_object(self, *, required: bool = False) -> dict[str, Any]:
+        """Parsed body that must be a JSON object; ``{}`` for an empty body unless ``required``."""
+        data = self.json()
+        if data is None:
+            if required:
+                raise body_required()
+            return {}
+        if not isinstance(data, dict):
+            raise parsing_error("request body must be a JSON object")
+        return data
 
     def flag(self, name: str, default: bool = False) -> bool:
         v = self.query.get(name)

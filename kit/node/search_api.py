@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kit.node.analysis import analyze_text
-from kit.node.errors import ApiError, bad_request, body_required, parsing_error, unsupported
+from kit.node.errors import ApiError, bad_request, parsing_error, unsupported
 
 if TYPE_CHECKING:
     from kit.node.routing import NodeRequest, Route
@@ -18,23 +18,12 @@ if TYPE_CHECKING:
 __all__ = ["routes"]
 
 
-def _body(req: "NodeRequest", *, required: bool = False) -> dict[str, Any]:
-    data = req.json()
-    if data is None:
-        if required:
-            raise body_required()
-        return {}
-    if not isinstance(data, dict):
-        raise parsing_error("request body must be a JSON object")
-    return data
-
-
 # ---------------------------------------------------------------------------------------- _analyze
 def analyze(req: "NodeRequest") -> dict[str, Any]:
     """``AnalyzeAction``: built-in analyzers, a field's analyzer, or a tokenizer + filters chain."""
     if not req.has_body() and "text" not in req.query:
         raise ApiError(400, "parse_exception", "request body or source parameter is required")
-    body = _body(req)
+    body = req.json_object()
     for key in ("text", "analyzer", "tokenizer", "field", "filter"):
         if key not in body and key in req.query:
             body[key] = req.query[key] if key != "filter" else req.query[key].split(",")
@@ -81,7 +70,7 @@ def analyze(req: "NodeRequest") -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- scroll
 def scroll(req: "NodeRequest") -> dict[str, Any]:
-    body = _body(req)
+    body = req.json_object()
     scroll_id = req.path_params.get("scroll_id") or body.get("scroll_id") or req.query.get("scroll_id")
     if not scroll_id:
         raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: scrollId is missing;")
@@ -92,7 +81,7 @@ def scroll(req: "NodeRequest") -> dict[str, Any]:
 def clear_scroll(req: "NodeRequest") -> Any:
     from kit.node.routing import json_response
 
-    body = _body(req)
+    body = req.json_object()
     ids: Any = req.path_params.get("scroll_id")
     if ids is not None:
         ids = ids.split(",")
@@ -122,7 +111,7 @@ def delete_pits(req: "NodeRequest") -> dict[str, Any]:
         for p in pits:
             contexts.free_pit(p.pit_id)
         return {"pits": [{"successful": True, "pit_id": p.pit_id} for p in pits]}
-    ids = _body(req, required=True).get("pit_id")
+    ids = req.json_object(required=True).get("pit_id")
     if isinstance(ids, str):
         ids = [ids]
     if not ids:
@@ -194,19 +183,19 @@ def msearch(req: "NodeRequest") -> dict[str, Any]:
 def reindex(req: "NodeRequest") -> dict[str, Any]:
     from kit.node import reindex as rx
 
-    return rx.reindex(req.engine, _body(req, required=True), req.query)
+    return rx.reindex(req.engine, req.json_object(required=True), req.query)
 
 
 def update_by_query(req: "NodeRequest") -> dict[str, Any]:
     from kit.node import reindex as rx
 
-    return rx.update_by_query(req.engine, req.path_params["index"], _body(req), req.query)
+    return rx.update_by_query(req.engine, req.path_params["index"], req.json_object(), req.query)
 
 
 def delete_by_query(req: "NodeRequest") -> dict[str, Any]:
     from kit.node import reindex as rx
 
-    body = _body(req, required=True)
+    body = req.json_object(required=True)
     return rx.delete_by_query(req.engine, req.path_params["index"], body, req.query)
 
 

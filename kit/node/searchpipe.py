@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from kit.node.pipeline_rest import PipelineRest, PipelineStore, java_class
+from kit.node.jsonutil import java_class
+from kit.node.pipeline_rest import PipelineRest, PipelineStore
 from kit.node.errors import ApiError, bad_request, unsupported
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from kit.node.ingest.processor import (
     read_processor,
     run_processor,
 )
-from kit.node.pipeline_rest import java_class
+from kit.node.jsonutil import java_class
 
 
 class SetProcessor(Processor):

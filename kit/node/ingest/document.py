@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from kit.node.errors import ApiError, unsupported
-from kit.node.pipeline_rest import java_class
+from kit.node.jsonutil import java_class
 
 METADATA_KEYS = ("_index", "_id", "_routing", "_version", "_version_type", "_if_seq_no", "_if_primary_term")
 
@@ -209,12 +209,7 @@ class IngestDocument:
                 return ctx[element]
             raise iae(f"field [{element}] not present as part of path [{path}]")
         if isinstance(ctx, list):
-            try:
-                i = int(element)
-            except ValueError:
-                raise iae(f"[{element}] is not an integer, cannot be used as an index as part of path [{path}]") from None
-            if i < 0 or i >= len(ctx):
-                raise iae(f"[{i}] is out of bounds for array with length [{len(ctx)}] as part of path [{path}]")
+            i = _list_index(ctx, element, path)
             return ctx[i]
         raise iae(f"cannot resolve [{element}] from object of type [{java_class(ctx)}] as part of path [{path}]")
 
@@ -272,12 +267,7 @@ class IngestDocument:
                     ctx[element] = {}
                 ctx = ctx[element]
             elif isinstance(ctx, list):
-                try:
-                    i = int(element)
-                except ValueError:
-                    raise iae(f"[{element}] is not an integer, cannot be used as an index as part of path [{path}]") from None
-                if i < 0 or i >= len(ctx):
-                    raise iae(f"[{i}] is out of bounds for array with length [{len(ctx)}] as part of path [{path}]")
+                i = _list_index(ctx, element, path)
                 ctx = ctx[i]
             else:
                 raise iae(f"cannot set [{element}] with parent object of type [{java_class(ctx)}] as part of path [{path}]")
@@ -293,12 +283,7 @@ class IngestDocument:
             else:
                 ctx[leaf] = value
         elif isinstance(ctx, list):
-            try:
-                i = int(leaf)
-            except ValueError:
-                raise iae(f"[{leaf}] is not an integer, cannot be used as an index as part of path [{path}]") from None
-            if i < 0 or i >= len(ctx):
-                raise iae(f"[{i}] is out of bounds for array with length [{len(ctx)}] as part of path [{path}]")
+            i = _list_index(ctx, leaf, path)
             ctx[i] = _append_values(ctx[i], value, allow_duplicates) if append else value
         else:
             raise iae(f"cannot set [{leaf}] with parent object of type [{java_class(ctx)}] as part of path [{path}]")
@@ -313,12 +298,7 @@ class IngestDocument:
                 raise iae(f"field [{leaf}] not present as part of path [{path}]")
             del ctx[leaf]
         elif isinstance(ctx, list):
-            try:
-                i = int(leaf)
-            except ValueError:
-                raise iae(f"[{leaf}] is not an integer, cannot be used as an index as part of path [{path}]") from None
-            if i < 0 or i >= len(ctx):
-                raise iae(f"[{i}] is out of bounds for array with length [{len(ctx)}] as part of path [{path}]")
+            i = _list_index(ctx, leaf, path)
             del ctx[i]
         elif ctx is None:
             raise iae(f"cannot remove [{leaf}] from null as part of path [{path}]")
@@ -347,3 +327,14 @@ def _append_values(existing: Any, value: Any, allow_duplicates: bool) -> Any:
         if allow_duplicates or item not in base:
             base.append(item)
     return base
+
+
+def _list_index(ctx: list[Any], element: str, path: str) -> int:
+    """``element`` of ``path`` as an index into the list ``ctx``, or OpenSearch's error for it."""
+    try:
+        i = int(element)
+    except ValueError:
+        raise iae(f"[{element}] is not an integer, cannot be used as an index as part of path [{path}]") from None
+    if i < 0 or i >= len(ctx):
+        raise iae(f"[{i}] is out of bounds for array with length [{len(ctx)}] as part of path [{path}]")
+    return i

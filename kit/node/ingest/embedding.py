@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from kit.node.errors import ApiError
 from kit.node.ingest.document import METADATA_KEYS, IngestDocument, iae, ise, java_str
 from kit.node.ingest.processor import Config, ExecContext, Processor, predict
-from kit.node.pipeline_rest import java_class
+from kit.node.jsonutil import java_class
 
 
 _RESPONSE_HINT = ". Ensure the connector's post_process_function returns: {\"response\": [[float, float, ...], ...]}"

@@ -10,7 +10,7 @@ from kit.node.errors import ApiError
 from kit.node.ingest.document import IngestDocument, iae, java_str, runtime_error
 from kit.node.ingest.processor import Config, ExecContext, Processor, predict
 from kit.node.jsonpath import JsonPathError, PathNotFound, compile_path
-from kit.node.pipeline_rest import java_class
+from kit.node.jsonutil import java_class
 
 
 def _to_json_string(value: Any) -> str:

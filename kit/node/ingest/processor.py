@@ -21,7 +21,7 @@ from kit.node.ingest.document import (
     parse_error,
     wrap_factory_error,
 )
-from kit.node.pipeline_rest import java_class
+from kit.node.jsonutil import java_class
 
 # Real processors this node does not implement: refused with a clear message, not "unknown type".
 KNOWN_UNSUPPORTED = {

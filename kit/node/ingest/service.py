@@ -31,7 +31,8 @@ from kit.node.ingest.document import IngestDocument, ProcessorFailure, Dropped, 
 from kit.node.ingest.embedding import TextEmbeddingProcessor
 from kit.node.ingest.pipeline import Pipeline
 from kit.node.ingest.processor import ExecContext, run_processor
-from kit.node.pipeline_rest import PipelineRest, PipelineStore, java_class
+from kit.node.jsonutil import java_class
+from kit.node.pipeline_rest import PipelineRest, PipelineStore
 
 if TYPE_CHECKING:
     from kit.node.engine import Engine
