@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+__all__ = ["main"]
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kit.node", description="Run the oskit embedded node.")

@@ -9,7 +9,7 @@ from typing import Callable
 
 from kit.node.errors import ApiError
 
-__all__ = ["ENGLISH_STOP_WORDS", "analyzer", "known_analyzers"]
+__all__ = ["ENGLISH_STOP_WORDS", "analyze_text", "analyzer", "known_analyzers", "token_offsets"]
 
 # Lucene EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the `_english_` set)
 ENGLISH_STOP_WORDS = frozenset(

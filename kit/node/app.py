@@ -28,7 +28,7 @@ from kit.node.params import COUNT_PARAMS, SEARCH_PARAMS, check_params
 from kit.node.routing import NodeRequest, Route, Router, dumps, json_response, loads
 from kit.node.settings import nest
 
-__all__ = ["PLUGINS", "NodeApp", "build_router", "create_app"]
+__all__ = ["MAX_CONTENT_LENGTH", "NodeApp", "PLUGINS", "build_router", "create_app", "parse_byte_size"]
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,8 @@ from kit.node.query import parse_query
 from kit.node.source_filter import filter_source
 from kit.node.vectors import VectorField
 
+__all__ = ["Documents", "deep_merge", "mapper_parsing_doc", "with_forced_refresh", "write_shards"]
+
 log = logging.getLogger(__name__)
 
 GC_DELETES_S = 60.0  # index.gc_deletes: how long a delete's version outlives the document (LiveVersionMap)

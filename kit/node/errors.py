@@ -9,20 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "ApiError",
-    "bad_request",
-    "body_required",
-    "index_already_exists",
-    "json_parse_error",
-    "failed_to_parse_mapping",
-    "mapper_parsing",
-    "not_found_index",
-    "on_shard",
-    "parsing_error",
-    "shard_failure",
-    "status_exception",
-    "unsupported",
-    "version_conflict",
+    "ApiError", "SimpleApiError", "bad_request", "body_required", "failed_to_parse_mapping",
+    "index_already_exists", "json_parse_error", "mapper_parsing", "not_found_index", "on_shard",
+    "parsing_error", "shard_failure", "status_exception", "unsupported", "version_conflict",
 ]
 
 

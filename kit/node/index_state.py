@@ -22,7 +22,10 @@ from kit.node.settings import flatten, stringify
 from kit.node.storage import Storage
 from kit.node.vectors import VectorField
 
-__all__ = ["INDEX_SETTING_DEFAULTS", "IndexState", "new_id", "normalise_index_settings"]
+__all__ = [
+    "INDEX_DEFAULTS", "INDEX_SETTING_DEFAULTS", "IndexState", "STATIC_SETTINGS", "new_id",
+    "normalise_index_settings", "version_id",
+]
 
 log = logging.getLogger(__name__)
 

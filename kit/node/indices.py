@@ -34,6 +34,8 @@ from kit.node.query import parse_query
 from kit.node.settings import ClusterSettings, flatten, nest, stringify
 from kit.node.storage import Storage
 
+__all__ = ["Indices", "mapper_parsing_root"]
+
 
 class Indices:
     """Index resolution and admin; the base of :class:`kit.node.engine.Engine`, which sets the state below."""

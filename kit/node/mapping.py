@@ -15,7 +15,7 @@ from typing import Any
 from kit.node.analysis import analyzer
 from kit.node.errors import ApiError, bad_request, mapper_parsing
 
-__all__ = ["FieldDef", "Mapping", "parse_date", "version_tuple"]
+__all__ = ["FieldDef", "Mapping", "NUMERIC", "convert_number", "parse_date", "version_tuple"]
 
 DEPTH_LIMIT = 20  # index.mapping.depth.limit: objects nested deeper are refused (DocumentParser)
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}

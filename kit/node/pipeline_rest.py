@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from kit.node.engine import Engine
     from kit.node.routing import NodeRequest
 
+__all__ = ["PipelineRest", "PipelineStore"]
+
 log = logging.getLogger(__name__)
 
 

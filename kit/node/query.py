@@ -18,7 +18,7 @@ from kit.node.mapping import NUMERIC, convert_number, parse_date
 if TYPE_CHECKING:
     from kit.node.index_state import IndexState
 
-__all__ = ["Query", "parse_query"]
+__all__ = ["Hybrid", "Query", "parse_query"]
 
 _UNSUPPORTED_QUERIES = {
     "match_phrase", "match_phrase_prefix", "match_bool_prefix", "query_string", "simple_query_string",

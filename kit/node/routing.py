@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from kit.node.engine import Engine
 
-__all__ = ["NodeRequest", "RawJSON", "Route", "Router", "dumps", "json_response"]
+__all__ = ["NodeRequest", "RawJSON", "Route", "Router", "dumps", "json_response", "loads", "parse_json"]
 
 HandlerResult = Union["Response", dict[str, Any], list[Any]]
 Handler = Callable[["NodeRequest"], Union[Awaitable[HandlerResult], HandlerResult]]

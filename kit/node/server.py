@@ -16,7 +16,7 @@ from typing import Any
 
 from kit.errors import NodeError
 
-__all__ = ["NodeProcess", "NodeServer", "free_port", "wait_until_up"]
+__all__ = ["NodeProcess", "NodeServer", "free_port", "run_foreground", "wait_until_up"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

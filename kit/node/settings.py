@@ -8,7 +8,7 @@ from typing import Any, Callable
 from kit.node.errors import bad_request, body_required
 from kit.node.storage import Storage
 
-__all__ = ["ClusterSettings", "flatten", "nest"]
+__all__ = ["ClusterSettings", "flatten", "nest", "stringify"]
 
 
 _CLUSTER_PREFIXES = ("plugins.", "cluster.", "action.", "indices.", "search.", "knn.", "opensearch.", "logger.",

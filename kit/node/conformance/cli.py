@@ -12,6 +12,8 @@ from kit.errors import ConfigError
 from kit.node.conformance.results import StoryResult
 from kit.node.conformance.runner import DEFAULT_DISTRIBUTION, SUITES, default_spec_dir, run_conformance
 
+__all__ = ["conformance_command"]
+
 
 # ------------------------------------------------------------------------------------------------
 # CLI

@@ -11,6 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+__all__ = [
+    "MIRRORED_MODELS", "build_mirror_package", "default_mirror_dir", "mirror_package_key", "prepare_offline_mirror",
+]
+
 log = logging.getLogger(__name__)
 
 

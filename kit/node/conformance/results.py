@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Sequence
 
+__all__ = ["ChapterResult", "ConformanceReport", "Evaluation", "Result", "StoryResult", "overall_result"]
+
 
 class Result(str, Enum):
     PASSED = "PASSED"

@@ -17,6 +17,11 @@ from kit.node.conformance.results import ConformanceReport, Result, StoryResult
 from kit.node.conformance.stories import StoryContext, _expand_chapters, _story_schema_validator, run_story
 from kit.node.conformance.transport import HttpTransport
 
+__all__ = [
+    "DEFAULT_DISTRIBUTION", "DEFAULT_SKIPS_FILE", "SUITES", "default_spec_dir", "discover_stories", "load_skip_list",
+    "run_conformance", "skip_reason",
+]
+
 log = logging.getLogger(__name__)
 
 # The stories issue 3 asks for, relative to the stories folder (upstream's ``tests/``).

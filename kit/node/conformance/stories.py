@@ -23,6 +23,8 @@ from kit.node.conformance.values import (
     lodash_get,
 )
 
+__all__ = ["StoryContext", "run_story"]
+
 
 # ------------------------------------------------------------------------------------------------
 # Stories

@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 from kit.node.conformance.values import _UNDEFINED, _js_str
 
+__all__ = ["HttpTransport", "Response"]
+
 
 # ------------------------------------------------------------------------------------------------
 # HTTP

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 from kit.node.conformance.results import Evaluation, Result
 
+__all__ = ["StoryOutputs", "lodash_get", "payload_differences"]
+
 
 # ------------------------------------------------------------------------------------------------
 # JavaScript-compatible value handling (the stories were written for a TypeScript runner)

@@ -23,6 +23,12 @@ from kit.node.ingest.processor import (
 )
 from kit.node.jsonutil import java_class
 
+__all__ = [
+    "AppendProcessor", "ConvertProcessor", "DropProcessor", "FailProcessor", "ForeachProcessor",
+    "JoinProcessor", "LowercaseProcessor", "PipelineProcessor", "RemoveProcessor", "RenameProcessor",
+    "SetProcessor", "SplitProcessor", "TrimProcessor", "UppercaseProcessor",
+]
+
 
 class SetProcessor(Processor):
     type = "set"

@@ -12,6 +12,11 @@ from typing import Any, Mapping
 from kit.node.errors import ApiError, unsupported
 from kit.node.jsonutil import java_class
 
+__all__ = [
+    "Dropped", "IngestDocument", "METADATA_KEYS", "ProcessorFailure", "check_template", "config_error", "iae",
+    "ise", "java_str", "parse_error", "render_template", "runtime_error", "wrap_factory_error",
+]
+
 METADATA_KEYS = ("_index", "_id", "_routing", "_version", "_version_type", "_if_seq_no", "_if_primary_term")
 
 

@@ -12,6 +12,10 @@ from kit.node.ingest.document import METADATA_KEYS, IngestDocument, iae, ise, ja
 from kit.node.ingest.processor import Config, ExecContext, Processor, predict
 from kit.node.jsonutil import java_class
 
+__all__ = [
+    "TextEmbeddingProcessor", "TextImageEmbeddingProcessor", "validate_map_value", "vectors_from_response",
+]
+
 
 _RESPONSE_HINT = ". Ensure the connector's post_process_function returns: {\"response\": [[float, float, ...], ...]}"
 

@@ -12,6 +12,8 @@ from kit.node.ingest.processor import Config, ExecContext, Processor, predict
 from kit.node.jsonpath import JsonPathError, PathNotFound, compile_path
 from kit.node.jsonutil import java_class
 
+__all__ = ["MLInferenceProcessor"]
+
 
 def _to_json_string(value: Any) -> str:
     """ML Commons ``StringUtils.toJson``: strings as-is, anything else as JSON."""

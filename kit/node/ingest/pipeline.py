@@ -34,6 +34,8 @@ from kit.node.ingest.processor import (
     read_processors,
 )
 
+__all__ = ["FACTORIES", "Pipeline"]
+
 
 FACTORIES: Factories = {
     "set": SetProcessor,

@@ -23,6 +23,12 @@ from kit.node.ingest.document import (
 )
 from kit.node.jsonutil import java_class
 
+__all__ = [
+    "CompoundProcessor", "Config", "ExecContext", "Factories", "PipelineHost", "Processor",
+    "RunnablePipeline", "ValueSource", "predict", "read_processor", "read_processors", "record_trace",
+    "restore", "run_processor",
+]
+
 # Real processors this node does not implement: refused with a clear message, not "unknown type".
 KNOWN_UNSUPPORTED = {
     "attachment", "bytes", "circle", "community_id", "copy", "csv", "date", "date_index_name", "dissect",

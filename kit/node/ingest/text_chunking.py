@@ -10,6 +10,8 @@ from kit.node.ingest.document import IngestDocument, iae, ise, java_str
 from kit.node.ingest.embedding import validate_map_value
 from kit.node.ingest.processor import Config, ExecContext, Processor
 
+__all__ = ["TextChunkingProcessor", "standard_token_offsets"]
+
 
 _CHUNK_ALGORITHMS = ("fixed_token_length", "delimiter", "fixed_char_length")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ARTIFACTS", "MirrorEntry", "MirrorMiss", "lookup", "mirror_dir"]
+__all__ = ["ARTIFACTS", "MirrorEntry", "MirrorMiss", "lookup", "mirror_dir", "zip_name"]
 
 ARTIFACTS = "https://artifacts.opensearch.org/models/ml-models"
 

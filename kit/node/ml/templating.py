@@ -16,16 +16,8 @@ import re
 from typing import Any, Mapping
 
 __all__ = [
-    "NULL_DEFAULT_RE",
-    "escape_json",
-    "fill_null_parameters",
-    "gson_json",
-    "is_json",
-    "is_json_or_ndjson",
-    "parameter_map",
-    "parse_to_string_parameters",
-    "process_text_doc",
-    "substitute",
+    "NULL_DEFAULT_RE", "SubstitutionLoop", "escape_json", "fill_null_parameters", "gson_json", "is_json",
+    "is_json_or_ndjson", "parameter_map", "parse_to_string_parameters", "process_text_doc", "substitute",
     "unfilled_placeholders",
 ]
 
