@@ -51,7 +51,7 @@ def test_linked_docs_exist() -> None:
 
 
 # The node's and the real node's inner maps are kept by their own sections/owners.
-_MAPPED = ("cli", "cluster", "config", "job", "lifecycle", "models", "serve", "spec")
+_MAPPED = ("cli", "cluster", "config", "job", "lifecycle", "models", "node", "serve", "spec")
 
 
 def test_architecture_names_every_module_of_the_kit() -> None:
