@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 import kit.cluster as cluster
+from kit.cluster.desired import parse_marker
 from kit.config.loader import load_project
 from kit.errors import TaskFailed, Unreachable
 from tests.conftest import ROOT
@@ -30,10 +31,10 @@ ENV = "real"
 
 
 def _owned(client: Any) -> dict[str, int]:
-    """ML resources the kit made (descriptions start with "[oskit:"), any state."""
+    """ML resources the kit made (descriptions start with the "(oskit:…)" marker), any state."""
     def count(path: str, query: dict[str, Any]) -> int:
         hits = client.request("POST", path, body={"query": query, "size": 1000})["hits"]["hits"]
-        return sum(1 for h in hits if str(h["_source"].get("description", "")).startswith("[oskit:"))
+        return sum(1 for h in hits if parse_marker(h["_source"].get("description")))
 
     return {
         "groups": count("/_plugins/_ml/model_groups/_search", {"match_all": {}}),
