@@ -115,7 +115,8 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
     assert _owned(clean) == {"groups": 1, "connectors": 5, "models": 5}
 
     # The real overlay on the real node: Lucene HNSW fields.
-    mapping = clean.request("GET", "/images/_mapping")["images"]["mappings"]["properties"]
+    [index_body] = clean.request("GET", "/images/_mapping").values()  # `images` is an alias of a versioned index
+    mapping = index_body["mappings"]["properties"]
     assert {mapping[f]["method"]["engine"] for f in ("image_embedding", "ocr_embedding", "caption_embedding")} == {"lucene"}
 
     for path, old, new, expected in EDITS:
