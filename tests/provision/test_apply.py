@@ -194,6 +194,16 @@ def test_old_form_markers_plan_in_sync_and_the_new_form_passes_3x_validation(
         assert cluster.plan(load_project(project_dir), client).in_sync
 
 
+def test_unsafe_ml_descriptions_are_refused_before_any_write_on_3x(client: Any, serve_env: str,
+                                                                   project_dir: Path) -> None:
+    edit(project_dir / "models/ocr.yaml", "description: OCR text lines of an image (oskit serve /ocr)",
+         "description: OCR [v2] + more")
+    with pytest.raises(Unsupported) as err:
+        cluster.plan(load_project(project_dir), client)
+    assert "models/ocr.yaml: description: OpenSearch 3.1+ refuses '+[]' in ML descriptions" in str(err.value)
+    assert client.request("GET", "/_cluster/settings")["persistent"] == {}
+
+
 def test_old_targets_are_refused_before_any_write(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
     from kit.node.server import NodeServer
 
