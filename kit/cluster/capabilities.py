@@ -192,6 +192,8 @@ def check(project: Project, target: Target, connector_urls: dict[str, list[str]]
             for _fpath, kpath, definition in knn_fields(ispec.mappings):
                 for msg, _hint in engine_space_problems(definition, tv):
                     problems.append(f"{project.file_of('mappings', name)}: mappings.{kpath}: {msg}")
+    if tv is not None and tv >= (3, 1, 0):
+        problems += _unsafe_descriptions(project)
     seen_p: list[str] = []
     for p in problems:
         if p not in seen_p:
@@ -200,3 +202,26 @@ def check(project: Project, target: Target, connector_urls: dict[str, list[str]]
         raise Unsupported(f"{target.label} cannot run this project:\n  " + "\n  ".join(seen_p),
                           hint="upgrade the cluster or change the project (nothing was written)")
     return []
+
+
+# ML Commons 3.1+ (StringUtils.SAFE_INPUT_PATTERN) refuses other characters in the names and descriptions
+# of model groups, connectors and models: found before any write instead of half-way through apply.
+_SAFE_EXTRA = frozenset(" \t\n\x0b\f\r.,!?():@-_/'\"")
+
+
+def _unsafe_descriptions(project: Project) -> list[str]:
+    import unicodedata
+
+    def bad(text: str) -> str:
+        return "".join(sorted({ch for ch in text if ch not in _SAFE_EXTRA and unicodedata.category(ch)[0] not in "LN"}))
+
+    out = []
+    for name, spec in sorted(project.models.items()):
+        texts = [("description", spec.description or "")]
+        if spec.connector is not None:
+            texts.append(("connector.description", getattr(spec.connector, "description", None) or ""))
+        for key, text in texts:
+            if chars := bad(text):
+                out.append(f"{project.file_of('models', name)}: {key}: OpenSearch 3.1+ refuses {chars!r} in ML "
+                           "descriptions (letters, digits, spaces and .,!?():@-_'/\" only)")
+    return out

@@ -3,9 +3,13 @@
 Everything the kit creates carries its project name (and, for ML resources, the model's logical name
 and a content fingerprint) so the kit finds its own resources again and never touches others:
 
-- model groups, ingest and search pipelines: ``description`` starts with ``[oskit:<project>]``;
-- connectors and models: ``description`` starts with ``[oskit:<project>:<model>:<fingerprint>]``;
+- model groups, ingest and search pipelines: ``description`` starts with ``(oskit:<project>)``;
+- connectors and models: ``description`` starts with ``(oskit:<project>:<model>:<fingerprint>)``;
 - indices and index templates: ``_meta.oskit = {project, fingerprint, description}``.
+
+ML Commons 3.x takes only letters, digits, spaces and ``.,!?():@-_'/"`` in the descriptions of model
+groups, connectors and models, hence parentheses. Earlier oskit wrote ``[oskit:…]``: that form is still
+read, and a description that differs from the desired one only in the marker's form is in sync.
 
 Pipelines name models by logical name; bodies hold the placeholder ``@model:<name>@`` until the
 cluster's ``model_id`` is known (:func:`resolve_models`).
@@ -36,6 +40,7 @@ __all__ = [
     "PROBE_IMAGE_B64",
     "build_desired",
     "canonical_json",
+    "current_marker_form",
     "marker",
     "parse_marker",
     "resolve_models",
@@ -44,7 +49,9 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 10_000_000  # ML Commons' upload_chunk limit (MLModelChunkUploader)
-MARK_RE = re.compile(r"^\[oskit:(?P<project>[a-z0-9._-]+)(?::(?P<model>[a-z0-9._-]+):(?P<fp>[0-9a-f]{12}))?\] ?")
+_MARK_BODY = r"oskit:(?P<project>[a-z0-9._-]+)(?::(?P<model>[a-z0-9._-]+):(?P<fp>[0-9a-f]{12}))?"
+MARK_RE = re.compile(rf"^\({_MARK_BODY}\) ?")
+OLD_MARK_RE = re.compile(rf"^\[{_MARK_BODY}\] ?")  # what earlier oskit wrote (2.x-only)
 MODEL_PLACEHOLDER = re.compile(r"^@model:(?P<name>[a-z0-9._-]+)@$")
 # A 32×32 grey PNG: the built-in probe image (``probe: {image: builtin:gray}``).
 PROBE_IMAGE_B64 = ("iVBORw0KGgoAAAANSUhEUgAAACAAAAAgCAIAAAD8GO2jAAAAKUlEQVR4nO3NMQEAAAjDMED5pGMCvlRA00nqs3m9AwAAAAAAAAAAg"
@@ -60,17 +67,26 @@ def fingerprint(value: Any) -> str:
 
 
 def marker(project: str, model: str | None = None, fp: str | None = None) -> str:
-    return f"[oskit:{project}:{model}:{fp}]" if model else f"[oskit:{project}]"
+    return f"(oskit:{project}:{model}:{fp})" if model else f"(oskit:{project})"
 
 
 def parse_marker(description: Any) -> tuple[str, str | None, str | None, str] | None:
     """``(project, model, fingerprint, rest of the description)`` or None when not ours."""
     if not isinstance(description, str):
         return None
-    m = MARK_RE.match(description)
+    m = MARK_RE.match(description) or OLD_MARK_RE.match(description)
     if not m:
         return None
     return m.group("project"), m.group("model"), m.group("fp"), description[m.end():]
+
+
+def current_marker_form(description: Any) -> Any:
+    """``description`` with an old-form ``[oskit:…]`` marker rewritten as :func:`marker` writes it now,
+    so that a resource provisioned by earlier oskit compares equal to the same resource today."""
+    if not isinstance(description, str) or not OLD_MARK_RE.match(description):
+        return description
+    project, model, fp, rest = parse_marker(description)  # type: ignore[misc]
+    return f"{marker(project, model, fp)} {rest}".rstrip()
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}

@@ -20,6 +20,7 @@ from kit.cluster.desired import (
     MODEL_PLACEHOLDER,
     Desired,
     build_desired,
+    current_marker_form,
     parse_marker,
     resolve_models,
     served_in,
@@ -236,7 +237,7 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
                                         "before apply",
                                         [FieldDiff("description", chosen.description, md.description)],
                                         internal=internal))
-        elif chosen.description != md.description:
+        elif current_marker_form(chosen.description) != md.description:
             model_changes.append(Change("update", "model", name, "description changed",
                                         [FieldDiff("description", chosen.description, md.description)],
                                         internal=internal))
@@ -266,9 +267,9 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
                 continue
             mk = parse_marker(cur.get("description"))
             if not mk or mk[0] != pname:
-                out.append(_unmanaged(kind, name, "its description has no [oskit:…] marker"))
+                out.append(_unmanaged(kind, name, "its description has no (oskit:…) marker"))
                 continue
-            diffs = compare_exact(resolved, cur)
+            diffs = compare_exact(resolved, {**cur, "description": current_marker_form(cur.get("description"))})
             if diffs:
                 out.append(Change("update", kind, name, _diff_reason(diffs), diffs))
         for name, cur in sorted(have.items()):

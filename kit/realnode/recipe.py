@@ -7,6 +7,8 @@ every 3.x but 3.6.0 lack one or more plugin zips).
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
 DEFAULT_VERSION = "2.19.6"
@@ -102,7 +104,17 @@ def line(version: str) -> Line:
     if major == 2:
         # 2.x installs a SecurityManager, which JDK 24+ removed: it needs a JDK 11-21 (17 here).
         return Line(jdk="/usr/lib/jvm/java-17-openjdk-amd64", java_level="11")
-    return Line(jdk="/usr/lib/jvm/temurin-25-jdk-amd64", java_level="21")
+    return Line(jdk=_first_jdk(*JDK21_PLUS), java_level="21")
+
+
+# 3.x needs Java 21+: Temurin 25 (Adoptium's apt package), else Debian's OpenJDK 25 or 21.
+JDK21_PLUS = ("/usr/lib/jvm/temurin-25-jdk-amd64", "/usr/lib/jvm/java-25-openjdk-amd64",
+              "/usr/lib/jvm/temurin-21-jdk-amd64", "/usr/lib/jvm/java-21-openjdk-amd64")
+
+
+def _first_jdk(*homes: str) -> str:
+    """The first installed JDK home, else the first (so the error names what to install)."""
+    return next((h for h in homes if os.path.exists(os.path.join(h, "bin", "java"))), homes[0])
 
 
 def plugin_version(version: str) -> str:

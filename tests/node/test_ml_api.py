@@ -96,6 +96,35 @@ def connector_body(url: str = "https://api.openai.com/v1/embeddings", **extra: A
 
 
 # ------------------------------------------------------------------------------------------ model groups
+SAFE = "can only contain letters, numbers, spaces, and basic punctuation (.,!?():@-_'/\")"
+
+
+def test_names_and_descriptions_take_only_safe_text_from_3_1(c: httpx.Client, tmp_path: Path) -> None:
+    """ML Commons 3.1+ ``StringUtils.validateFields`` (seen on 3.6.0: the kit's old ``[oskit:…]`` marker)."""
+    r = c.post(f"{ML}/model_groups/_register", json={"name": "grp[1]", "description": "[oskit:p] group"})
+    assert error(r, 400, "action_request_validation_exception") == (
+        f"Validation Failed: 1: Model group name {SAFE};2: Model group description {SAFE};")
+    r = c.post(f"{ML}/connectors/_create", json=connector_body(description="a + b"))
+    assert error(r, 400, "action_request_validation_exception") == (
+        f"Validation Failed: 1: Model connector description {SAFE};")
+    r = c.post(f"{ML}/models/_register", json={"name": "m", "function_name": "remote", "description": "#1",
+                                                "connector": connector_body()})
+    assert error(r, 400, "action_request_validation_exception") == f"Validation Failed: 1: Model description {SAFE};"
+    ok = "(oskit:p:clip:0123456789ab) Zoë's CLIP, v2/3: \"fast\"! @home_x-y?"
+    r = c.post(f"{ML}/model_groups/_register", json={"name": "grp-safe", "description": ok})
+    assert r.status_code == 200, r.text
+    gid = r.json()["model_group_id"]
+    r = c.put(f"{ML}/model_groups/{gid}", json={"description": "x; y"})
+    assert error(r, 400, "action_request_validation_exception") == (
+        f"Validation Failed: 1: Model group description {SAFE};")
+    assert c.delete(f"{ML}/model_groups/{gid}").status_code == 200
+    from kit.node.server import NodeServer
+
+    with NodeServer(tmp_path / "n219", version="2.19.0") as old, httpx.Client(base_url=old.url, timeout=30) as c2:
+        r = c2.post(f"{ML}/model_groups/_register", json={"name": "grp[1]", "description": "[oskit:p] group"})
+        assert r.status_code == 200, r.text  # 2.x takes any text
+
+
 def test_model_group_lifecycle(c: httpx.Client) -> None:
     r = c.post(f"{ML}/model_groups/_register", json={"name": "grp-a", "description": "first"})
     assert r.status_code == 200 and r.json()["status"] == "CREATED"

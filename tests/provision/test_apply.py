@@ -10,6 +10,7 @@ import pytest
 import kit.cluster as cluster
 from provision_helpers import edit
 from kit.cluster.client import connect
+from kit.cluster.desired import parse_marker
 from kit.config.loader import load_project
 from kit.errors import Conflict, DestroyRefused, PlanStale, Unsupported
 
@@ -21,7 +22,7 @@ def _labels(plan: Any) -> list[tuple[str, str, str]]:
 def _owned_counts(client: Any) -> dict[str, int]:
     def count(path: str, query: dict[str, Any]) -> int:
         hits = client.request("POST", path, body={"query": query, "size": 1000})["hits"]["hits"]
-        return sum(1 for h in hits if str(h["_source"].get("description", "")).startswith("[oskit:"))
+        return sum(1 for h in hits if parse_marker(h["_source"].get("description")))
 
     return {
         "groups": count("/_plugins/_ml/model_groups/_search", {"match_all": {}}),
@@ -164,6 +165,43 @@ def test_resources_of_others_are_never_touched(client: Any, serve_env: str, proj
     assert client.request("GET", "/other-index", ignore=(404,)) is not None
     assert client.request("GET", "/images", ignore=(404,)) is None
     assert _owned_counts(client) == {"groups": 0, "connectors": 0, "models": 0}
+
+
+def test_old_form_markers_plan_in_sync_and_the_new_form_passes_3x_validation(
+        tmp_path: Path, serve_env: str, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """oskit wrote ``[oskit:…]`` markers before ML Commons 3.1's description check refused brackets: a 2.19
+    cluster provisioned that way stays managed and in sync (no spurious drift, nothing rewritten)."""
+    import kit.cluster.desired as desired_mod
+    from kit.node.server import NodeServer
+
+    new_marker = desired_mod.marker
+    with NodeServer(tmp_path / "n219", version="2.19.0") as node, connect(node.url) as client:
+        monkeypatch.setattr(desired_mod, "marker", lambda p, m=None, fp=None: new_marker(p, m, fp).replace(
+            "(", "[", 1).replace(")", "]", 1))
+        cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        group = client.request("POST", "/_plugins/_ml/model_groups/_search", body={"query": {"match_all": {}}})
+        assert group["hits"]["hits"][0]["_source"]["description"].startswith("[oskit:oskit]")
+        monkeypatch.setattr(desired_mod, "marker", new_marker)
+        again = cluster.plan(load_project(project_dir), client)
+        assert again.in_sync, _labels(again)
+        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
+    # 3.x (the embedded node's default, 3.3.0) refuses brackets in ML descriptions; the new form goes through
+    with NodeServer(tmp_path / "n33") as node, connect(node.url) as client:
+        with pytest.raises(Exception, match=r"Model group description can only contain letters, numbers, spaces"):
+            client.request("POST", "/_plugins/_ml/model_groups/_register",
+                           body={"name": "g", "description": "[oskit:oskit] model group"})
+        cluster.apply(cluster.plan(load_project(project_dir), client), client)
+        assert cluster.plan(load_project(project_dir), client).in_sync
+
+
+def test_unsafe_ml_descriptions_are_refused_before_any_write_on_3x(client: Any, serve_env: str,
+                                                                   project_dir: Path) -> None:
+    edit(project_dir / "models/ocr.yaml", "description: OCR text lines of an image (oskit serve /ocr)",
+         "description: OCR [v2] + more")
+    with pytest.raises(Unsupported) as err:
+        cluster.plan(load_project(project_dir), client)
+    assert "models/ocr.yaml: description: OpenSearch 3.1+ refuses '+[]' in ML descriptions" in str(err.value)
+    assert client.request("GET", "/_cluster/settings")["persistent"] == {}
 
 
 def test_old_targets_are_refused_before_any_write(tmp_path: Path, serve_env: str, project_dir: Path) -> None:

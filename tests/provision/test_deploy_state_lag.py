@@ -70,7 +70,7 @@ def test_destroy_waits_while_ml_commons_still_sees_deleted_models(tmp_path: Path
             cluster.destroy(load_project(project_dir), client)
             assert client.request("POST", "/_plugins/_ml/model_groups/_search", body={"query": {"match_all": {}}})[
                 "hits"]["total"]["value"] == 0
-    assert len(refused) == 6  # the group and the five connectors (clip, hash, ocr, tags, text), each refused once
+    assert len(refused) == 6  # the group and the five connectors, each refused once
 
 
 def test_a_plan_right_after_apply_sees_what_apply_made(tmp_path: Path, serve_env: str, project_dir: Path) -> None:

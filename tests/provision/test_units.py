@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from provision_helpers import ROOT, edit
-from kit.cluster.desired import build_desired, parse_marker
+from kit.cluster.desired import build_desired, current_marker_form, marker, parse_marker
 from kit.cluster.diff import compare_mappings, compare_settings
 from kit.cluster.state import flatten_settings
 from kit.cluster.tasks import wait_for_task
@@ -53,9 +53,19 @@ def test_disabled_models_and_their_processors_are_left_out(project_dir: Path) ->
 
 
 def test_markers() -> None:
+    assert marker("oskit", "clip", "0123456789ab") == "(oskit:oskit:clip:0123456789ab)"
+    assert marker("oskit") == "(oskit:oskit)"
+    assert parse_marker("(oskit:oskit:clip:0123456789ab) CLIP") == ("oskit", "clip", "0123456789ab", "CLIP")
+    assert parse_marker("(oskit:oskit) group") == ("oskit", None, None, "group")
+    # the form earlier oskit wrote is still ours
     assert parse_marker("[oskit:oskit:clip:0123456789ab] CLIP") == ("oskit", "clip", "0123456789ab", "CLIP")
     assert parse_marker("[oskit:oskit] group") == ("oskit", None, None, "group")
     assert parse_marker("someone else's") is None and parse_marker(None) is None
+    assert parse_marker("(oskit:oskit] mixed") is None and parse_marker("[oskit:oskit) mixed") is None
+    assert current_marker_form("[oskit:oskit:clip:0123456789ab] CLIP") == "(oskit:oskit:clip:0123456789ab) CLIP"
+    assert current_marker_form("[oskit:oskit]") == "(oskit:oskit)"
+    assert current_marker_form("(oskit:oskit) group") == "(oskit:oskit) group"
+    assert current_marker_form("[other] x") == "[other] x" and current_marker_form(None) is None
 
 
 def test_settings_compare_normalises_spellings() -> None:

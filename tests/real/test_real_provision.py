@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 import kit.cluster as cluster
+from kit.cluster.desired import parse_marker
 from kit.config.loader import load_project
 from kit.errors import TaskFailed, Unreachable
 from tests.conftest import ROOT
@@ -30,10 +31,10 @@ ENV = "real"
 
 
 def _owned(client: Any) -> dict[str, int]:
-    """ML resources the kit made (descriptions start with "[oskit:"), any state."""
+    """ML resources the kit made (descriptions start with the "(oskit:…)" marker), any state."""
     def count(path: str, query: dict[str, Any]) -> int:
         hits = client.request("POST", path, body={"query": query, "size": 1000})["hits"]["hits"]
-        return sum(1 for h in hits if str(h["_source"].get("description", "")).startswith("[oskit:"))
+        return sum(1 for h in hits if parse_marker(h["_source"].get("description")))
 
     return {
         "groups": count("/_plugins/_ml/model_groups/_search", {"match_all": {}}),
@@ -92,25 +93,30 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
     assert res.exit_code == 3, res.stdout + res.stderr
     res = oskit("plan", *common, "--json")
     changes = [(c["action"], c["kind"], c["name"]) for c in json.loads(res.stdout)["changes"]]
-    if changes[0] != ("create", "cluster-settings", "persistent"):  # an earlier apply of this session set them
-        changes.insert(0, ("create", "cluster-settings", "persistent"))  # (destroy leaves cluster settings)
+    # An earlier apply of this session set the cluster settings (destroy leaves them): the same ones (no
+    # change) or with another model-server URL in the trusted-endpoint regex (the lifecycle tests: update).
+    if changes[0][1] == "cluster-settings":
+        changes[0] = ("create", "cluster-settings", "persistent")
+    else:
+        changes.insert(0, ("create", "cluster-settings", "persistent"))
     assert changes == [
         ("create", "cluster-settings", "persistent"), ("create", "model-group", "oskit-models"),
-        *[("create", "connector", m) for m in ("clip", "ocr", "tags", "text")],
-        *[("create", "model", m) for m in ("clip", "ocr", "tags", "text")],
+        *[("create", "connector", m) for m in ("clip", "hash", "ocr", "tags", "text")],
+        *[("create", "model", m) for m in ("clip", "hash", "ocr", "tags", "text")],
         ("create", "ingest-pipeline", "images-ingest"), ("create", "search-pipeline", "images-search"),
         ("create", "index", "images")]
     res = oskit("apply", "--yes", *common)
     assert res.exit_code == 0, res.stderr
-    assert re.search(r"Applied 1[23] changes", res.stdout), res.stdout
+    assert re.search(r"Applied 1[45] changes", res.stdout), res.stdout
     res = oskit("diff", "--exit-code", *common)
     assert res.exit_code == 0, res.stdout
     res = oskit("apply", "--yes", *common)
     assert res.exit_code == 0 and "No changes" in res.stdout, res.stdout
-    assert _owned(clean) == {"groups": 1, "connectors": 4, "models": 4}
+    assert _owned(clean) == {"groups": 1, "connectors": 5, "models": 5}
 
     # The real overlay on the real node: Lucene HNSW fields.
-    mapping = clean.request("GET", "/images/_mapping")["images"]["mappings"]["properties"]
+    [index_body] = clean.request("GET", "/images/_mapping").values()  # `images` is an alias of a versioned index
+    mapping = index_body["mappings"]["properties"]
     assert {mapping[f]["method"]["engine"] for f in ("image_embedding", "ocr_embedding", "caption_embedding")} == {"lucene"}
 
     for path, old, new, expected in EDITS:
@@ -124,11 +130,11 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
         assert res.exit_code == 0, (path, res.stderr)
         res = oskit("diff", "--exit-code", *common)
         assert res.exit_code == 0, (path, res.stdout)
-        assert _owned(clean) == {"groups": 1, "connectors": 4, "models": 4}, path  # old copies removed
+        assert _owned(clean) == {"groups": 1, "connectors": 5, "models": 5}, path  # old copies removed
 
     res = oskit("status", "--json", *common)
     rows = {(r["kind"], r["name"]): r["state"] for r in json.loads(res.stdout)["resources"]}
-    assert {rows[("model", m)] for m in ("clip", "text", "ocr", "tags")} == {"DEPLOYED"}
+    assert {rows[("model", m)] for m in ("clip", "hash", "text", "ocr", "tags")} == {"DEPLOYED"}
     assert rows[("model", "captions")] == "disabled" and rows[("index", "images")] == "present"
 
     res = oskit("destroy", "--yes", *common)
@@ -166,6 +172,9 @@ def test_a_lost_answer_after_each_kind_of_write_reruns_to_convergence(real_node:
     # destroy leaves cluster settings alone and the node is shared by the session)
     assert len(kinds) >= 7, writes
 
+    # the embedding-fingerprint record (PUT <index>/_mapping with _meta) is best effort: apply notes a failure;
+    # destroy leaves cluster settings, so no later apply writes them again
+    kinds = [k for k in kinds if not k.endswith("/_mapping") and k != "PUT /_cluster/settings"]
     for kind in kinds:
         faults = Faults()
         dropped: list[str] = []
@@ -186,7 +195,7 @@ def test_a_lost_answer_after_each_kind_of_write_reruns_to_convergence(real_node:
             faults.drop_after = lambda i, m, p: False
             cluster.apply(cluster.plan(load_project(project_dir, env=ENV), client), client)
             assert cluster.plan(load_project(project_dir, env=ENV), client).in_sync, kind
-            assert _owned(client) == {"groups": 1, "connectors": 4, "models": 4}, kind
+            assert _owned(client) == {"groups": 1, "connectors": 5, "models": 5}, kind
         cluster.destroy(load_project(project_dir, env=ENV), clean)
 
 
@@ -199,4 +208,4 @@ def test_a_failed_deploy_task_then_a_rerun_converges(real_node: Any, clean: Any,
         faults.fail_task = lambda path, task: False
         cluster.apply(cluster.plan(load_project(project_dir, env=ENV), client), client)
         assert cluster.plan(load_project(project_dir, env=ENV), client).in_sync
-        assert _owned(client) == {"groups": 1, "connectors": 4, "models": 4}
+        assert _owned(client) == {"groups": 1, "connectors": 5, "models": 5}

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import unicodedata
 from typing import Any
 
 from kit.node.errors import ApiError
 
 __all__ = [
+    "check_safe_fields",
     "CONNECTOR_INDEX",
     "MAPPINGS",
     "MODEL_GROUP_INDEX",
@@ -109,6 +111,28 @@ def version_tuple(version: str) -> tuple[int, int, int]:
 def iae(reason: str) -> ApiError:
     """``IllegalArgumentException`` as ML Commons' REST layer renders it (400)."""
     return ApiError(400, "illegal_argument_exception", reason)
+
+
+SAFE_INPUT_DESCRIPTION = "can only contain letters, numbers, spaces, and basic punctuation (.,!?():@-_'/\")"
+_SAFE_PUNCT = frozenset(" \t\n\x0b\f\r.,!?():@-_/'\"")  # Java's \s is ASCII whitespace only
+
+
+def _safe_text(value: str) -> bool:
+    """``^[\\p{L}\\p{N}\\s.,!?():@\\-_/'"]*$`` (``StringUtils.SAFE_INPUT_PATTERN``)."""
+    return all(ch in _SAFE_PUNCT or unicodedata.category(ch)[0] in "LN" for ch in value)
+
+
+def check_safe_fields(version: tuple[int, int, int], fields: dict[str, Any]) -> None:
+    """``StringUtils.validateFields`` (ML Commons 3.1+, ml-commons#3805): the names and descriptions of model
+    groups, connectors and models take only letters, digits, whitespace and ``.,!?():@-_'/"``; a request
+    with anything else is refused before it does anything. 2.x accepts any text."""
+    if version < (3, 1, 0):
+        return
+    errors = [f"{label} {SAFE_INPUT_DESCRIPTION}" for label, value in fields.items()
+              if isinstance(value, str) and value.strip() and not _safe_text(value)]
+    if errors:
+        raise ApiError(400, "action_request_validation_exception",
+                       "Validation Failed: " + "".join(f"{n}: {e};" for n, e in enumerate(errors, 1)))
 
 
 def status_error(status: int, reason: str) -> ApiError:

@@ -35,6 +35,7 @@ from kit.node.ml.common import (
     NO_ELIGIBLE_NODE,
     TASK_INDEX,
     MLSettings,
+    check_safe_fields,
     iae,
     new_id,
     now_ms,
@@ -353,6 +354,8 @@ class MLCommons:
     def _group_register(self, req: "NodeRequest") -> dict[str, Any]:
         """``MLModelGroupManager.createModelGroup``."""
         body = self._body(req)
+        check_safe_fields(self.settings.version, {"Model group name": body.get("name"),
+                                                  "Model group description": body.get("description")})
         name = body.get("name")
         if not name or not isinstance(name, str):
             raise iae("model group name is required")
@@ -394,6 +397,8 @@ class MLCommons:
         """``TransportUpdateModelGroupAction``."""
         gid = req.path_params["model_group_id"]
         body = self._body(req)
+        check_safe_fields(self.settings.version, {"Model group name": body.get("name"),
+                                                  "Model group description": body.get("description")})
         self._reject_access_fields(body)
         with self._lock:
             doc = self._get(MODEL_GROUP_INDEX, gid)
@@ -524,6 +529,8 @@ class MLCommons:
         return self.register_model(body, deploy=deploy)
 
     def register_model(self, body: dict[str, Any], *, deploy: bool = False) -> dict[str, Any]:
+        check_safe_fields(self.settings.version, {"Model name": body.get("name"),
+                                                  "Model description": body.get("description")})
         name = body.get("name")
         if name is None:
             raise iae("model name is null")
@@ -861,6 +868,8 @@ class MLCommons:
         """``UpdateModelTransportAction`` (name, description, is_enabled, deploy_setting, connector fields)."""
         model_id = req.path_params["model_id"]
         body = self._body(req)
+        check_safe_fields(self.settings.version, {"Model Name": body.get("name"),
+                                                  "Model Description": body.get("description")})
         doc = self._model_doc(model_id)
         if doc is None:
             raise status_error(404, "Failed to find model to update with the provided model id: " + model_id)
@@ -1138,6 +1147,8 @@ class MLCommons:
     def _connector_create(self, req: "NodeRequest") -> dict[str, Any]:
         """``TransportCreateConnectorAction``."""
         body = self._body(req)
+        check_safe_fields(self.settings.version, {"Model connector name": body.get("name"),
+                                                  "Model connector description": body.get("description")})
         if not self.settings.flag("remote_inference.enabled"):
             raise status_error(400, REMOTE_DISABLED)
         doc = self.cipher.seal(conn.validate_connector(body, self.settings))
@@ -1162,6 +1173,8 @@ class MLCommons:
         """``UpdateConnectorTransportAction``: refused while models using it are deployed."""
         connector_id = req.path_params["connector_id"]
         body = self._body(req)
+        check_safe_fields(self.settings.version, {"Model connector name": body.get("name"),
+                                                  "Model connector description": body.get("description")})
         existing = self._get(CONNECTOR_INDEX, connector_id)
         if existing is None:
             raise status_error(404, "Failed to find connector")
