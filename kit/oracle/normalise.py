@@ -20,7 +20,7 @@ ID, TIME, VERSION, NAME = "<id>", "<time>", "<version>", "<name>"
 # ML Commons ids are auto ids too. Standard 8-4-4-4-12 UUIDs show up in some plugin responses.
 _GENERATED = re.compile(r"(?<![A-Za-z0-9_\-])([A-Za-z0-9_\-]{20}|[A-Za-z0-9_\-]{22}|"
                         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?![A-Za-z0-9_\-])")
-_TIME_KEY = re.compile(r"(^took$|_time$|_time_in_millis$|_in_millis$|_in_nanos$|_in_ms$|^timestamp$|_timestamp$|"
+_TIME_KEY = re.compile(r"(^took$|^ingest_took$|^phase_took$|_time$|_time_in_millis$|_in_millis$|_in_nanos$|_in_ms$|^timestamp$|_timestamp$|"
                        r"^time$|^start_time|^end_time|_at$|^elapsed|(^|\.)creation_date$|^number_of_pending_tasks$|"
                        r"^number_of_in_flight_fetch$)")
 _VERSION_KEYS = {"number", "build_hash", "build_date", "build_type", "build_snapshot", "lucene_version",
