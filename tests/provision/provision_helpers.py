@@ -111,3 +111,18 @@ def faulty_client(url: str, faults: Faults) -> Any:
             return status, headers_out, data
 
     return connect(url, max_retries=0, connection_class=FaultyConnection)
+
+
+def owned_counts(client: Any) -> dict[str, int]:
+    """ML resources the kit made (descriptions carry its ownership marker), in any state."""
+    from kit.cluster.desired import parse_marker
+
+    def count(path: str, query: dict[str, Any]) -> int:
+        hits = client.request("POST", path, body={"query": query, "size": 1000})["hits"]["hits"]
+        return sum(1 for h in hits if parse_marker(h["_source"].get("description")))
+
+    return {
+        "groups": count("/_plugins/_ml/model_groups/_search", {"match_all": {}}),
+        "connectors": count("/_plugins/_ml/connectors/_search", {"match_all": {}}),
+        "models": count("/_plugins/_ml/models/_search", {"bool": {"must_not": [{"exists": {"field": "chunk_number"}}]}}),
+    }

@@ -8,9 +8,8 @@ from typing import Any, Iterator
 import pytest
 
 import kit.cluster as cluster
-from provision_helpers import edit
+from provision_helpers import edit, owned_counts
 from kit.cluster.client import connect
-from kit.cluster.desired import parse_marker
 from kit.config.loader import load_project
 from kit.errors import Conflict, DestroyRefused, PlanStale, Unsupported
 
@@ -19,16 +18,6 @@ def _labels(plan: Any) -> list[tuple[str, str, str]]:
     return [(c.action, c.kind, c.name) for c in plan.changes]
 
 
-def _owned_counts(client: Any) -> dict[str, int]:
-    def count(path: str, query: dict[str, Any]) -> int:
-        hits = client.request("POST", path, body={"query": query, "size": 1000})["hits"]["hits"]
-        return sum(1 for h in hits if parse_marker(h["_source"].get("description")))
-
-    return {
-        "groups": count("/_plugins/_ml/model_groups/_search", {"match_all": {}}),
-        "connectors": count("/_plugins/_ml/connectors/_search", {"match_all": {}}),
-        "models": count("/_plugins/_ml/models/_search", {"bool": {"must_not": [{"exists": {"field": "chunk_number"}}]}}),
-    }
 
 
 @pytest.fixture()
@@ -72,7 +61,7 @@ def test_apply_converges_and_second_apply_changes_nothing(applied: tuple[Any, Pa
     again = cluster.plan(load_project(project_dir), client)
     assert again.in_sync, _labels(again)
     assert cluster.apply(again, client).applied == []
-    assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
+    assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
     # the pipeline names models by id, resolved at apply time
     body = client.request("GET", "/_ingest/pipeline/images-ingest")["images-ingest"]
     ids = {c: m for c, m in again.model_ids.items()}
@@ -108,7 +97,7 @@ def test_editing_a_file_is_drift_with_the_right_label(applied: tuple[Any, Path],
     cluster.apply(plan, client, allow_destroy=True)
     after = cluster.plan(load_project(project_dir), client)
     assert after.in_sync, _labels(after)
-    assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}  # old copies removed
+    assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}  # old copies removed
 
 
 def test_undeployed_model_is_redeployed(applied: tuple[Any, Path]) -> None:
@@ -164,7 +153,7 @@ def test_resources_of_others_are_never_touched(client: Any, serve_env: str, proj
     assert client.request("GET", "/_ingest/pipeline/someone-else")["someone-else"]["description"] == "theirs"
     assert client.request("GET", "/other-index", ignore=(404,)) is not None
     assert client.request("GET", "/images", ignore=(404,)) is None
-    assert _owned_counts(client) == {"groups": 0, "connectors": 0, "models": 0}
+    assert owned_counts(client) == {"groups": 0, "connectors": 0, "models": 0}
 
 
 def test_old_form_markers_plan_in_sync_and_the_new_form_passes_3x_validation(
@@ -184,7 +173,7 @@ def test_old_form_markers_plan_in_sync_and_the_new_form_passes_3x_validation(
         monkeypatch.setattr(desired_mod, "marker", new_marker)
         again = cluster.plan(load_project(project_dir), client)
         assert again.in_sync, _labels(again)
-        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
+        assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
     # 3.x (the embedded node's default, 3.3.0) refuses brackets in ML descriptions; the new form goes through
     with NodeServer(tmp_path / "n33") as node, connect(node.url) as client:
         with pytest.raises(Exception, match=r"Model group description can only contain letters, numbers, spaces"):

@@ -17,7 +17,6 @@ from typing import Any, Iterator
 import pytest
 
 import kit.cluster as cluster
-from kit.cluster.desired import parse_marker
 from kit.config.loader import load_project
 from kit.errors import TaskFailed, Unreachable
 from tests.conftest import ROOT
@@ -25,22 +24,11 @@ from tests.conftest import ROOT
 sys.path.insert(0, str(ROOT / "tests" / "provision"))
 
 from clihelp import oskit  # noqa: E402
-from provision_helpers import Faults, edit, faulty_client  # noqa: E402
+from provision_helpers import Faults, edit, faulty_client, owned_counts  # noqa: E402
 
 ENV = "real"
 
 
-def _owned(client: Any) -> dict[str, int]:
-    """ML resources the kit made (descriptions start with the "(oskit:…)" marker), any state."""
-    def count(path: str, query: dict[str, Any]) -> int:
-        hits = client.request("POST", path, body={"query": query, "size": 1000})["hits"]["hits"]
-        return sum(1 for h in hits if parse_marker(h["_source"].get("description")))
-
-    return {
-        "groups": count("/_plugins/_ml/model_groups/_search", {"match_all": {}}),
-        "connectors": count("/_plugins/_ml/connectors/_search", {"match_all": {}}),
-        "models": count("/_plugins/_ml/models/_search", {"bool": {"must_not": [{"exists": {"field": "chunk_number"}}]}}),
-    }
 
 
 def _labels(plan: Any) -> list[tuple[str, str, str]]:
@@ -57,7 +45,7 @@ def clean(real_node: Any, serve_env: str, project_dir: Path) -> Iterator[Any]:
         yield client
     finally:
         cluster.destroy(load_project(project_dir, env=ENV), client)
-        assert _owned(client) == {"groups": 0, "connectors": 0, "models": 0}
+        assert owned_counts(client) == {"groups": 0, "connectors": 0, "models": 0}
         client.close()
 
 
@@ -112,7 +100,7 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
     assert res.exit_code == 0, res.stdout
     res = oskit("apply", "--yes", *common)
     assert res.exit_code == 0 and "No changes" in res.stdout, res.stdout
-    assert _owned(clean) == {"groups": 1, "connectors": 5, "models": 5}
+    assert owned_counts(clean) == {"groups": 1, "connectors": 5, "models": 5}
 
     # The real overlay on the real node: Lucene HNSW fields.
     [index_body] = clean.request("GET", "/images/_mapping").values()  # `images` is an alias of a versioned index
@@ -130,7 +118,7 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
         assert res.exit_code == 0, (path, res.stderr)
         res = oskit("diff", "--exit-code", *common)
         assert res.exit_code == 0, (path, res.stdout)
-        assert _owned(clean) == {"groups": 1, "connectors": 5, "models": 5}, path  # old copies removed
+        assert owned_counts(clean) == {"groups": 1, "connectors": 5, "models": 5}, path  # old copies removed
 
     res = oskit("status", "--json", *common)
     rows = {(r["kind"], r["name"]): r["state"] for r in json.loads(res.stdout)["resources"]}
@@ -142,7 +130,7 @@ def test_validate_plan_apply_diff_edits_status_destroy(real_node: Any, clean: An
     assert "-   destroy   index" in res.stdout
     res = oskit("status", *common)
     assert "  index            images         missing" in res.stdout
-    assert _owned(clean) == {"groups": 0, "connectors": 0, "models": 0}
+    assert owned_counts(clean) == {"groups": 0, "connectors": 0, "models": 0}
 
 
 def _shape(method: str, path: str) -> str:
@@ -195,7 +183,7 @@ def test_a_lost_answer_after_each_kind_of_write_reruns_to_convergence(real_node:
             faults.drop_after = lambda i, m, p: False
             cluster.apply(cluster.plan(load_project(project_dir, env=ENV), client), client)
             assert cluster.plan(load_project(project_dir, env=ENV), client).in_sync, kind
-            assert _owned(client) == {"groups": 1, "connectors": 5, "models": 5}, kind
+            assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}, kind
         cluster.destroy(load_project(project_dir, env=ENV), clean)
 
 
@@ -208,4 +196,4 @@ def test_a_failed_deploy_task_then_a_rerun_converges(real_node: Any, clean: Any,
         faults.fail_task = lambda path, task: False
         cluster.apply(cluster.plan(load_project(project_dir, env=ENV), client), client)
         assert cluster.plan(load_project(project_dir, env=ENV), client).in_sync
-        assert _owned(client) == {"groups": 1, "connectors": 5, "models": 5}
+        assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
