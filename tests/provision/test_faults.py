@@ -13,7 +13,7 @@ from provision_helpers import Faults, faulty_client
 from kit.config.loader import load_project
 from kit.errors import KitError, Unreachable
 from kit.node.server import NodeServer
-from test_apply import _owned_counts
+from provision_helpers import owned_counts
 
 # Writes of a clean apply of the test project (checked by the first test, so the list cannot go stale).
 WRITES = [
@@ -89,7 +89,7 @@ def test_rerun_after_a_lost_response_converges_without_duplicates(tmp_path: Path
         assert not second.in_sync or step >= len(WRITES) - 2
         cluster.apply(second, client)
         assert cluster.plan(load_project(project_dir), client).in_sync
-        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
+        assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
 
 
 def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str, project_dir: Path) -> None:
@@ -101,4 +101,4 @@ def test_rerun_after_a_dropped_request_converges(tmp_path: Path, serve_env: str,
         faults.drop_before = lambda i, m, p: False
         cluster.apply(cluster.plan(load_project(project_dir), client), client)
         assert cluster.plan(load_project(project_dir), client).in_sync
-        assert _owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
+        assert owned_counts(client) == {"groups": 1, "connectors": 5, "models": 5}
