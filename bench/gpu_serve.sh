@@ -7,7 +7,7 @@ OUT=${OUT:-/tmp/oskit-gpu-out}
 WHL=${WHL:-.whl}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHL"/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 PATH=/tmp/site/bin:$PATH
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 nproc; uptime
 python3 -c "from nvidia import nvimgcodec; print('nvimgcodec', nvimgcodec.__version__)" || echo "no nvImageCodec: torchvision's nvJPEG"
@@ -25,10 +25,16 @@ fi
 [ "${TESTS_FIRST:-0}" = 1 ] && run_tests
 lone=(--no-lone)
 [ "${LONE:-0}" = 1 ] && lone=()
+# SERVER_ENVS: server variants side by side, separated by '|', each 'K=V;K=V' (bench/serve_throughput.py --server-env)
+variants=()
+if [ -n "${SERVER_ENVS:-}" ]; then IFS='|' read -ra envs <<< "$SERVER_ENVS"; for e in "${envs[@]}"; do variants+=(--server-env "$e"); done; fi
+spy=()
+[ "${PY_SPY:-0}" = 1 ] && command -v py-spy >/dev/null && mkdir -p /tmp/spy && spy=(--py-spy /tmp/spy)
 timeout "${SERVE_TIMEOUT:-400}" python3 bench/serve_throughput.py --gpu --images "${IMAGES:-8192}" --client-procs 4 \
   --offline-batches "${OFFLINE_BATCHES:-256}" --offline-streams "${OFFLINE_STREAMS:-0,2}" \
   --offline-repeat "${OFFLINE_REPEAT:-3}" "${lone[@]}" --engine on --workers "${ENGINE_WORKERS:-8}" \
-  --clients "${CLIENTS:-32,256}" --json "$OUT/engine.json" 2> "$OUT/engine.log" >/dev/null
+  --clients "${CLIENTS:-32,256}" "${variants[@]}" "${spy[@]}" --json "$OUT/engine.json" 2> "$OUT/engine.log" >/dev/null
+[ ${#spy[@]} -gt 0 ] && tar czf "$OUT/py-spy.tgz" -C /tmp spy
 grep -E '^\{"workers|^offline|Error|error' "$OUT/engine.log" | tail -20
 python3 - "$OUT" <<'PY'
 import json, sys, pathlib

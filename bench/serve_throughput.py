@@ -287,7 +287,7 @@ class Server:
     """``oskit serve`` in a subprocess on a free port, for a one-file model spec."""
 
     def __init__(self, args: argparse.Namespace, max_wait_ms: float, workers: int, clients: int,
-                 engine_streams: int = 2) -> None:
+                 engine_streams: int = 2, extra_env: dict[str, str] | None = None) -> None:
         import socket
 
         with socket.socket() as s:
@@ -307,6 +307,7 @@ class Server:
         self.spec = Path(self.tmp.name) / "clip.yaml"
         self.spec.write_text(json.dumps(spec))  # JSON is YAML
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        env.update(extra_env or {})
         if workers > 1 and not args.reuse_port:  # the old way: uvicorn's workers on one shared socket
             code = ("import os, sys, uvicorn; from kit.serve.app import CONFIG_ENV, config_to_env; "
                     "from kit.serve.config import load_serve_config; from kit.serve.workers import UVICORN_OPTIONS, share_cores; "
@@ -477,6 +478,54 @@ def _tree_cpu(pid: int) -> float:
     return sum(cpu.get(p, 0.0) for p in tree)
 
 
+def _thread_cpu(root: int, engine_pid: int | None) -> dict[str, float]:
+    """CPU seconds of every thread of ``root``'s process tree, summed by ``role/thread name``
+    (role: ``engine``, ``parent`` or ``worker``; thread names as ``top -H`` shows them)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    parents[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except OSError:
+                pass
+    tree, frontier = {root}, [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    out: dict[str, float] = {}
+    for pid in tree:
+        role = "engine" if pid == engine_pid else ("parent" if pid == root else "worker")
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            name = raw[raw.index(b"(") + 1: raw.rindex(b")")].decode(errors="replace")
+            fields = raw.rsplit(b")", 1)[1].split()
+            key = f"{role}/{name}"
+            out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def _engine_pid(url: str) -> int | None:
+    import httpx
+
+    try:
+        clip = httpx.get(url + "/health", timeout=10).json().get("models", {}).get("clip", {})
+        return int(clip.get("engine", {}).get("pid")) if clip.get("engine") else None
+    except (httpx.HTTPError, ValueError, TypeError):
+        return None
+
+
 def _batch_stats(url: str) -> dict[str, float]:
     """Sums and counts of the image batches' sizes (and, with an engine, seconds) from one
     ``/metrics`` read: the engine's families when present (every worker's batches), else the
@@ -502,10 +551,30 @@ def _served_step(args: argparse.Namespace, server: Server, bodies: list[bytes], 
     """One served measurement: ``n_clients`` clients send the image set ``--served-repeat`` times."""
     asyncio.run(served_run(server.url, bodies[: min(len(bodies), 4 * n_clients)], n_clients, args.client))
     before = _batch_stats(server.url)
+    engine_pid = _engine_pid(server.url)
+    threads0 = _thread_cpu(server.proc.pid, engine_pid)
     cpu0, kids0, own0 = _tree_cpu(server.proc.pid), _children_cpu(), time.process_time()
     sent = bodies * args.served_repeat
+    spy = None
+    if args.py_spy and engine_pid:  # where the engine's Python spends the run (py-spy must be installed)
+        out = args.py_spy / f"engine-{len(args.py_spy_done) + 1}-c{n_clients}.txt"
+        args.py_spy_done.append(out)
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(engine_pid), "--duration", "4", "--rate", "200",
+                                "--threads", "--nonblocking", "--format", "raw", "--output", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     served, lat, errors = served_multi(server.url, sent, n_clients, args.client_procs, args.client)
+    if spy is not None:
+        try:
+            spy.wait(30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
     server_cpu = 1000 * (_tree_cpu(server.proc.pid) - cpu0) / len(sent)
+    threads1 = _thread_cpu(server.proc.pid, engine_pid)
+    per_thread = {k: 1000 * (v - threads0.get(k, 0.0)) / len(sent) for k, v in threads1.items()}
+    roles: dict[str, float] = {}
+    for k, v in per_thread.items():
+        roles[k.split("/", 1)[0]] = roles.get(k.split("/", 1)[0], 0.0) + v
+    top_threads = {k: round(v, 3) for k, v in sorted(per_thread.items(), key=lambda kv: -kv[1])[:12] if v >= 0.005}
     # the clients: child processes (joined by now), or this process when they ran in it
     client_cpu = 1000 * ((_children_cpu() - kids0) if args.client_procs > 1
                          else (time.process_time() - own0)) / len(sent)
@@ -525,6 +594,8 @@ def _served_step(args: argparse.Namespace, server: Server, bodies: list[bytes], 
             "errors": errors, "p50_ms": round(1000 * pct(lat, 50), 2), "p95_ms": round(1000 * pct(lat, 95), 2),
             "mean_batch": round(mean_batch, 2) if mean_batch else None,
             "server_cpu_ms_per_image": round(server_cpu, 3),
+            "server_cpu_ms_per_image_by_role": {k: round(v, 3) for k, v in sorted(roles.items())},
+            "server_cpu_ms_per_image_top_threads": top_threads,
             "client_cpu_ms_per_image": round(client_cpu, 3)}
 
 
@@ -569,8 +640,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--server-torch-threads", type=int, default=None,
                    help="torch threads of the server's processes only (default: --torch-threads)")
     p.add_argument("--latency-requests", type=int, default=30)
+    p.add_argument("--py-spy", type=Path, default=None, metavar="DIR",
+                   help="sample the engine with py-spy for 4 s of each served step into DIR (raw stacks)")
+    p.add_argument("--server-env", action="append", default=None, metavar="K=V;K=V",
+                   help="a server variant: environment for its processes (repeat to compare variants side "
+                        "by side in one run; the offline baseline uses this process's environment)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
+    args.py_spy_done = []
     # `timeout`/SIGTERM: exit through the context managers so the server subprocesses are stopped too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.gpu:
@@ -640,13 +717,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     stream_counts = [int(x) for x in str(args.engine_streams).split(",")]
     lone_runs: list[dict[str, Any]] = []
-    for w_count, st_count in [(w, st) for w in worker_counts for st in stream_counts]:
+    variants = [dict(kv.split("=", 1) for kv in v.split(";") if kv) for v in (args.server_env or [""])]
+    for env_extra, w_count, st_count in [(e, w, st) for e in variants for w in worker_counts for st in stream_counts]:
         # one server for every client count (a start costs tens of seconds on a GPU machine)
-        with Server(args, args.max_wait_ms, w_count, max(client_counts), st_count) as server:
+        with Server(args, args.max_wait_ms, w_count, max(client_counts), st_count, env_extra) as server:
             for n_clients in client_counts:
                 print(f"served: {w_count} worker(s), {n_clients} clients in {args.client_procs} process(es), engine "
-                      f"{args.engine} ({st_count} streams) …", file=sys.stderr)
+                      f"{args.engine} ({st_count} streams) {env_extra or ''} …", file=sys.stderr)
                 runs.append(_served_step(args, server, bodies, w_count, st_count, n_clients, offline))
+                if env_extra:
+                    runs[-1]["server_env"] = env_extra
                 print(json.dumps(runs[-1]), file=sys.stderr)
             # a lone client on the same server: what one request costs end to end through it
             lone = [x for body in bodies[: args.latency_requests]

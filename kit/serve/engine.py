@@ -42,6 +42,7 @@ import os
 import queue
 import socket
 import struct
+import sys
 import threading
 import time
 from typing import Any, Sequence
@@ -67,6 +68,18 @@ OP_HELLO, OP_IMAGE_JOB, OP_IMAGE_PIXELS, OP_TEXT, OP_STATS, OP_TEXTS = 0, 1, 2, 
 JOB = struct.Struct("<HHB")  # an IMAGE_JOB's prefix: the JPEG's width, height and draft scale
 CHUNK = 1 << 22  # receive buffer: many frames per recv, payloads are views into it (no copy)
 ST_VECTOR, ST_JSON, ST_ERROR = 0, 1, 2
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread ``name`` in the OS (``top -H``, /proc/…/task/*/comm: where a
+    benchmark reads each thread's CPU). Linux only; elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        except (OSError, AttributeError):
+            pass
 
 
 def _error_record(exc: BaseException) -> bytes:
@@ -291,6 +304,7 @@ class Engine:
         cannot serve any more: it says why and sets ``finished`` with ``failed``, and its process
         exits 1 (kit/serve/workers.py), so ``oskit serve`` stops rather than answering 503 forever."""
         def run() -> None:
+            name_os_thread(name)
             try:
                 target()
             except BaseException:
@@ -485,6 +499,7 @@ class Pipeline:
     def _decode_loop(self, take: Any, failed: list[BaseException]) -> None:
         import torch
 
+        name_os_thread("engine-decode")
         stream = torch.cuda.Stream(self.device)
         try:
             while (got := take()) is not None:

@@ -321,13 +321,15 @@ def tensor_preprocess(jobs: Sequence[JpegJob], images: Sequence[Any], size: int)
     for i, (job, img) in enumerate(zip(jobs, images)):
         groups.setdefault((int(img.shape[1]), int(img.shape[2]), job.scale), []).append(i)
     for (h, w, scale), idx in groups.items():
-        x = torch.stack([images[i] for i in idx]).float()
+        # the centre crop is taken before the box filter, in full-size pixels (the filter's windows
+        # are scale-aligned, so the result is the same): a 4:3 photo converts and filters 25% less
+        hs, ws = -(-h // scale), -(-w // scale)  # libjpeg's scaled output size (ceil)
+        side = min(ws, hs)
+        top, left = (hs - side) // 2, (ws - side) // 2
+        x = torch.stack([images[i][:, top * scale:(top + side) * scale, left * scale:(left + side) * scale]
+                         for i in idx]).float()
         if scale > 1:  # libjpeg's scaled IDCT ≈ a box filter; ceil like libjpeg's output size
             x = F.avg_pool2d(x, kernel_size=scale, stride=scale, ceil_mode=True)
-            h, w = int(x.shape[2]), int(x.shape[3])
-        side = min(w, h)
-        top, left = (h - side) // 2, (w - side) // 2
-        x = x[:, :, top:top + side, left:left + side]
         if side != size:
             x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
         x = x.round_().clamp_(0, 255).to(torch.uint8)

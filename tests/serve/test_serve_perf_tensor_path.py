@@ -58,6 +58,31 @@ def test_tensor_pixels_match_the_reference(w: int, h: int, size: int) -> None:
     assert diff.mean() < 1.5 and np.percentile(diff, 99) <= 8  # a few grey levels: scaled IDCT vs box filter
 
 
+@pytest.mark.parametrize("h,w", [(480, 640), (481, 643), (640, 480), (1000, 999), (451, 677), (2000, 1501), (225, 225)])
+def test_cropping_before_the_box_filter_changes_no_pixel(h: int, w: int) -> None:
+    """tensor_preprocess crops in full-size pixels before the box filter; the same as filtering the
+    whole image first and cropping after (the order it had before), to the last bit."""
+    import torch
+    import torch.nn.functional as F
+
+    size = 224
+    g = torch.Generator().manual_seed(h * w)
+    images = [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8) for _ in range(2)]
+    jobs = [JpegJob(data=b"", width=w, height=h, scale=draft_scale(w, h, size)) for _ in images]
+    x = torch.stack(images).float()
+    scale = jobs[0].scale
+    if scale > 1:
+        x = F.avg_pool2d(x, kernel_size=scale, stride=scale, ceil_mode=True)
+    hs, ws = int(x.shape[2]), int(x.shape[3])
+    side = min(hs, ws)
+    top, left = (hs - side) // 2, (ws - side) // 2
+    x = x[:, :, top:top + side, left:left + side]
+    if side != size:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    expected = x.round_().clamp_(0, 255).to(torch.uint8)
+    assert torch.equal(tensor_preprocess(jobs, images, size), expected)
+
+
 def test_routing_only_plain_jpegs_take_the_tensor_path() -> None:
     assert isinstance(jpeg_job(image_bytes(size=(80, 60)), 32), JpegJob)
     assert jpeg_job(image_bytes(fmt="PNG"), 32) is None
