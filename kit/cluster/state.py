@@ -22,6 +22,8 @@ __all__ = [
     "LiveResource",
     "LiveState",
     "VERSION_KEY",
+    "alias_targets",
+    "concrete_index",
     "doc_count",
     "flatten_settings",
     "read_state",
@@ -264,3 +266,27 @@ def doc_count(client: Client, index: str) -> int | None:
     except NotFound:
         return None
     return int((resp or {}).get("count", 0))
+
+
+def alias_targets(client: Client, name: str) -> list[str]:
+    """The indices the alias ``name`` points at now (sorted); ``[]`` when ``name`` is no alias."""
+    try:
+        resp = client.request("GET", f"/_alias/{name}") or {}
+    except NotFound:
+        return []
+    return sorted(i for i, body in resp.items() if name in ((body or {}).get("aliases") or {}))
+
+
+def concrete_index(client: Client, name: str) -> str:
+    """The one index a search of ``name`` reaches now: the index an alias over one index points at
+    (oskit's index versions), else ``name`` itself (an index, a pattern, a list, an alias over several).
+
+    Why searches go there and not to the alias: OpenSearch resolves a request's default search pipeline
+    from the cluster state before the neural query calls its model, and the request's indices from the
+    state after that call. A query running while ``oskit migrate`` moves the alias can therefore embed
+    with the old version's model and search the new version's vectors (wrong hits, seen on 3.6.0).
+    Named directly, the pipeline and the vectors always belong to one version (docs/lifecycle.md)."""
+    if not name or any(c in name for c in "*,") or name.startswith(("_", "-")):
+        return name
+    targets = alias_targets(client, name)
+    return targets[0] if len(targets) == 1 else name

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from kit.cluster.endpoints import explain, is_remote_model_error
+from kit.cluster.state import concrete_index
 from kit.errors import ClusterError, KitError, NotFound
 
 __all__ = [
@@ -451,6 +452,7 @@ def search(
     one's processors with the weights added), so the stored pipeline stays the one source of truth.
     """
     flt = parse_filters(filters)
+    index = concrete_index(client, index)  # pipeline and vectors of one version (kit.cluster.state)
     mapping, default_pipeline = _IndexInfo.get(client, index)
     pipeline = search_pipeline or default_pipeline
     inline: dict[str, Any] | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from kit.errors import EvalError, KitError, NotFound
+from kit.cluster.state import concrete_index
 from kit.job.search import EXCLUDED_SOURCE, SearchResult, _IndexInfo, _neural, filter_clauses, parse_filters, run_query
 
 __all__ = [
@@ -363,6 +364,7 @@ def similar(
     if k < 1 or k > 10_000:
         raise KitError(f"-k must be between 1 and 10000 (got {k})")
     b64 = encode_query_image(data)
+    index = concrete_index(client, index)  # the query's model and the vectors of one version
     mapping, _ = _IndexInfo.get(client, index)
     if bands is None:
         bands = Bands.for_index(client, index)
@@ -398,6 +400,7 @@ def similar_to_id(
     sent again), labelled against its stored hashes like :func:`similar`."""
     if k < 1 or k > 10_000:
         raise KitError(f"-k must be between 1 and 10000 (got {k})")
+    index = concrete_index(client, index)  # the stored vector and the searched vectors of one version
     try:
         doc = client.request("GET", f"/{index}/_doc/{doc_id}",
                              params={"_source_includes": "image_embedding,phash,phash_crops,colour_hash,colour_mean,sha256,file_name"})

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlparse
 
 from kit.cluster.client import Client
 from kit.cluster.desired import Desired, build_desired, resolve_models
-from kit.cluster.state import VERSION_KEY
+from kit.cluster.state import VERSION_KEY, alias_targets
 from kit.config.loader import Project
 from kit.errors import MigrationError, NotFound
 from kit.job.ingest import existing_ids  # the _mget ingest resumes with (retried on 429/5xx)
@@ -128,11 +128,7 @@ def _settings(client: Client, index: str) -> dict[str, Any]:
 
 
 def _alias_target(client: Client, name: str) -> str | None:
-    try:
-        resp = client.request("GET", f"/_alias/{name}") or {}
-    except NotFound:
-        return None
-    targets = sorted(i for i, body in resp.items() if name in ((body or {}).get("aliases") or {}))
+    targets = alias_targets(client, name)
     if len(targets) > 1:
         raise MigrationError(f"alias {name} points at {len(targets)} indices ({', '.join(targets)})",
                              hint="an oskit alias serves exactly one index version; fix it with POST /_aliases")

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from kit.errors import NotFound
 from kit.job.evaluate import default_configs, evaluate, load_queries
 from kit.job.search import forget_index_info
 
@@ -21,6 +22,8 @@ class Ranker:
         self.bodies: list[dict[str, Any]] = []
 
     def request(self, method: str, path: str, body: Any = None, params: Any = None, **_: Any) -> dict[str, Any]:
+        if path.startswith("/_alias/"):  # searches resolve an alias first: "images" is an index here
+            raise NotFound(f"alias [{path[8:]}] missing")
         if path == "/images":
             return {"images": {"mappings": {"properties": {}},
                                "settings": {"index": {"search": {"default_pipeline": "p"}}}}}

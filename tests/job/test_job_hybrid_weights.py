@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kit.errors import KitError
+from kit.errors import KitError, NotFound
 from kit.job.search import HYBRID_WEIGHTS, build_search, forget_index_info, search, weighted_pipeline
 
 ENRICHER = {"neural_query_enricher": {"default_model_id": "text-id",
@@ -27,6 +27,8 @@ class Recorder:
 
     def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
                 **_: Any) -> dict[str, Any]:
+        if method == "GET" and path.startswith("/_alias/"):  # searches resolve an alias first: an index here
+            raise NotFound(f"alias [{path[8:]}] missing")
         if method == "GET" and path == "/images":
             return {"images": {"mappings": {"properties": {"tags": {"type": "text"}}},
                                "settings": {"index": {"search": {"default_pipeline": "images-search"}}}}}
