@@ -29,8 +29,9 @@ __all__ = ["serve"]
 @click.option("--engine-streams", default=1, show_default=True, type=click.IntRange(1, 16),
               help="Concurrent image batch threads in the engine.")
 @click.option("--no-warmup", is_flag=True, help="Skip running each model once at start.")
-@click.option("--env", "env", default=None, metavar="NAME",
-              help="Overlay environments/NAME.yaml's models on the specs first (as plan/apply --env do).")
+@click.option("--env", "env", envvar="OSKIT_ENV", default=None, metavar="NAME",
+              help="Overlay environments/NAME.yaml's models on the specs first (as plan/apply --env do; "
+                   "env OSKIT_ENV).")
 @verbose_option
 def serve(models_path: Path, host: str, port: int, device: str, workers: int, engine_mode: str, engine_streams: int,
           no_warmup: bool, env: str | None) -> None:
