@@ -11,6 +11,11 @@ tolerance (cosine ≥ :data:`MIN_COSINE`), so a GPU's last-bit noise is not drif
 changed preprocessing or another server behind the same connector are. ``outputs`` (a short hash of
 the rounded projections) is only for people to compare at a glance.
 
+The perceptual hashes of ``oskit similar`` (the ``ml_inference`` processor writing ``phash``) are
+fingerprinted the same way: the hash model's answers on the probe images (``phash``, ``colour``,
+``phash_crops``) as ±1 bit vectors and its ``hash_version``; a changed algorithm would otherwise
+compare query hashes with stored ones of another kind, and the identical/near-identical labels lie.
+
 Recorded at ``oskit apply`` (after the probe) and at ``oskit ingest`` (when an index has no record);
 checked by ``oskit plan``/``diff`` (a mismatch is a ``reindex`` change naming the model) and by
 ingest (which refuses to add vectors from another model: they would silently mix).
@@ -37,7 +42,9 @@ __all__ = [
     "PROBE_SET",
     "check_index",
     "compare_entry",
+    "fingerprinted_fields",
     "guard_ingest",
+    "hash_fields",
     "index_record",
     "model_outputs",
     "record_index",
@@ -48,6 +55,10 @@ META_KEY = "oskit_embeddings"
 PROBE_SET = "oskit-probe-v1"  # bump when the probe inputs change (old records then say "probe set changed")
 PROJECTED_DIMS = 64
 MIN_COSINE = 0.999
+HASH_FIELD = "phash"  # what oskit similar compares (kit/job/similar.py); its writer is the hash model
+HASH_KEYS = ("phash", "colour", "phash_crops")  # the hashes compared as bits (``mean`` rounds: left out)
+# hashes are exact; 2 % of a probe's bits may flip (a resampling change upstream) before it is another algorithm
+MIN_HASH_COSINE = 0.96
 PROBE_TEXTS = ("a photo of a red circle", "HOTEL 42", "a dog running on a beach")
 # 32×32 PNGs: a red disc on white, a yellow square on blue (fixed bytes, never regenerated).
 PROBE_IMAGES = (
@@ -81,6 +92,50 @@ def vector_fields(pipeline: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
+def hash_fields(pipeline: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{"phash": (model_id, "hash")}`` when an ``ml_inference`` processor of the pipeline writes the
+    perceptual hash field, else ``{}``."""
+    for proc in pipeline.get("processors") or []:
+        if not isinstance(proc, dict) or len(proc) != 1:
+            continue
+        (ptype, cfg), = proc.items()
+        if ptype != "ml_inference" or not isinstance(cfg, dict) or not isinstance(cfg.get("model_id"), str):
+            continue
+        maps = cfg.get("output_map") or []
+        if any(isinstance(m, dict) and HASH_FIELD in m for m in maps):
+            return {HASH_FIELD: (cfg["model_id"], "hash")}
+    return {}
+
+
+def fingerprinted_fields(pipeline: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Every field whose writer is fingerprinted: the vector fields and the perceptual hash field."""
+    return {**vector_fields(pipeline), **hash_fields(pipeline)}
+
+
+def _bits(value: Any) -> list[float]:
+    """Hex hash strings (or a list of them) → ±1 per bit."""
+    out: list[float] = []
+    for text in value if isinstance(value, list) else [value]:
+        for ch in str(text):
+            n = int(ch, 16)
+            out.extend(1.0 if n >> b & 1 else -1.0 for b in range(3, -1, -1))
+    return out
+
+
+def _hash_outputs(resp: Any, label: str) -> dict[str, list[float]]:
+    results = (resp or {}).get("inference_results") or []
+    outputs = (results[0].get("output") or []) if results else []
+    data = next(((o.get("dataAsMap") or o) for o in outputs if isinstance(o, dict)), None)
+    if not data or any(k not in data for k in HASH_KEYS):
+        raise ClusterError(f"the hash model returned no {', '.join(HASH_KEYS)} for probe {label}")
+    try:
+        bits = [b for k in HASH_KEYS for b in _bits(data[k])]
+    except (TypeError, ValueError):
+        raise ClusterError(f"the hash model's answer for probe {label} is not hex hashes") from None
+    version = hashlib.sha256(str(data.get("hash_version")).encode()).hexdigest()[:16]
+    return {label: bits, "version": _bits(version)}
+
+
 def _project(vector: list[float]) -> list[float]:
     import numpy as np
 
@@ -104,7 +159,10 @@ def _vector(resp: Any) -> list[float] | None:
 def _probe_requests(modality: str) -> list[tuple[str, str, dict[str, Any]]]:
     """``(label, path, body)`` per probe input, as the ingest processors and neural queries call the model."""
     reqs: list[tuple[str, str, dict[str, Any]]] = []
-    if modality == "image+text":
+    if modality == "hash":
+        for i, image in enumerate(PROBE_IMAGES):
+            reqs.append((f"image{i}", "/models/{id}/_predict", {"parameters": {"inputImage": image}}))
+    elif modality == "image+text":
         for i, text in enumerate(PROBE_TEXTS):
             reqs.append((f"text{i}", "/models/{id}/_predict", {"parameters": {"inputText": text}}))
         for i, image in enumerate(PROBE_IMAGES):
@@ -121,6 +179,9 @@ def model_outputs(client: Client, model_id: str, modality: str) -> dict[str, lis
     out: dict[str, list[float]] = {}
     for label, path, body in _probe_requests(modality):
         resp = client.request("POST", ML + path.format(id=model_id), body=body)
+        if modality == "hash":
+            out.update(_hash_outputs(resp, label))
+            continue
         vec = _vector(resp)
         if vec is None:
             raise ClusterError(f"model {model_id} returned no embedding for probe {label}")
@@ -170,7 +231,7 @@ def compare_entry(recorded: Mapping[str, Any], outputs: Mapping[str, list[float]
     if set(probe) != set(outputs):
         return False, 0.0
     low = min((_cosine(probe[k], outputs[k]) for k in outputs), default=1.0)
-    return low >= MIN_COSINE, low
+    return low >= (MIN_HASH_COSINE if recorded.get("modality") == "hash" else MIN_COSINE), low
 
 
 @dataclass
@@ -192,6 +253,11 @@ class FieldCheck:
         rec = self.recorded or {}
         if self.error:
             return f"model {self.model}: cannot check its outputs ({self.error})"
+        if rec.get("modality") == "hash":
+            return (f"model {self.model}'s perceptual hashes no longer match what index {self.index} was built "
+                    f"with (field {self.field}: recorded hashes {rec.get('outputs')} from model {rec.get('model_id')}, "
+                    f"deployed {self.current.get('outputs')} from model {self.current_model_id}; another hash "
+                    f"algorithm or version: the similar-photo labels would compare unlike hashes)")
         return (f"model {self.model}'s outputs no longer match what index {self.index} was built with "
                 f"(field {self.field}: recorded outputs {rec.get('outputs')} from model {rec.get('model_id')}, "
                 f"deployed {self.current.get('outputs')} from model {self.current_model_id}; "
@@ -230,7 +296,7 @@ def check_index(client: Client, index: str) -> list[FieldCheck]:
     if not fields:
         return []
     pipe = _index_pipeline(client, concrete) or {}
-    now = vector_fields(pipe)
+    now = fingerprinted_fields(pipe)
     checks: list[FieldCheck] = []
     cache: dict[tuple[str, str], dict[str, Any]] = {}
     for fname, entry in sorted(fields.items()):
@@ -265,11 +331,18 @@ def record_index(client: Client, index: str, *, overwrite: bool = False) -> dict
     fields = dict(rec.get("fields") or {})
     changed = False
     cache: dict[tuple[str, str], dict[str, Any]] = {}
-    for fname, (model_id, modality) in sorted(vector_fields(pipe).items()):
+    for fname, (model_id, modality) in sorted(fingerprinted_fields(pipe).items()):
         old = fields.get(fname)
         key = (model_id, modality)
         if key not in cache:
-            cache[key] = entry_for(client, model_id, modality)
+            try:
+                cache[key] = entry_for(client, model_id, modality)
+            except ClusterError as exc:
+                if modality != "hash":
+                    raise
+                # the vectors' record matters more than the hashes': keep going without this field
+                log.warning("index %s: the hash model's fingerprint not recorded (%s)", concrete, exc)
+                continue
         cur = cache[key]
         if old is not None and not overwrite:
             ok, _ = compare_entry(old, cur["probe"])

@@ -27,7 +27,7 @@ from kit.cluster.desired import (
     strings_in,
 )
 from kit.cluster.diff import STATIC_INDEX_SETTINGS, FieldDiff, compare_exact, compare_mappings, compare_settings
-from kit.cluster.fingerprint import META_KEY, vector_fields
+from kit.cluster.fingerprint import META_KEY, fingerprinted_fields
 from kit.cluster.fingerprint import check_index as fingerprint_checks
 from kit.cluster.state import VERSION_KEY, LiveModel, LiveState, doc_count, read_state
 from kit.config.envsubst import mask
@@ -282,7 +282,7 @@ def _changes(desired: Desired, live: LiveState, target: Target, client: Client,
     replaced_for: dict[str, set[str]] = {}
     for name, idesired in desired.indices.items():
         pipe = desired.ingest.get(str(idesired.settings_flat.get("index.default_pipeline")))
-        used = {m.group("name") for mid, _ in vector_fields(pipe or {}).values()
+        used = {m.group("name") for mid, _ in fingerprinted_fields(pipe or {}).values()
                 if (m := MODEL_PLACEHOLDER.match(mid))}
         if used & replaced and name in live.indices:
             replaced_for[name] = used & replaced

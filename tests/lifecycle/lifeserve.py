@@ -61,6 +61,8 @@ class LifeServe:
         self.variant = variant
         self.variant2 = variant2  # what /clip/embed-v2 serves: the "new model" of a migration
         self.dim = 512  # a broken model answers another dimension
+        self.hash_version = "oskit-hash-v2"  # /hash: another algorithm answers another version …
+        self.phash = "8000000000000000"  # … and other bits
         self.calls = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -111,9 +113,9 @@ class LifeServe:
             colour = colour_of(str((await request.json()).get("inputImage") or ""))
             if colour is None:
                 return JSONResponse({"error": {"code": "bad_image", "message": "not an image", "status": 400}}, 400)
-            return JSONResponse({"phash": "8000000000000000", "colour": "00000000700", "mean": "%02x%02x%02x" % COLOURS[colour],
-                                 "phash_crops": ["8000000000000000", "8000000000000000"], "phash_probes": [],
-                                 "hash_version": "oskit-hash-v2"})
+            return JSONResponse({"phash": self.phash, "colour": "00000000700", "mean": "%02x%02x%02x" % COLOURS[colour],
+                                 "phash_crops": [self.phash, self.phash], "phash_probes": [],
+                                 "hash_version": self.hash_version})
 
         async def health(request: Request) -> JSONResponse:
             return JSONResponse({"status": "ok", "models": {}})

@@ -87,7 +87,7 @@ def test_fingerprints_catch_swapped_weights_on_a_real_node(rclient: Any, lprojec
     from kit.job.ingest import ingest
 
     rec = index_record(rclient, "images")[2]["fields"]
-    assert set(rec) == {"image_embedding", "ocr_embedding", "caption_embedding"}
+    assert set(rec) == {"image_embedding", "ocr_embedding", "caption_embedding", "phash"}
     project = load_project(lproject, env=ENV)
     assert cluster.diff(project, rclient).in_sync
     _ingest(rclient, tmp_path / "a", 4)
