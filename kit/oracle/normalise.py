@@ -30,6 +30,19 @@ _NAME_KEYS = {"cluster_name", "cluster_uuid", "node_name", "ephemeral_id", "tran
               "worker_nodes", "deploy_to_all_nodes", "current_worker_node_count", "planning_worker_node_count"}
 _ID_KEYS = {"_id", "id", "index_uuid", "uuid", "model_id", "task_id", "connector_id", "model_group_id",
             "memory_id", "agent_id", "_index_uuid", "resource.id"}
+# point-in-time and scroll ids are opaque (base64 of shard contexts on OpenSearch): any string is an id
+_OPAQUE_ID_KEYS = {"_scroll_id", "scroll_id", "pit_id"}
+# 405 "allowed: [PUT, GET, HEAD, DELETE]": OpenSearch prints a Java HashSet, whose order changes between runs
+_ALLOWED = re.compile(r"(allowed: \[)([^\]]*)(\])")
+
+
+def _times(value: Any) -> Any:
+    """Every number inside (``phase_took``'s per-phase timings) becomes ``<time>``."""
+    if isinstance(value, dict):
+        return {k: _times(v) for k, v in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return TIME
+    return value
 
 
 def _looks_generated(token: str) -> bool:
@@ -45,6 +58,7 @@ def normalise_text(text: str, known: Mapping[str, str] | None = None) -> str:
     for value, name in (known or {}).items():
         if value and value in text:
             text = text.replace(value, name)
+    text = _ALLOWED.sub(lambda m: m.group(1) + ", ".join(sorted(m.group(2).split(", "))) + m.group(3), text)
     return _GENERATED.sub(lambda m: ID if _looks_generated(m.group(1)) else m.group(1), text)
 
 
@@ -91,12 +105,18 @@ def normalise(value: Any, known: Mapping[str, str] | None = None, *, key: str = 
                 out[nk] = NAME
             elif kk in _NAME_KEYS:
                 out[nk] = NAME
+            elif kk == "name" and isinstance(v, str) and "component" in value:
+                out[nk] = NAME  # a _cat/plugins?format=json row: name is the node's
+            elif kk == "phase_took" and isinstance(v, dict):
+                out[nk] = _times(v)
             elif _TIME_KEY.search(kk) and isinstance(v, (int, float, str)) and not isinstance(v, bool):
                 out[nk] = TIME
             elif kk in ("nodes",) and isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()):
                 # per-node maps are keyed by node id: keep the count and the per-node content
                 out[nk] = {f"<node{i}>": normalise(x, known, key="node", root=False)
                            for i, x in enumerate(v.values())}
+            elif kk in _OPAQUE_ID_KEYS and isinstance(v, str):
+                out[nk] = (known or {}).get(v) or ID
             elif kk in _ID_KEYS and isinstance(v, str):
                 out[nk] = (known or {}).get(v) or normalise_text(v, known)
             elif isinstance(v, list) and _is_hit_list(kk, v):

@@ -62,6 +62,44 @@ def test_normalise_keeps_chosen_ids_and_words() -> None:
     assert normalise(body) == body
 
 
+def test_the_allowed_methods_of_a_405_compare_in_any_order() -> None:
+    # OpenSearch prints a Java HashSet: "[PUT, GET, HEAD, DELETE]" in one run, "[DELETE, HEAD, GET, PUT]" in another
+    real = {"error": "Incorrect HTTP method for uri [/x] and method [PATCH], allowed: [PUT, GET, HEAD, DELETE]"}
+    node = {"error": "Incorrect HTTP method for uri [/x] and method [PATCH], allowed: [DELETE, GET, HEAD, PUT]"}
+    assert compare(normalise(real), normalise(node)) == []
+    assert normalise(real)["error"].endswith("allowed: [DELETE, GET, HEAD, PUT]")
+    other = {"error": "Incorrect HTTP method for uri [/x] and method [PATCH], allowed: [GET, HEAD]"}
+    assert compare(normalise(real), normalise(other)) != []
+
+
+def test_point_in_time_and_scroll_ids_are_ids() -> None:
+    real = {"pit_id": "69qFQQEGbW92aWVzFktOZzNSM2xlU1FPLTVobG1PMy1ZdXcAFjFudDVaOXFGU0RpbHR3QTMzcmg0NEEAAAAAAAAAAGMW",
+            "pits": [{"pit_id": "69qFQQEGbW92aWVzFktOZzNSM2xlU1FPLTVobG1PMy1ZdXcAFjFudDVaOXFGU0Rp", "successful": True}],
+            "_scroll_id": "FGluY2x1ZGVfY29udGV4dF91dWlkDXF1ZXJ5QW5kRmV0Y2gBFjhxcTUyVFlRUUhxS0dMd0ZlRHJWRmcAAAAAAAAAaBYx"}
+    node = {"pit_id": "b3NraXQtcGl0OjE=", "pits": [{"pit_id": "b3NraXQtcGl0OjE=", "successful": True}],
+            "_scroll_id": "b3NraXQtc2Nyb2xsOjM"}
+    assert compare(normalise(real), normalise(node)) == []
+    assert normalise(node) == {"pit_id": "<id>", "pits": [{"pit_id": "<id>", "successful": True}], "_scroll_id": "<id>"}
+
+
+def test_every_phase_took_value_is_a_timing() -> None:
+    real = {"took": 5, "phase_took": {"dfs_pre_query": 0, "query": 2, "fetch": 1, "dfs_query": 0, "expand": 0,
+                                      "can_match": 0}}
+    node = {"took": 1, "phase_took": {"dfs_pre_query": 0, "query": 0, "fetch": 0, "dfs_query": 0, "expand": 0,
+                                      "can_match": 0}}
+    assert compare(normalise(real), normalise(node)) == []
+    assert compare(normalise(real), normalise({"took": 1, "phase_took": {"query": 0}})) != []  # the phases still count
+
+
+def test_the_node_name_of_cat_plugins_rows_is_a_name() -> None:
+    real = [{"name": "real-1", "component": "opensearch-ml", "version": "2.19.6.0"}]
+    node = [{"name": "oskit-node", "component": "opensearch-ml", "version": "2.19.6.0"}]
+    assert compare(normalise(real), normalise(node)) == []
+    assert compare(normalise(real), normalise([{**node[0], "component": "opensearch-knn"}])) != []
+    # other rows keep their names (a _cat/templates row names the template)
+    assert normalise([{"name": "t1", "index_patterns": "[x*]"}]) == [{"name": "t1", "index_patterns": "[x*]"}]
+
+
 def test_equal_scores_compare_in_any_order() -> None:
     a = {"hits": {"hits": [{"_id": "2", "_score": 1.0}, {"_id": "1", "_score": 1.0}, {"_id": "3", "_score": 0.5}]}}
     b = {"hits": {"hits": [{"_id": "1", "_score": 1.0}, {"_id": "2", "_score": 1.0}, {"_id": "3", "_score": 0.5}]}}
