@@ -64,6 +64,7 @@ def load_corpus(folder: Path = CORPUS_DIR, only: Iterable[str] = ()) -> list[Seq
 
 # ------------------------------------------------------------------------------------------ recordings
 _ID_FIELDS = ("model_id", "task_id", "connector_id", "model_group_id", "_id", "id")
+_OPAQUE_FIELDS = ("_scroll_id", "pit_id")  # any string: base64 of shard contexts, not a generated-looking id
 
 
 def _ids_in(body: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
@@ -72,6 +73,8 @@ def _ids_in(body: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
         for k, v in body.items():
             p = f"{prefix}.{k}" if prefix else str(k)
             if k in _ID_FIELDS and isinstance(v, str) and normalise_text(v) == "<id>":
+                yield p, v
+            elif k in _OPAQUE_FIELDS and isinstance(v, str) and len(v) >= 6:
                 yield p, v
             elif isinstance(v, (dict, list)) and k not in ("_source", "hits"):
                 yield from _ids_in(v, p)
@@ -183,6 +186,29 @@ def _story_exchanges(url: str, spec_dir: Path, only: Iterable[str], auth: tuple[
     return per_story, status
 
 
+def _opaque_names(exchanges: list[tuple[str, Exchange]]) -> dict[str, str]:
+    """Each scroll/PIT id in the answers -> ``<scroll_id1>``, ``<pit_id1>``, ... by first appearance."""
+    names: dict[str, str] = {}
+    counts: dict[str, int] = {}
+
+    def walk(body: Any) -> None:
+        if isinstance(body, dict):
+            for k, v in body.items():
+                if k in _OPAQUE_FIELDS and isinstance(v, str) and len(v) >= 6 and v not in names:
+                    kind = k.lstrip("_")
+                    counts[kind] = counts.get(kind, 0) + 1
+                    names[v] = f"<{kind}{counts[kind]}>"
+                elif isinstance(v, (dict, list)) and k != "hits":
+                    walk(v)
+        elif isinstance(body, list):
+            for v in body[:50]:
+                walk(v)
+
+    for _, ex in exchanges:
+        walk(ex.body)
+    return names
+
+
 def compare_stories(a: Side, b: Side, spec_dir: Path, *, only: Iterable[str] = (),
                     known: list[KnownDifference] | None = None,
                     auth: tuple[str, str] | None = None) -> tuple[Report, dict[str, tuple[str, str]]]:
@@ -218,9 +244,12 @@ def compare_stories(a: Side, b: Side, spec_dir: Path, *, only: Iterable[str] = (
         results[story] = (st_a.get(story, "(not run)"), st_b.get(story, "(not run)"))
         la, lb = ex_a.get(story, []), ex_b.get(story, [])
         seq = Sequence(story, "story", [])
+        # scroll and PIT ids an answer gave, per side, named in order (<scroll_id1>, ...): a later request that
+        # carries its side's own id in the path (/_search/scroll/{id}) then reads the same on both sides
+        opaque_a, opaque_b = _opaque_names(la), _opaque_names(lb)
         for i in range(max(len(la), len(lb))):
-            ra = normalise_text(la[i][0]) if i < len(la) else None
-            rb = normalise_text(lb[i][0]) if i < len(lb) else None
+            ra = normalise_text(la[i][0], opaque_a) if i < len(la) else None
+            rb = normalise_text(lb[i][0], opaque_b) if i < len(lb) else None
             request = ra or rb or "?"
             if ra != rb:
                 why = f"{a.label} sent {ra}, {b.label} sent {rb}"

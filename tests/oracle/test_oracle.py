@@ -268,6 +268,77 @@ def test_cli_compare_rejects_a_bad_rewrite(two_nodes: tuple[str, str]) -> None:
     assert "'nothing' is not OLD=NEW" in result.output
 
 
+class _Contexts(httpx.BaseTransport):
+    """A cluster that hands out its own scroll and PIT ids and answers only to those."""
+
+    def __init__(self, scroll: str, pit: str) -> None:
+        self.scroll, self.pit = scroll, pit
+        self.seen: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path, body = request.url.path, json.loads(request.content or b"null")
+        self.seen.append(f"{request.method} {path} {json.dumps(body)}")
+        if path == "/m/_search" and "scroll" in request.url.params:
+            return httpx.Response(200, json={"_scroll_id": self.scroll, "hits": {"hits": []}})
+        if path == "/m/_search/point_in_time":
+            return httpx.Response(200, json={"pit_id": self.pit, "_shards": {"total": 1}})
+        own = {f"/_search/scroll/{self.scroll}": True, "/_search/scroll": (body or {}).get("scroll_id") == self.scroll,
+               "/_search": (body or {}).get("pit", {}).get("id") == self.pit}
+        if own.get(path):
+            return httpx.Response(200, json={"_scroll_id": self.scroll} if "scroll" in path else {"pit_id": self.pit})
+        return httpx.Response(404, json={"error": f"no such context in {path} {body}"})
+
+
+def test_a_recording_replays_each_side_s_own_scroll_and_pit_ids(tmp_path: Path) -> None:
+    rec = tmp_path / "r.jsonl"
+    scroll, pit = "FGluY2x1ZGVfY29udGV4dF91dWlkDXF1ZXJ5QW5kRmV0Y2gBFjhxcTUy", "69qFQQEGbW92aWVzFktOZzNSM2xlU1FP"
+    lines = [("POST", "/m/_search", {"scroll": "1m"}, {}, {"_scroll_id": scroll, "hits": {"hits": []}}),
+             ("POST", "/_search/scroll", {}, {"scroll": "1m", "scroll_id": scroll}, {"_scroll_id": scroll}),
+             ("DELETE", f"/_search/scroll/{scroll}", {}, None, {"_scroll_id": scroll}),
+             ("POST", "/m/_search/point_in_time", {"keep_alive": "1m"}, None, {"pit_id": pit}),
+             ("POST", "/_search", {}, {"pit": {"id": pit}}, {"pit_id": pit})]
+    rec.write_text("".join(json.dumps({"method": m, "path": p, "params": q, "body": b, "status": 200, "response": r})
+                           + "\n" for m, p, q, b, r in lines))
+    seq = load_recording(rec)
+    assert seq.steps[1].body == {"scroll": "1m", "scroll_id": "${rec1}"}
+    assert seq.steps[2].path == "/_search/scroll/${rec1}"
+    assert seq.steps[4].body == {"pit": {"id": "${rec2}"}}
+    ta, tb = _Contexts("real-scroll-0123456789", "real-pit-0123456789"), _Contexts("b3NraXQtc2Nyb2xsOjM", "b3NraXQtcGl0OjE=")
+    a, b = Side("real", "http://real", transport=ta), Side("node", "http://node", transport=tb)
+    report = run_sequences([seq], a, b, known=[])
+    a.close()
+    b.close()
+    assert [o.to_dict() for o in report.outcomes if o.state != "equal"] == []
+    assert report.count("equal") == 5
+    assert ta.seen[2] == "DELETE /_search/scroll/real-scroll-0123456789 null"
+    assert tb.seen[4] == 'POST /_search {"pit": {"id": "b3NraXQtcGl0OjE="}}'
+
+
+def test_story_requests_carrying_each_side_s_own_scroll_id_are_compared(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    import kit.oracle.sources as sources
+    from kit.oracle.runner import Exchange
+
+    def exchanges(scroll: str, pit: str) -> list[tuple[str, Exchange]]:
+        return [("GET /movies/_search?scroll=1m", Exchange(200, {"_scroll_id": scroll, "hits": {"hits": []}})),
+                (f"GET /_search/scroll/{scroll}", Exchange(200, {"_scroll_id": scroll})),
+                ("POST /movies/_search/point_in_time?keep_alive=1m", Exchange(200, {"pit_id": pit})),
+                (f"DELETE /_search/scroll/{scroll}", Exchange(200, {"succeeded": True, "num_freed": 1}))]
+
+    per_url = {"http://real": exchanges("FGluY2x1ZGVfY29udGV4dF91dWlkDXF1ZXJ5", "69qFQQEGbW92aWVzFktOZzNS"),
+               "http://node": exchanges("b3NraXQtc2Nyb2xsOjI", "b3NraXQtcGl0OjE=")}
+    monkeypatch.setattr(sources, "_story_exchanges", lambda url, *args, **kw: (
+        {"s.yaml": per_url[url]}, {"s.yaml": "PASSED"}))
+    quiet = httpx.MockTransport(lambda request: httpx.Response(200, json={}))
+    a, b = Side("real", "http://real", transport=quiet), Side("node", "http://node", transport=quiet)
+    report, _ = sources.compare_stories(a, b, tmp_path, known=[])
+    a.close()
+    b.close()
+    assert [(o.request, o.state) for o in report.outcomes] == [
+        ("GET /movies/_search", "equal"), ("GET /_search/scroll/<scroll_id1>", "equal"),
+        ("POST /movies/_search/point_in_time", "equal"), ("DELETE /_search/scroll/<scroll_id1>", "equal")]
+
+
 # ---------------------------------------------------------------------------------------------- stories
 def test_stories_run_through_the_recording_proxy_on_both_sides(two_nodes: tuple[str, str], spec_dir: Path) -> None:
     from kit.oracle import compare_stories
