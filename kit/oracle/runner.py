@@ -253,9 +253,11 @@ def load_known_differences(path: Path = KNOWN_FILE) -> list[KnownDifference]:
     out = []
     for i, entry in enumerate(data):
         try:
-            out.append(KnownDifference(str(entry["request"]), str(entry.get("path", "*")), str(entry["reason"]),
-                                       str(entry.get("contains", ""))))
-        except (KeyError, TypeError) as exc:
+            globs = entry.get("path", "*")  # a list of globs: one entry each, the same reason
+            for glob in globs if isinstance(globs, list) else [globs]:
+                out.append(KnownDifference(str(entry["request"]), str(glob), str(entry["reason"]),
+                                           str(entry.get("contains", ""))))
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path}: [{i}]: needs 'request' and 'reason' ({exc})") from None
     return out
 

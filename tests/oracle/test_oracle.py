@@ -383,6 +383,59 @@ def test_a_documented_text_documents_the_whole_answer() -> None:
     b.close()
 
 
+def test_documented_system_index_and_parse_error_entries_stay_narrow() -> None:
+    from kit.oracle import load_known_differences
+    from kit.oracle.runner import Exchange, compare_exchanges
+
+    known = load_known_differences()
+    a, b = Side("real", "http://127.0.0.1:9"), Side("node", "http://127.0.0.1:9")
+
+    def outcome(request: str, real: Any, node: Any, status: int = 200) -> Any:
+        method, _, path = request.partition(" ")
+        return compare_exchanges(Sequence("s", "story", []), 0, request, Step(method, path),
+                                 Exchange(status, real), Exchange(status, node), (a, b), known)
+
+    # N1: the .plugins-ml-* indices the real node lists are documented; a user index that differs is not
+    ml = {"mappings": {"_meta": {"schema_version": 12}, "properties": {"algorithm": {"type": "keyword"}}}}
+    out = outcome("GET /_mapping", {".plugins-ml-model": ml, "movies": {"mappings": {"properties": {"t": {"type": "text"}}}}},
+                  {"movies": {"mappings": {"properties": {"t": {"type": "keyword"}}}}, "extra": {"mappings": {}}})
+    assert [d.split(" (")[0] for d, _ in out.documented] == [".plugins-ml-model: only in real"]
+    assert "COMPATIBILITY.md" in out.documented[0][1]
+    assert out.differences == ['movies.mappings.properties.t.type: real "text", node "keyword"',
+                               "extra: only in node ({\"mappings\": {}})"]
+    shards = {"total": 5, "successful": 5, "skipped": 0, "failed": 0}
+    assert outcome("GET /_count", {"count": 6, "_shards": shards},
+                   {"count": 0, "_shards": {**shards, "total": 0, "successful": 0}}).state == "documented"
+    # a count over named indices, or one where the node found something, stays open
+    assert outcome("GET /movies/_count", {"count": 6}, {"count": 0}).differences == ["count: real 6, node 0"]
+    assert outcome("GET /_count", {"count": 6}, {"count": 2}).differences == ["count: real 6, node 2"]
+    assert outcome("GET /_search", {"hits": {"hits": [{"_id": "1", "_score": 1.0, "_source": {"n": 1}}]}},
+                   {"hits": {"hits": [{"_id": "1", "_score": 1.0, "_source": {"n": 0}}]}}
+                   ).differences == ["hits.hits[0]._source.n: real 1, node 0"]
+
+    # N4: the parse error's col and Jackson's cause are documented; another type is not
+    real = {"error": {"root_cause": [{"type": "parsing_exception", "line": 1, "col": 27}], "type": "parsing_exception",
+                      "line": 1, "col": 27, "caused_by": {"type": "named_object_not_found_exception",
+                                                          "reason": "[1:27] unknown field [nosuchquery]"}}, "status": 400}
+    node = {"error": {"root_cause": [{"type": "parsing_exception", "line": 1, "col": 1}], "type": "parsing_exception",
+                      "line": 1, "col": 1}, "status": 400}
+    out = outcome("POST /oracle-err/_search", real, node, 400)
+    assert out.state == "documented" and len(out.documented) == 3
+    other = outcome("POST /oracle-err/_search", real, {"error": {**node["error"], "type": "x_content_parse_exception"},
+                                                       "status": 400}, 400)
+    assert other.differences == ['error.type: real "parsing_exception", node "x_content_parse_exception"']
+    a.close()
+    b.close()
+
+
+def test_a_known_difference_may_name_several_paths(tmp_path: Path) -> None:
+    from kit.oracle import load_known_differences
+
+    file = tmp_path / "k.yaml"
+    file.write_text('- {request: "^GET /_count$", path: [count, "_shards.total"], reason: r}\n')
+    assert [(k.path, k.reason) for k in load_known_differences(file)] == [("count", "r"), ("_shards.total", "r")]
+
+
 def test_a_recording_with_faiss_fields_is_refused_unless_rewritten(two_nodes: tuple[str, str], tmp_path: Path) -> None:
     from kit.errors import NodeError
     from kit.oracle.cli import run_compare
