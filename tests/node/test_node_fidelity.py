@@ -329,6 +329,21 @@ def test_document_field_errors_carry_the_java_cause(n: AsgiNode) -> None:
     assert err["reason"].endswith("Preview of field's value: 'null'")
 
 
+def test_a_string_that_is_no_number_names_the_java_cause_of_the_field_type(n: AsgiNode) -> None:
+    # NumberType.parse: long and unsigned_long go through Numbers.toLong/toUnsignedLong
+    # (IllegalArgumentException); the others through Double/Float.parseDouble (NumberFormatException)
+    types = ("long", "unsigned_long", "integer", "short", "byte", "double", "float")
+    n.ok("PUT", "/nums", {"mappings": {"properties": {t: {"type": t} for t in types}}})
+    reason = 'For input string: "not a number"'
+    for i, t in enumerate(types):
+        want = {"type": "illegal_argument_exception" if "long" in t else "number_format_exception", "reason": reason}
+        err = n.request("PUT", f"/nums/_doc/{i}", {t: "not a number"}).json()["error"]
+        assert err["caused_by"] == want, t
+        bulk = f'{{"index":{{"_index":"nums","_id":"b{i}"}}}}\n{{"{t}":"not a number"}}\n'
+        item = n.ok("POST", "/_bulk", raw=bulk)["items"][0]["index"]
+        assert item["error"]["caused_by"] == want, t
+
+
 def test_single_document_apis_name_a_missing_index_an_index_expression(n: AsgiNode) -> None:
     for method, path in (("GET", "/missing/_doc/1"), ("DELETE", "/missing/_doc/1"), ("GET", "/missing/_source/1")):
         r = n.request(method, path)
