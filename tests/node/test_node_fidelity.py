@@ -225,6 +225,27 @@ def test_connector_action_type_is_upper_case_and_client_config_shows_defaults(ml
     assert (cc["read_timeout"], cc["retry_backoff_policy"], cc["max_connection"]) == (5, "exponential_full_jitter", 30)
 
 
+def test_connector_search_hits_show_the_client_config_defaults_as_get_does(ml: AsgiNode) -> None:
+    cc = {"max_connection": 10, "connection_timeout": 10, "read_timeout": 60}
+    cid = ml.ok("POST", f"{ML}/connectors/_create", {**CONNECTOR, "name": "cc", "client_config": cc})["connector_id"]
+    ml.ok("POST", f"{ML}/connectors/_create", CONNECTOR)
+    full = {**cc, "retry_backoff_millis": 200, "retry_timeout_seconds": 30, "max_retry_times": 0,
+            "retry_backoff_policy": "constant"}
+    query = {"query": {"term": {"name.keyword": "cc"}}}
+    hits = ml.ok("POST", f"{ML}/connectors/_search", query)["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [cid]
+    assert hits[0]["_source"] == ml.ok("GET", f"{ML}/connectors/{cid}")
+    assert hits[0]["_source"]["client_config"] == full and "credential" not in hits[0]["_source"]
+    # the request's _source filter applies to what GET shows, defaults included; credentials stay out
+    src = ml.ok("POST", f"{ML}/connectors/_search", {**query, "_source": ["client_config.max_retry_times",
+                                                                           "credential"]})["hits"]["hits"][0]
+    assert src["_source"] == {"client_config": {"max_retry_times": 0}}
+    hit = ml.ok("POST", f"{ML}/connectors/_search?_source=false", query)["hits"]["hits"][0]
+    assert "_source" not in hit and hit["_version"] == 1
+    nocc = ml.ok("POST", f"{ML}/connectors/_search", {"query": {"term": {"name.keyword": "c"}}})["hits"]["hits"]
+    assert "client_config" not in nocc[0]["_source"]
+
+
 def test_remote_model_fields_through_deploy_and_undeploy(ml: AsgiNode) -> None:
     cid = ml.ok("POST", f"{ML}/connectors/_create", CONNECTOR)["connector_id"]
     mid = ml.ok("POST", f"{ML}/models/_register", {"name": "m", "function_name": "remote",
