@@ -400,6 +400,22 @@ def test_cluster_health_human_adds_readable_values(n: AsgiNode) -> None:
     assert "active_shards_percent" not in n.ok("GET", "/_cluster/health/r0")
 
 
+def test_cluster_health_awareness_attributes_level(n: AsgiNode) -> None:
+    h = n.ok("GET", "/_cluster/health?level=awareness_attributes&awareness_attribute=zone")
+    assert list(h)[-1] == "awareness_attributes" and h["awareness_attributes"] == {"zone": {}}
+    assert n.ok("GET", "/_cluster/health?level=awareness_attributes")["awareness_attributes"] == {}
+    assert "awareness_attributes" not in n.ok("GET", "/_cluster/health")
+    n.ok("PUT", "/_cluster/settings", {"persistent": {"cluster.routing.allocation.awareness.attributes": "zone,rack"}})
+    assert n.ok("GET", "/_cluster/health?level=awareness_attributes")["awareness_attributes"] == {"zone": {}, "rack": {}}
+    r = n.request("GET", "/_cluster/health/r0?level=awareness_attributes")
+    assert (r.status_code, r.json()["error"]["type"], r.json()["error"]["reason"]) == (
+        400, "action_request_validation_exception",
+        "Validation Failed: 1: awareness_attribute is not a supported parameter with index health;")
+    r = n.request("GET", "/_cluster/health?awareness_attribute=zone")
+    assert (r.status_code, r.json()["error"]["reason"]) == (
+        400, "Validation Failed: 1: level=awareness_attributes is required with awareness_attribute parameter;")
+
+
 def test_phase_took_and_count_terminate_after(n: AsgiNode) -> None:
     for i in range(3):
         n.ok("PUT", f"/r0/_doc/{i}", {"n": i})
