@@ -197,9 +197,9 @@ _CHAINS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def analyze_text(texts: list[str], *, analyzer_name: str | None = None, tokenizer: str | None = None,
-                 filters: list[str] | None = None, position_gap: int = 100) -> list[dict[str, object]]:
+                 filters: list[str] | None = None, position_gap: int = 0) -> list[dict[str, object]]:
     """The ``tokens`` of an ``_analyze`` response. Several texts continue the offsets (+1 between values)
-    and positions (+``position_gap``), as a multi-valued field does."""
+    and positions (+``position_gap``, the analyzer's position increment gap)."""
     if tokenizer is not None:
         chain = (tokenizer, tuple(filters or ()))
     else:

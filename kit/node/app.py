@@ -365,6 +365,14 @@ def _health_of(ix: Any) -> str:
 
 def cluster_health(req: NodeRequest) -> Response:
     e = req.engine
+    level, attribute = req.query.get("level"), req.query.get("awareness_attribute")
+    # ClusterHealthRequest.validate
+    if level == "awareness_attributes" and req.path_params.get("index"):
+        raise ApiError(400, "action_request_validation_exception",
+                       "Validation Failed: 1: awareness_attribute is not a supported parameter with index health;")
+    if level != "awareness_attributes" and attribute is not None:
+        raise ApiError(400, "action_request_validation_exception",
+                       "Validation Failed: 1: level=awareness_attributes is required with awareness_attribute parameter;")
     targets = e.resolve(req.path_params.get("index"), expand_hidden=True) if req.path_params.get("index") \
         else list(e.indices.values())
     statuses = [_health_of(ix) for ix in targets]
@@ -393,6 +401,15 @@ def cluster_health(req: NodeRequest) -> Response:
                                      "active_primary_shards": 1, "active_shards": 1, "relocating_shards": 0,
                                      "initializing_shards": 0, "unassigned_shards": 1 if s == "yellow" else 0}
                            for ix, s in zip(targets, statuses)}
+    if level == "awareness_attributes":
+        # ClusterAwarenessHealth: the attribute asked for, else cluster.routing.allocation.awareness.attributes;
+        # each maps the values its data nodes carry, and this one node carries no node.attr.* values
+        if attribute:
+            names = [attribute]
+        else:
+            configured = e.settings.get("cluster.routing.allocation.awareness.attributes") or []
+            names = [a.strip() for a in configured.split(",")] if isinstance(configured, str) else list(configured)
+        body["awareness_attributes"] = {name: {} for name in names if name}
     return json_response(body, 408 if timed_out else 200)
 
 

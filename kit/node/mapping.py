@@ -427,9 +427,10 @@ class Mapping:
             try:
                 conv = convert_value(ftype, spec, item)
             except ValueError as exc:
-                # Java's NumberFormatException for a string that is no number, IllegalArgumentException else
+                # Java's NumberFormatException for a string that is no number (Double/Float.parseDouble), but
+                # long and unsigned_long parse through Numbers.toLong/toUnsignedLong: IllegalArgumentException
                 cause = "number_format_exception" if str(exc).startswith("For input string") \
-                    else "illegal_argument_exception"
+                    and ftype not in ("long", "unsigned_long") else "illegal_argument_exception"
                 raise mapper_parsing(
                     f"failed to parse field [{path}] of type [{ftype}] in document with id '{doc_id}'. "
                     f"Preview of field's value: '{_preview(item)}'",

@@ -48,6 +48,10 @@ def analyze(req: "NodeRequest") -> dict[str, Any]:
     analyzer_name = body.get("analyzer")
     field = body.get("field")
     index = req.path_params.get("index")
+    # TransportAnalyzeAction adds analyzer.getPositionIncrementGap between texts: 0 for a global analyzer (no
+    # index) and for a tokenizer/filter chain (CustomAnalyzer), 100 for an index's analyzers
+    # (AnalysisRegistry overrides the gap to TextFieldMapper's default), a text field's position_increment_gap
+    gap = 100 if index is not None else 0
     if field is not None and analyzer_name is None and tokenizer is None:
         if index is None:
             raise bad_request("analysis based on a specific field requires an index")
@@ -58,14 +62,21 @@ def analyze(req: "NodeRequest") -> dict[str, Any]:
         fd = ix.mapping.fields.get(str(field))
         if fd is not None and fd.type == "text":
             analyzer_name = fd.analyzer_name
+            try:
+                gap = int(fd.params.get("position_increment_gap", 100))
+            except (TypeError, ValueError):
+                gap = 100
         elif fd is not None:
-            analyzer_name = "keyword"
+            analyzer_name, gap = "keyword", 0  # Lucene.KEYWORD_ANALYZER, a global analyzer
     elif index is not None and not req.engine.index_exists(index):
         raise ApiError(404, "index_not_found_exception", f"no such index [{index}]", index=index,
                        **{"resource.id": index, "resource.type": "index_expression", "index_uuid": "_na_"})
     if tokenizer is None and filters:
         tokenizer = "keyword"  # AnalyzeAction: filters without a tokenizer run over the keyword tokenizer
-    return {"tokens": analyze_text(texts, analyzer_name=analyzer_name, tokenizer=tokenizer, filters=filters)}
+    if tokenizer is not None:
+        gap = 0
+    return {"tokens": analyze_text(texts, analyzer_name=analyzer_name, tokenizer=tokenizer, filters=filters,
+                                   position_gap=gap)}
 
 
 # ---------------------------------------------------------------------------------------- scroll

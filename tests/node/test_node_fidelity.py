@@ -225,6 +225,27 @@ def test_connector_action_type_is_upper_case_and_client_config_shows_defaults(ml
     assert (cc["read_timeout"], cc["retry_backoff_policy"], cc["max_connection"]) == (5, "exponential_full_jitter", 30)
 
 
+def test_connector_search_hits_show_the_client_config_defaults_as_get_does(ml: AsgiNode) -> None:
+    cc = {"max_connection": 10, "connection_timeout": 10, "read_timeout": 60}
+    cid = ml.ok("POST", f"{ML}/connectors/_create", {**CONNECTOR, "name": "cc", "client_config": cc})["connector_id"]
+    ml.ok("POST", f"{ML}/connectors/_create", CONNECTOR)
+    full = {**cc, "retry_backoff_millis": 200, "retry_timeout_seconds": 30, "max_retry_times": 0,
+            "retry_backoff_policy": "constant"}
+    query = {"query": {"term": {"name.keyword": "cc"}}}
+    hits = ml.ok("POST", f"{ML}/connectors/_search", query)["hits"]["hits"]
+    assert [h["_id"] for h in hits] == [cid]
+    assert hits[0]["_source"] == ml.ok("GET", f"{ML}/connectors/{cid}")
+    assert hits[0]["_source"]["client_config"] == full and "credential" not in hits[0]["_source"]
+    # the request's _source filter applies to what GET shows, defaults included; credentials stay out
+    src = ml.ok("POST", f"{ML}/connectors/_search", {**query, "_source": ["client_config.max_retry_times",
+                                                                           "credential"]})["hits"]["hits"][0]
+    assert src["_source"] == {"client_config": {"max_retry_times": 0}}
+    hit = ml.ok("POST", f"{ML}/connectors/_search?_source=false", query)["hits"]["hits"][0]
+    assert "_source" not in hit and hit["_version"] == 1
+    nocc = ml.ok("POST", f"{ML}/connectors/_search", {"query": {"term": {"name.keyword": "c"}}})["hits"]["hits"]
+    assert "client_config" not in nocc[0]["_source"]
+
+
 def test_remote_model_fields_through_deploy_and_undeploy(ml: AsgiNode) -> None:
     cid = ml.ok("POST", f"{ML}/connectors/_create", CONNECTOR)["connector_id"]
     mid = ml.ok("POST", f"{ML}/models/_register", {"name": "m", "function_name": "remote",
@@ -329,6 +350,21 @@ def test_document_field_errors_carry_the_java_cause(n: AsgiNode) -> None:
     assert err["reason"].endswith("Preview of field's value: 'null'")
 
 
+def test_a_string_that_is_no_number_names_the_java_cause_of_the_field_type(n: AsgiNode) -> None:
+    # NumberType.parse: long and unsigned_long go through Numbers.toLong/toUnsignedLong
+    # (IllegalArgumentException); the others through Double/Float.parseDouble (NumberFormatException)
+    types = ("long", "unsigned_long", "integer", "short", "byte", "double", "float")
+    n.ok("PUT", "/nums", {"mappings": {"properties": {t: {"type": t} for t in types}}})
+    reason = 'For input string: "not a number"'
+    for i, t in enumerate(types):
+        want = {"type": "illegal_argument_exception" if "long" in t else "number_format_exception", "reason": reason}
+        err = n.request("PUT", f"/nums/_doc/{i}", {t: "not a number"}).json()["error"]
+        assert err["caused_by"] == want, t
+        bulk = f'{{"index":{{"_index":"nums","_id":"b{i}"}}}}\n{{"{t}":"not a number"}}\n'
+        item = n.ok("POST", "/_bulk", raw=bulk)["items"][0]["index"]
+        assert item["error"]["caused_by"] == want, t
+
+
 def test_single_document_apis_name_a_missing_index_an_index_expression(n: AsgiNode) -> None:
     for method, path in (("GET", "/missing/_doc/1"), ("DELETE", "/missing/_doc/1"), ("GET", "/missing/_source/1")):
         r = n.request(method, path)
@@ -362,6 +398,22 @@ def test_cluster_health_human_adds_readable_values(n: AsgiNode) -> None:
     assert keys.index("task_max_waiting_in_queue") + 1 == keys.index("task_max_waiting_in_queue_millis")
     assert (h["task_max_waiting_in_queue"], h["active_shards_percent"]) == ("0s", "100.0%")
     assert "active_shards_percent" not in n.ok("GET", "/_cluster/health/r0")
+
+
+def test_cluster_health_awareness_attributes_level(n: AsgiNode) -> None:
+    h = n.ok("GET", "/_cluster/health?level=awareness_attributes&awareness_attribute=zone")
+    assert list(h)[-1] == "awareness_attributes" and h["awareness_attributes"] == {"zone": {}}
+    assert n.ok("GET", "/_cluster/health?level=awareness_attributes")["awareness_attributes"] == {}
+    assert "awareness_attributes" not in n.ok("GET", "/_cluster/health")
+    n.ok("PUT", "/_cluster/settings", {"persistent": {"cluster.routing.allocation.awareness.attributes": "zone,rack"}})
+    assert n.ok("GET", "/_cluster/health?level=awareness_attributes")["awareness_attributes"] == {"zone": {}, "rack": {}}
+    r = n.request("GET", "/_cluster/health/r0?level=awareness_attributes")
+    assert (r.status_code, r.json()["error"]["type"], r.json()["error"]["reason"]) == (
+        400, "action_request_validation_exception",
+        "Validation Failed: 1: awareness_attribute is not a supported parameter with index health;")
+    r = n.request("GET", "/_cluster/health?awareness_attribute=zone")
+    assert (r.status_code, r.json()["error"]["reason"]) == (
+        400, "Validation Failed: 1: level=awareness_attributes is required with awareness_attribute parameter;")
 
 
 def test_phase_took_and_count_terminate_after(n: AsgiNode) -> None:

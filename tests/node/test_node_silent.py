@@ -91,6 +91,19 @@ def test_analyze_matches_opensearch(n: AsgiNode) -> None:
         ("dog", 4, 8, "<ALPHANUM>", 1), ("run", 10, 17, "<ALPHANUM>", 2), ("u.s.a", 18, 23, "<ALPHANUM>", 103),
         ("3.14", 24, 28, "<NUM>", 104), ("日", 29, 30, "<IDEOGRAPHIC>", 105), ("本", 30, 31, "<IDEOGRAPHIC>", 106),
         ("カタカナ", 32, 36, "<KATAKANA>", 107)]
+    # the gap between texts is the analyzer's: 0 for a global analyzer or a tokenizer chain (the story
+    # default/_core/analyze.yaml on 2.19.6: 6, 7, ...), 100 for an index's analyzers and text fields
+    two = ["Drive, directed by Nicolas Winding Refn", "Moneyball, directed by Bennett Miller"]
+    positions = [t["position"] for t in n.ok("GET", "/_analyze", {"text": two, "analyzer": "standard"})["tokens"]]
+    assert positions == list(range(11))
+    assert [t["position"] for t in n.ok("POST", "/_analyze", {"text": two})["tokens"]] == positions
+    assert [t["position"] for t in n.ok("POST", "/p1/_analyze", {"text": two, "tokenizer": "standard"})["tokens"]] \
+        == positions
+    assert [t["position"] for t in n.ok("POST", "/p1/_analyze", {"text": ["a b", "c"], "field": "t"})["tokens"]] \
+        == [0, 1, 102]
+    assert [t["position"] for t in n.ok("POST", "/p1/_analyze", {"text": ["a b", "c"]})["tokens"]] == [0, 1, 102]
+    assert [t["position"] for t in n.ok("POST", "/p1/_analyze", {"text": ["a b", "c"], "field": "k"})["tokens"]] \
+        == [0, 1]
     assert n.ok("POST", "/p1/_analyze", {"text": "Hello World", "field": "k"})["tokens"] == [
         {"token": "Hello World", "start_offset": 0, "end_offset": 11, "type": "word", "position": 0}]
     assert n.ok("POST", "/_analyze", {"text": "a the b", "analyzer": "stop"})["tokens"] == [

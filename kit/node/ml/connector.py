@@ -283,8 +283,8 @@ CLIENT_CONFIG_DEFAULTS = {"max_connection": 30, "connection_timeout": 30000, "re
 
 
 def public_connector(doc: dict[str, Any]) -> dict[str, Any]:
-    """A connector as the GET API shows it: credentials never leave the node; a client_config with the
-    defaults filled in (the stored document keeps what was sent, so timeouts mean what they meant)."""
+    """A connector as the GET API and search hits show it: credentials never leave the node; a client_config
+    with the defaults filled in (the stored document keeps what was sent, so timeouts mean what they meant)."""
     out = {k: v for k, v in doc.items() if k != "credential"}
     if isinstance(out.get("client_config"), dict):
         out["client_config"] = {**CLIENT_CONFIG_DEFAULTS, **out["client_config"]}

@@ -44,6 +44,7 @@ from kit.node.ml.common import (
 from kit.node.ml.local import LocalModel, ModelLoadError, verify_model_zip
 from kit.node.ml.secrets import CredentialCipher
 from kit.node.ml.templating import parameter_map
+from kit.node.source_filter import filter_source, source_param
 
 if TYPE_CHECKING:
     from kit.node.routing import NodeRequest, Route
@@ -324,13 +325,28 @@ class MLCommons:
     def _task_search(self, req: "NodeRequest") -> dict[str, Any]:
         return self._plain_search(TASK_INDEX, req)
 
-    def _plain_search(self, index: str, req: "NodeRequest", excludes: list[str] | None = None) -> dict[str, Any]:
+    def _plain_search(self, index: str, req: "NodeRequest", excludes: list[str] | None = None,
+                      view: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """An ML search. ``view`` turns each stored document into what the GET API shows (the real plugin
+        stores that form), before the request's ``_source`` filter, so a hit and a GET agree."""
         body = req.json(default={}) or {}
         if not isinstance(body, dict):
             raise ApiError(400, "parsing_exception", "request body must be a JSON object", line=1, col=1)
         # AbstractMLSearchAction: seqNoAndPrimaryTerm(true).version(true) on every ML search.
         body["version"] = True
         body["seq_no_primary_term"] = True
+        params = dict(req.query)
+        if view is not None:
+            wanted = source_param(body.get("_source"), params)
+            for key in ("_source", "_source_includes", "_source_excludes"):
+                params.pop(key, None)
+            body["_source"] = wanted is not False
+            res = self._run_ml_search(index, body, params)
+            if wanted is not False:
+                for hit in res["hits"]["hits"]:
+                    src = view(hit["_source"])
+                    hit["_source"] = src if wanted is True else filter_source(src, wanted[0], wanted[1])
+            return res
         if excludes:
             src = body.get("_source")
             if src is None or src is True:
@@ -340,8 +356,11 @@ class MLCommons:
                 ex = list(src.get("excludes") or src.get("exclude") or [])
                 ex += [e for e in excludes if e not in (includes if isinstance(includes, list) else [includes])]
                 body["_source"] = {**({"includes": includes} if includes else {}), "excludes": ex}
+        return self._run_ml_search(index, body, params)
+
+    def _run_ml_search(self, index: str, body: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
         try:
-            return self.engine.search(index, body, dict(req.query))
+            return self.engine.search(index, body, params)
         except ApiError as exc:
             if exc.type == "index_not_found_exception":
                 # wrapListenerToHandleSearchIndexNotFound: an empty result, not an error.
@@ -1202,7 +1221,7 @@ class MLCommons:
         return self.engine.delete_doc(CONNECTOR_INDEX, connector_id, refresh=True)
 
     def _connector_search(self, req: "NodeRequest") -> dict[str, Any]:
-        return self._plain_search(CONNECTOR_INDEX, req, excludes=["credential"])
+        return self._plain_search(CONNECTOR_INDEX, req, view=conn.public_connector)
 
 
 def _filter(tensors: list[dict[str, Any]], targets: list[str], positions: list[int], return_bytes: bool,
