@@ -388,6 +388,29 @@ def test_chunk_upload_flow_and_hash_checked_at_deploy(c: httpx.Client) -> None:
     assert left["hits"]["total"]["value"] == 0  # chunks went with it
 
 
+def test_chunk_uploaded_model_document_is_rebuilt_after_the_last_chunk(c: httpx.Client) -> None:
+    # MLModelChunkUploader (2.19) re-indexes the meta document from a fresh MLModel after the last chunk;
+    # the real 2.19.6 node then answers no description, last_updated_time or last_registered_time.
+    settings(c, allow_registering_model_via_local_file=True)
+    meta = {"name": "rebuilt", "model_format": "TORCH_SCRIPT", "function_name": "TEXT_EMBEDDING",
+            "description": "owned by oskit", "model_content_hash_value": "123abc", "total_chunks": 2,
+            "model_content_size_in_bytes": 10, "model_config": CFG, "is_enabled": True}
+    mid = c.post(f"{ML}/models/_register_meta", json=meta).json()["model_id"]
+    registering = c.get(f"{ML}/models/{mid}").json()
+    assert registering["description"] == "owned by oskit" and "last_updated_time" in registering
+    c.post(f"{ML}/models/{mid}/upload_chunk/0", content=b"part0")
+    c.post(f"{ML}/models/{mid}/upload_chunk/1", content=b"part1")
+    model = c.get(f"{ML}/models/{mid}").json()
+    assert sorted(model) == ["algorithm", "created_time", "is_hidden", "model_config", "model_content_hash_value",
+                             "model_content_size_in_bytes", "model_format", "model_group_id", "model_state",
+                             "model_version", "name", "total_chunks"]
+    assert model["model_state"] == "REGISTERED" and model["is_hidden"] is False
+    assert model["created_time"] == registering["created_time"]
+    hit = c.post(f"{ML}/models/_search", json={"query": {"ids": {"values": [mid]}}}).json()["hits"]["hits"][0]
+    assert "is_hidden" not in hit["_source"] and "description" not in hit["_source"]  # the stored document
+    assert c.delete(f"{ML}/models/{mid}").json()["result"] == "deleted"
+
+
 def test_old_route_aliases(c: httpx.Client, tmp_path: Path) -> None:
     settings(c, allow_registering_model_via_local_file=True, allow_registering_model_via_url=True,
              only_run_on_ml_node=False)

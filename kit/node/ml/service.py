@@ -831,9 +831,17 @@ class MLCommons:
             raise iae("Chunk size exceeds 10MB")
         self._store_chunk(model_id, meta, n, total, content)
         if n == total - 1:
-            now = now_ms()
-            self._update(MODEL_INDEX, model_id, {"model_state": "REGISTERED", "last_registered_time": now,
-                                                 "last_updated_time": now})
+            # MLModelChunkUploader re-indexes the meta document from a fresh MLModel holding only these
+            # fields: description, is_enabled, deploy_setting, rate_limiter, is_hidden, last_updated_time
+            # are dropped and no last_registered_time is set (checked on a real 2.19.6 node).
+            kept = ("name", "model_group_id", "algorithm", "model_version", "model_format")
+            doc = {k: meta[k] for k in kept if meta.get(k) is not None}
+            doc["model_state"] = "REGISTERED"
+            for key in ("model_content_size_in_bytes", "model_content_hash_value", "model_config",
+                        "created_time", "total_chunks"):
+                if meta.get(key) is not None:
+                    doc[key] = meta[key]
+            self._put(MODEL_INDEX, model_id, doc)
         return {"status": "Uploaded"}
 
     # ================================================================================== get/search/delete
@@ -857,7 +865,9 @@ class MLCommons:
         doc = self._model_doc(model_id)
         if doc is None:
             raise status_error(404, "Failed to find model with the provided model id: " + model_id)
-        return self._public_model(doc)
+        out = self._public_model(doc)
+        out.setdefault("is_hidden", False)  # MLModel.parse defaults it (a chunk-uploaded model stores none)
+        return out
 
     def _model_search(self, req: "NodeRequest") -> dict[str, Any]:
         """``RestMLSearchModelAction``: model content and connector credentials never come back."""
