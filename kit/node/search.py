@@ -75,9 +75,14 @@ class Search(Indices):
                 pit_ctx.keep_alive_ms = parse_time_value(pit["keep_alive"], "keep_alive")
                 pit_ctx.expires = time.monotonic() + pit_ctx.keep_alive_ms / 1000
             index_expr = ",".join(pit_ctx.index_names)
-        with self.lock:
-            targets = self.resolve(index_expr, ignore_unavailable=params.get("ignore_unavailable") == "true",
-                                   expand_hidden=params.get("expand_wildcards") in ("all", "hidden"))
+        try:
+            with self.lock:
+                targets = self.resolve(index_expr, ignore_unavailable=params.get("ignore_unavailable") == "true",
+                                       expand_hidden=params.get("expand_wildcards") in ("all", "hidden"))
+        except ApiError as exc:
+            if exc.type == "index_not_found_exception":
+                self._rewrite_before_resolving(body, params)
+            raise
         pipeline = None
         if self.search_pipelines is not None:
             idx_settings = dict(targets[0].settings) if len(targets) == 1 else {}
@@ -105,6 +110,32 @@ class Search(Indices):
             response = {k: v for k, v in response.items() if k in ("pit_id", "_scroll_id", "took")} | \
                 {"phase_took": phases} | {k: v for k, v in response.items() if k not in ("pit_id", "_scroll_id", "took")}
         return response
+
+    def _rewrite_before_resolving(self, body: dict[str, Any], params: dict[str, Any]) -> None:
+        """TransportSearchAction runs the request pipeline and rewrites the query (a neural query asks
+        ML Commons for its embedding there) before it resolves the indices: on a missing index the
+        model's error comes first. Only what the rewrite's predict raises is answered here."""
+        if self._predict_fn() is None or body.get("query") is None:
+            return
+        if self.search_pipelines is not None:
+            pipeline = self.search_pipelines.resolve({}, params, body)  # no index: no default pipeline
+            if pipeline is not None:
+                body = pipeline.process_request(body, None)
+        predict = self._predict_fn()
+        failures: list[ApiError] = []
+
+        def checked(model_id: str, req: dict[str, Any]) -> dict[str, Any]:
+            try:
+                return predict(model_id, req)
+            except ApiError as exc:
+                failures.append(exc)
+                raise
+
+        try:
+            parse_query(body["query"], predict=checked)
+        except ApiError:
+            if failures:
+                raise failures[0] from None
 
     def _on_shard(self, ix: IndexState, fn: Any, *args: Any) -> Any:
         """``fn(ix, *args)`` as the shard runs it: its errors come back as shard failures."""
