@@ -104,7 +104,10 @@ def clear_scroll(req: "NodeRequest") -> Any:
         raise ApiError(400, "action_request_validation_exception", "Validation Failed: 1: no scroll ids specified;")
     contexts = req.engine.search_contexts
     if ids == ["_all"]:
-        return {"succeeded": True, "num_freed": contexts.free_all_scrolls()}
+        # ClearScrollController.cleanAllScrolls counts the nodes that answered, not the contexts freed:
+        # one node, so 1 even when no scroll was open
+        contexts.free_all_scrolls()
+        return {"succeeded": True, "num_freed": 1}
     freed = sum(1 for i in ids if contexts.free_scroll(str(i)))
     # ClearScrollResponse: 404 when nothing was freed
     return json_response({"succeeded": True, "num_freed": freed}, status=200 if freed else 404)

@@ -73,6 +73,18 @@ def test_scroll_errors_as_opensearch(n: AsgiNode) -> None:
     assert (r.status_code, r.json()) == (404, {"succeeded": True, "num_freed": 0})
 
 
+def test_clear_all_scrolls_counts_the_nodes_that_answered(n: AsgiNode) -> None:
+    # ClearScrollController.cleanAllScrolls adds one per node, whatever it freed: real 2.19.6 answers 1
+    # after story default/_core/search/scroll.yaml, whose two scrolls were both cleared before
+    sids = [n.ok("POST", "/a1/_search", {"size": 1}, params={"scroll": "10m"})["_scroll_id"] for _ in range(2)]
+    assert n.ok("DELETE", f"/_search/scroll/{sids[0]}") == {"succeeded": True, "num_freed": 1}
+    assert n.ok("DELETE", "/_search/scroll", {"scroll_id": sids[1]}) == {"succeeded": True, "num_freed": 1}
+    assert n.ok("DELETE", "/_search/scroll/_all") == {"succeeded": True, "num_freed": 1}
+    sid = n.ok("POST", "/a1/_search", {"size": 1}, params={"scroll": "10m"})["_scroll_id"]
+    assert n.ok("DELETE", "/_search/scroll", {"scroll_id": ["_all"]}) == {"succeeded": True, "num_freed": 1}
+    assert n.request("POST", "/_search/scroll", {"scroll": "1m", "scroll_id": sid}).status_code == 404  # freed
+
+
 def test_scan_reads_every_document_once(n: AsgiNode) -> None:
     for i in range(6, 57):
         n.ok("PUT", f"/a1/_doc/{i}", {"n": i})
