@@ -22,7 +22,7 @@ COUNTERS = ("knn_query_requests", "knn_query_with_filter_requests", "min_score_q
             "max_distance_query_with_filter_requests", "graph_query_requests", "graph_index_requests",
             "hit_count", "miss_count", "load_success_count", "load_exception_count", "script_query_errors",
             "training_errors", "eviction_count", "graph_query_errors", "graph_index_errors",
-            "script_compilations", "script_query_requests")
+            "script_compilations", "script_query_requests", "script_compilation_errors", "training_requests")
 
 
 def warmup(req: "NodeRequest") -> dict[str, Any]:
@@ -52,7 +52,14 @@ def _node_stats(engine: "Engine") -> dict[str, Any]:
     stats.update({"graph_memory_usage": total // 1024, "graph_memory_usage_percentage": 0.0,
                   "cache_capacity_reached": False, "indices_in_cache": per_index, "total_load_time": 0,
                   "training_memory_usage": 0, "training_memory_usage_percentage": 0.0,
-                  "faiss_initialized": True, "lucene_initialized": False, "nmslib_initialized": False})
+                  "faiss_initialized": True, "lucene_initialized": False, "nmslib_initialized": False,
+                  # ModelCache evictions of trained models: the node has no trained models
+                  "indexing_from_model_degraded": False,
+                  # KNNGraphValue counts native graphs built at Lucene refresh/merge; the node builds its
+                  # graphs outside any segment flush or merge, so these stay at the plugin's start values
+                  "graph_stats": {"merge": {"current": 0, "current_docs": 0, "current_size_in_bytes": 0, "total": 0,
+                                            "total_time_in_millis": 0, "total_docs": 0, "total_size_in_bytes": 0},
+                                  "refresh": {"total": 0, "total_time_in_millis": 0}}})
     return stats
 
 
@@ -69,7 +76,8 @@ def stats(req: "NodeRequest") -> dict[str, Any]:
         known = set(COUNTERS) | {"graph_memory_usage", "graph_memory_usage_percentage", "cache_capacity_reached",
                                  "indices_in_cache", "total_load_time", "training_memory_usage",
                                  "training_memory_usage_percentage", "faiss_initialized", "lucene_initialized",
-                                 "nmslib_initialized", "circuit_breaker_triggered", "model_index_status"}
+                                 "nmslib_initialized", "circuit_breaker_triggered", "model_index_status",
+                                 "indexing_from_model_degraded", "graph_stats"}
         bad = [s for s in names if s not in known]
         if bad:
             raise ApiError(400, "illegal_argument_exception",

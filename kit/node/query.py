@@ -524,11 +524,12 @@ class ScriptScore(Query):
         from kit.node.knn_script import query_shard_failure
         from kit.node.mapping import version_tuple
 
-        if self.source != "knn_score":  # KNNScoringScriptEngine.compile
+        stats = ix.engine.knn_stats
+        stats["script_compilations"] = stats.get("script_compilations", 0) + 1  # KNNScoringScriptEngine.compile
+        if self.source != "knn_score":
+            stats["script_compilation_errors"] = stats.get("script_compilation_errors", 0) + 1
             raise query_shard_failure(ix, f"Failed to compile inline script [{self.source}] using lang [knn]",
                                       cause_reason=f"Unknown script name {self.source}")
-        stats = ix.engine.knn_stats
-        stats["script_compilations"] = stats.get("script_compilations", 0) + 1
         stats["script_query_requests"] = stats.get("script_query_requests", 0) + 1
         rids = self.query.docs(ix)
         try:
