@@ -280,6 +280,18 @@ def test_ml_writes_and_missing_ids_as_ml_commons_2_19(ml: AsgiNode) -> None:
     assert (res["result"], res["forced_refresh"], res["_shards"]["total"]) == ("deleted", True, 1)
 
 
+def test_neural_query_checks_its_model_before_the_index(ml: AsgiNode) -> None:
+    # TransportSearchAction rewrites the query (neural-search asks ML Commons for the embedding) before it
+    # resolves the indices: story plugins/ml/ingest/pipeline/search_by_image.yaml #0 on a real 2.19.6 node
+    query = {"query": {"neural": {"passage_embedding": {"query_image": "aW1n", "model_id": "invalid", "k": 100}}}}
+    r = ml.request("POST", "/movies/_search", query)
+    assert r.status_code == 404
+    assert (r.json()["error"]["type"], r.json()["error"]["reason"]) == ("status_exception", "Failed to find model")
+    # an ordinary query on a missing index still names the index
+    r = ml.request("POST", "/movies/_search", {"query": {"match_all": {}}})
+    assert (r.status_code, r.json()["error"]["type"]) == (404, "index_not_found_exception")
+
+
 def test_ml_missing_ids_stay_404_on_3x(tmp_path: Path) -> None:
     node = AsgiNode(tmp_path / "d3", version="3.1.0")
     try:
@@ -447,3 +459,24 @@ def test_cat_plugins_lists_the_job_scheduler_and_four_part_versions(n: AsgiNode)
     assert [r["component"] for r in rows] == ["opensearch-job-scheduler", "opensearch-knn", "opensearch-ml",
                                               "opensearch-neural-search"]
     assert {r["version"] for r in rows} == {"2.19.6.0"}
+
+
+def test_knn_stats_name_every_stat_of_the_2_19_plugin(n: AsgiNode) -> None:
+    # story plugins/knn/knn/stats.yaml: KNNStats 2.19 also has graph_stats, indexing_from_model_degraded,
+    # training_requests and script_compilation_errors (values as a real 2.19.6 node without graphs answers)
+    n.ok("PUT", "/kv", {"settings": {"index.knn": True},
+                        "mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 2}}}})
+    n.ok("PUT", "/kv/_doc/1?refresh=true", {"v": [1, 0]})
+    script = {"source": "other", "lang": "knn", "params": {}}
+    r = n.request("POST", "/kv/_search", {"query": {"script_score": {"query": {"match_all": {}}, "script": script}}})
+    assert r.status_code == 400  # KNNScoringScriptEngine.compile: "Unknown script name other"
+    for path in ("/_plugins/_knn/stats", "/_plugins/_knn/_all/stats"):
+        (stats,) = n.ok("GET", path)["nodes"].values()
+        assert stats["graph_stats"] == {
+            "merge": {"current": 0, "current_docs": 0, "current_size_in_bytes": 0, "total": 0,
+                      "total_time_in_millis": 0, "total_docs": 0, "total_size_in_bytes": 0},
+            "refresh": {"total": 0, "total_time_in_millis": 0}}
+        assert stats["indexing_from_model_degraded"] is False and stats["training_requests"] == 0
+        assert (stats["script_compilations"], stats["script_compilation_errors"]) == (1, 1)
+    (one,) = n.ok("GET", "/_plugins/_knn/stats/training_requests,graph_stats")["nodes"].values()
+    assert sorted(one) == ["graph_stats", "training_requests"]
