@@ -438,15 +438,20 @@ class Knn(Query):
                            index=ix.name, index_uuid=ix.uuid,
                            caused_by={"type": "illegal_argument_exception", "reason": reason})
         vf = ix.vectors(self.field)
+        kind = "knn" if self.k is not None else ("min_score" if self.min_score is not None else "max_distance")
+        stats = ix.engine.knn_stats
         try:
             q = vf.query_vector(self.vector, self.field)
         except ApiError as exc:  # KNNQueryBuilder#doToQuery: wrapped by QueryShardContext#toQuery
+            if exc.reason.startswith("Query vector has invalid dimension"):  # checked after updateQueryStats
+                for key in (f"{kind}_query_requests",
+                            f"{kind}_query_with_filter_requests" if self.filter is not None else None):
+                    if key:
+                        stats[key] = stats.get(key, 0) + 1
             raise ApiError(400, "query_shard_exception", f"failed to create query: {exc.reason}",
                            index=ix.name, index_uuid=ix.uuid,
                            caused_by={"type": exc.type, "reason": exc.reason}) from None
         cand = self.filter.docs(ix) if self.filter is not None else None
-        kind = "knn" if self.k is not None else ("min_score" if self.min_score is not None else "max_distance")
-        stats = ix.engine.knn_stats
         for key in (f"{kind}_query_requests", f"{kind}_query_with_filter_requests" if cand is not None else None,
                     "graph_query_requests" if vf._graph is not None else None):
             if key:

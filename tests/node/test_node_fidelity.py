@@ -480,3 +480,17 @@ def test_knn_stats_name_every_stat_of_the_2_19_plugin(n: AsgiNode) -> None:
         assert (stats["script_compilations"], stats["script_compilation_errors"]) == (1, 1)
     (one,) = n.ok("GET", "/_plugins/_knn/stats/training_requests,graph_stats")["nodes"].values()
     assert sorted(one) == ["graph_stats", "training_requests"]
+
+
+def test_knn_query_of_a_wrong_dimension_is_counted(n: AsgiNode) -> None:
+    # KNNQueryBuilder.doToQuery counts the request (updateQueryStats) before it checks the dimension:
+    # corpus 05-knn's 3-dimension query made real 2.19.6 say knn_query_requests 11 where the node said 10
+    n.ok("PUT", "/kv", {"settings": {"index.knn": True},
+                        "mappings": {"properties": {"v": {"type": "knn_vector", "dimension": 4}}}})
+    n.ok("PUT", "/kv/_doc/1?refresh=true", {"v": [1, 0, 0, 0]})
+    n.ok("POST", "/kv/_search", {"query": {"knn": {"v": {"vector": [1, 0, 0, 0], "k": 1}}}})
+    r = n.request("POST", "/kv/_search", {"query": {"knn": {"v": {"vector": [1, 0, 0], "k": 3,
+                                                                  "filter": {"match_all": {}}}}}})
+    assert r.status_code == 400 and "Query vector has invalid dimension: 3" in r.text
+    (stats,) = n.ok("GET", "/_plugins/_knn/stats")["nodes"].values()
+    assert (stats["knn_query_requests"], stats["knn_query_with_filter_requests"]) == (2, 1)
