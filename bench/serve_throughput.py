@@ -454,11 +454,10 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and all its descendants, from /proc (Linux)."""
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """``{pid: (parent pid, CPU seconds user + system)}`` of every process, from /proc (Linux)."""
     tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
+    out: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -467,35 +466,32 @@ def _tree_cpu(pid: int) -> float:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        parents[int(entry)] = int(fields[1])
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    tree, frontier = {pid}, [pid]
+        out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def _process_tree(root: int, stats: dict[int, tuple[int, float]]) -> set[int]:
+    """``root`` and all its descendants."""
+    tree, frontier = {root}, [root]
     while frontier:
         p = frontier.pop()
-        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
+        kids = [c for c, (pp, _) in stats.items() if pp == p and c not in tree]
         tree.update(kids)
         frontier.extend(kids)
-    return sum(cpu.get(p, 0.0) for p in tree)
+    return tree
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and all its descendants."""
+    stats = _proc_stats()
+    return sum(stats[p][1] for p in _process_tree(pid, stats) if p in stats)
 
 
 def _thread_cpu(root: int, engine_pid: int | None) -> dict[str, float]:
     """CPU seconds of every thread of ``root``'s process tree, summed by ``role/thread name``
     (role: ``engine``, ``parent`` or ``worker``; thread names as ``top -H`` shows them)."""
     tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    parents[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except OSError:
-                pass
-    tree, frontier = {root}, [root]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parents.items() if pp == p and c not in tree]
-        tree.update(kids)
-        frontier.extend(kids)
+    tree = _process_tree(root, _proc_stats())
     out: dict[str, float] = {}
     for pid in tree:
         role = "engine" if pid == engine_pid else ("parent" if pid == root else "worker")

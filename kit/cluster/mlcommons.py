@@ -143,12 +143,35 @@ def register_model(client: Client, md: ModelDesired, group_id: str, connector_id
             # labelled JSON, as opensearch-py-ml sends them: a real cluster refuses octet-stream (406).
             client.request("POST", f"{ML}/models/{model_id}/upload_chunk/{n}", body=chunk,
                            headers={"Content-Type": "application/json"})
-    # Real ML Commons 2.19 keeps no description from _register_meta, and the description carries the
-    # kit's ownership marker: without it the model looks foreign and every plan registers it again.
-    stored = get_model(client, model_id) or {}
-    if body.get("description") and stored.get("description") != body["description"]:
-        client.request("PUT", f"{ML}/models/{model_id}", body={"description": body["description"]})
+    _restore_description(client, model_id, body.get("description"), name=md.name, timeout=timeout)
     return model_id
+
+
+def _restore_description(client: Client, model_id: str, description: str | None, *, name: str,
+                         timeout: float) -> None:
+    """Put back the description (it carries the kit's ownership marker: without it the model looks
+    foreign and every plan registers it again) that real ML Commons drops from a model uploaded in
+    chunks. It drops it when it re-indexes the model document after the last chunk, and it answers
+    that chunk before the re-index is written (MLModelChunkUploader does not wait for it): so wait
+    until the document says REGISTERED, then update, then check it stayed."""
+    if not description:
+        return
+    deadline = time.monotonic() + min(timeout, 60.0)
+    delay = 0.05
+    state: Any = None
+    while True:
+        stored = get_model(client, model_id) or {}
+        state = stored.get("model_state")
+        if state != "REGISTERING":
+            if stored.get("description") == description:
+                return
+            client.request("PUT", f"{ML}/models/{model_id}", body={"description": description})
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    raise ModelError(f"model '{name}' is {state} and has not kept its description after its last chunk",
+                     hint="run oskit apply again (it resumes); check the cluster's ML Commons logs")
 
 
 def deploy_model(client: Client, model_id: str, *, name: str, timeout: float) -> None:

@@ -63,3 +63,48 @@ def test_a_description_dropped_by_register_meta_is_set_again(tmp_path: Path, pro
     with NodeServer(tmp_path / "node") as node, connect(node.url, connection_class=DropsDescription) as client:
         cluster.apply(cluster.plan(load_project(project_dir), client), client)
         assert cluster.plan(load_project(project_dir), client).in_sync
+
+
+class _LateReindex:
+    """Real ML Commons after the last chunk: the model document is re-indexed *after* the chunk's answer,
+    without the description. Here it happens on the third GET; a description put before it is lost."""
+
+    def __init__(self) -> None:
+        self.doc = {"model_state": "REGISTERING", "description": None}
+        self.gets = 0
+        self.puts_while_registering = 0
+
+    def request(self, method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
+        if method == "GET":
+            self.gets += 1
+            if self.gets == 3:  # the late re-index lands
+                self.doc = {"model_state": "REGISTERED", "description": None}
+            return dict(self.doc)
+        assert method == "PUT", (method, path)
+        if self.doc["model_state"] == "REGISTERING":
+            self.puts_while_registering += 1
+        self.doc["description"] = body["description"]
+        return {"result": "updated"}
+
+
+def test_the_description_is_put_back_after_the_late_reindex_of_the_last_chunk() -> None:
+    from kit.cluster.mlcommons import _restore_description
+
+    client = _LateReindex()
+    _restore_description(client, "m1", "text (oskit:p:text:abc)", name="text", timeout=30)  # type: ignore[arg-type]
+    assert client.doc == {"model_state": "REGISTERED", "description": "text (oskit:p:text:abc)"}
+    assert client.puts_while_registering == 0  # a put before the re-index would be overwritten
+
+
+def test_a_model_that_stays_registering_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kit.cluster import mlcommons
+    from kit.errors import ModelError
+
+    class Stuck(_LateReindex):
+        def request(self, method: str, path: str, body: Any = None, **kw: Any) -> dict[str, Any]:
+            self.gets = 0  # never re-indexed
+            return super().request(method, path, body, **kw)
+
+    monkeypatch.setattr(mlcommons.time, "sleep", lambda s: None)
+    with pytest.raises(ModelError, match="model 'text' is REGISTERING"):
+        mlcommons._restore_description(Stuck(), "m1", "d", name="text", timeout=0.01)  # type: ignore[arg-type]
