@@ -15,9 +15,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import socket
-import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -25,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from fakeserve import FakeServe  # tests/provision (on sys.path wherever this is imported)
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (240, 220, 20)}
 
@@ -54,8 +53,9 @@ def _basis(colour: str, variant: str, dim: int, noise_seed: str) -> list[float]:
     return [float(x) for x in v / np.linalg.norm(v)]
 
 
-class LifeServe:
-    """uvicorn in a daemon thread on a free loopback port; ``variant`` can be changed at any time."""
+class LifeServe(FakeServe):
+    """tests/provision's FakeServe (uvicorn in a daemon thread) answering as above; ``variant`` can be
+    changed at any time."""
 
     def __init__(self, variant: str = "colour", variant2: str = "colour-v2") -> None:
         self.variant = variant
@@ -63,10 +63,8 @@ class LifeServe:
         self.dim = 512  # a broken model answers another dimension
         self.hash_version = "oskit-hash-v2"  # /hash: another algorithm answers another version …
         self.phash = "8000000000000000"  # … and other bits
-        self.calls = 0
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
+        super().__init__()
+        self.calls = 0  # type: ignore[assignment]  # here: a count of /clip/embed calls
 
     def embed(self, text: str | None, image: str | None, variant: str | None = None) -> list[float]:
         variant = variant or self.variant
@@ -127,29 +125,6 @@ class LifeServe:
                                  Route("/hash", hashes, methods=["POST"]),
                                  Route("/text/embed", embed_texts, methods=["POST"]),  # environments/real.yaml
                                  Route("/health", health)])
-
-    def start(self) -> str:
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self.app(), log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake model server did not start")
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
 
 def write_images(folder: Any, n: int, *, size: int = 24) -> list[str]:

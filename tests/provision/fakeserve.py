@@ -82,6 +82,10 @@ class FakeServe:
         self._thread: threading.Thread | None = None
         self.url = ""
 
+    def app(self) -> Any:
+        """The ASGI app it serves (stand-ins with other answers override this)."""
+        return create_app(self.calls)
+
     def start(self) -> str:
         import uvicorn
 
@@ -90,7 +94,7 @@ class FakeServe:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(self.calls), log_level="warning", lifespan="off")
+        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
